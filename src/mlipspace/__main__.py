@@ -1,0 +1,3 @@
+from mlipspace.cli import main
+
+main()

@@ -1,0 +1,43 @@
+"""Command-line interface: ``mlipspace --help``.
+
+Each command lives in its own module under ``mlipspace.cli`` and attaches itself to
+:data:`mlipspace.cli.app.app` on import; add new modules to ``COMMAND_MODULES``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from ..errors import MlipspaceError
+from .app import app, console
+
+COMMAND_MODULES = (
+    "mlipspace.cli.core",
+    "mlipspace.cli.models",
+    "mlipspace.cli.compare",
+    "mlipspace.cli.cumulants",
+    "mlipspace.cli.platonic",
+)
+
+
+def _import_commands() -> None:
+    for name in COMMAND_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:  # a real missing dependency inside the module
+                raise
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``mlipspace`` command."""
+    _import_commands()
+    try:
+        app(args=argv, standalone_mode=True)
+    except MlipspaceError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        sys.exit(2)
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,81 @@
+"""Exceptions raised by mlipspace.
+
+Every error a user can cause derives from :class:`MlipspaceError`, so a caller can
+catch one type. Messages name the file, frame, structure, element or model at fault.
+"""
+
+from __future__ import annotations
+
+
+class MlipspaceError(Exception):
+    """Base class of every error raised deliberately by mlipspace."""
+
+
+class StructureError(MlipspaceError, ValueError):
+    """A structure (or the file it came from) cannot be used.
+
+    Parameters
+    ----------
+    problem : str
+        What is wrong, in words.
+    source : str, optional
+        The file (or in-memory origin) of the structure.
+    frame : int, optional
+        Index of the frame within ``source``.
+    """
+
+    def __init__(self, problem: str, source: str | None = None, frame: int | None = None):
+        self.problem = problem
+        self.source = source
+        self.frame = frame
+        where = ""
+        if source is not None:
+            where = f"{source}"
+            if frame is not None:
+                where += f" (frame {frame})"
+            where += ": "
+        super().__init__(f"{where}{problem}")
+
+
+class ReadError(StructureError):
+    """A file is unreadable, empty, or in a format ASE cannot parse."""
+
+
+class EmptyStructureError(StructureError):
+    """A structure has no atoms."""
+
+
+class NonFiniteError(StructureError):
+    """A structure has NaN or infinite positions or cell."""
+
+
+class OverlappingAtomsError(StructureError):
+    """Two atoms are closer than the allowed minimum distance."""
+
+
+class DegenerateCellError(StructureError):
+    """A periodic structure has a cell of (near) zero volume."""
+
+
+class UnknownElementError(StructureError):
+    """A structure holds an atomic number that is not a chemical element."""
+
+
+class StoreError(MlipspaceError):
+    """The feature store is missing, malformed, or asked for something it lacks."""
+
+
+class ModelError(MlipspaceError):
+    """A model cannot be found, loaded, or run."""
+
+
+class UnsupportedElementError(ModelError):
+    """A model was asked to featurize an element it was not trained on."""
+
+
+class EnvironmentSetupError(MlipspaceError):
+    """A per-family worker environment is missing or broken."""
+
+
+class MetricInputError(MlipspaceError, ValueError):
+    """Arrays passed to a measure are inconsistent or ill-posed."""

@@ -1,0 +1,144 @@
+"""The per-atom feature table shared by the store, the featurizers and the measures."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+STRUCTURE_COLUMNS = ("structure_hash", "n_atoms", "subset", "source", "parent")
+
+
+@dataclass
+class AtomFeatures:
+    """Per-atom features of one (model, layer), with the identity of every row.
+
+    An atom is identified by ``(structure_hash[i], site[i])``; row order carries no
+    meaning of its own, so two ``AtomFeatures`` are compared only after alignment
+    (:meth:`mlipspace.FeatureStore.aligned` or :func:`align`).
+
+    Attributes
+    ----------
+    X : ndarray of shape (n_atoms, n_features)
+        The features.
+    structure_hash : ndarray of str, shape (n_atoms,)
+        Content hash of the structure each atom belongs to.
+    site : ndarray of int, shape (n_atoms,)
+        Index of the atom within its structure.
+    numbers : ndarray of int, shape (n_atoms,)
+        Atomic numbers.
+    structure_index : ndarray of int, shape (n_atoms,)
+        Row of :attr:`structures` each atom belongs to.
+    structures : DataFrame
+        One row per structure: ``structure_hash, n_atoms, subset, source, parent``.
+    model, layer : str
+        What produced the features.
+    metadata : dict
+        Provenance (package and checkpoint versions, dtype, time, ...).
+    """
+
+    X: np.ndarray
+    structure_hash: np.ndarray
+    site: np.ndarray
+    numbers: np.ndarray
+    structure_index: np.ndarray
+    structures: pd.DataFrame
+    model: str = ""
+    layer: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = self.X.shape[0]
+        for name in ("structure_hash", "site", "numbers", "structure_index"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"AtomFeatures.{name} has {len(getattr(self, name))} rows, X has {n}")
+
+    def __len__(self) -> int:
+        return self.X.shape[0]
+
+    @property
+    def n_features(self) -> int:
+        return int(self.X.shape[1])
+
+    @property
+    def subset(self) -> np.ndarray:
+        """Subset label of every atom (from its structure)."""
+        return self.structures["subset"].to_numpy()[self.structure_index]
+
+    @property
+    def atom_ids(self) -> pd.MultiIndex:
+        """The (structure_hash, site) identity of every row."""
+        return pd.MultiIndex.from_arrays([self.structure_hash, self.site], names=["structure_hash", "site"])
+
+    def take(self, rows: np.ndarray) -> AtomFeatures:
+        """A new table with the given rows (indices or boolean mask), structures re-indexed."""
+        rows = np.asarray(rows)
+        if rows.dtype == bool:
+            rows = np.flatnonzero(rows)
+        used, new_index = np.unique(self.structure_index[rows], return_inverse=True)
+        return AtomFeatures(
+            X=self.X[rows],
+            structure_hash=self.structure_hash[rows],
+            site=self.site[rows],
+            numbers=self.numbers[rows],
+            structure_index=new_index.astype(np.int64),
+            structures=self.structures.iloc[used].reset_index(drop=True),
+            model=self.model,
+            layer=self.layer,
+            metadata=dict(self.metadata),
+        )
+
+    @classmethod
+    def concatenate(cls, parts: list[AtomFeatures]) -> AtomFeatures:
+        """Stack tables of the same (model, layer); structures are not de-duplicated."""
+        if not parts:
+            raise ValueError("nothing to concatenate")
+        offsets = np.cumsum([0] + [len(p.structures) for p in parts[:-1]])
+        return cls(
+            X=np.concatenate([p.X for p in parts]),
+            structure_hash=np.concatenate([p.structure_hash for p in parts]),
+            site=np.concatenate([p.site for p in parts]),
+            numbers=np.concatenate([p.numbers for p in parts]),
+            structure_index=np.concatenate(
+                [p.structure_index + o for p, o in zip(parts, offsets, strict=True)]
+            ),
+            structures=pd.concat([p.structures for p in parts], ignore_index=True),
+            model=parts[0].model,
+            layer=parts[0].layer,
+            metadata=dict(parts[0].metadata),
+        )
+
+
+def align(tables: Mapping[Any, AtomFeatures]) -> dict[Any, AtomFeatures]:
+    """Restrict several tables to the atoms they all hold, in one shared row order.
+
+    The shared order is that of the first table. Raises ``ValueError`` when two
+    tables disagree on a structure's atom count or an atom's element.
+    """
+    from .errors import StoreError
+
+    keys = list(tables)
+    if not keys:
+        return {}
+    first = tables[keys[0]]
+    common = first.atom_ids
+    for key in keys[1:]:
+        common = common.intersection(tables[key].atom_ids, sort=False)
+    # intersection() may reorder; restore the first table's order
+    order = first.atom_ids.get_indexer(common)
+    order.sort()
+    reference_ids = first.atom_ids[order]
+    out = {}
+    for key in keys:
+        t = tables[key]
+        rows = t.atom_ids.get_indexer(reference_ids)
+        if (rows < 0).any():  # duplicate ids in a table make get_indexer fail silently
+            raise StoreError(f"{key}: atom identities are not unique")
+        sub = t.take(rows)
+        if not np.array_equal(sub.numbers, first.numbers[order]):
+            raise StoreError(f"{key}: atomic numbers disagree with {keys[0]} for the same atoms")
+        out[key] = sub
+    return out

@@ -1,0 +1,215 @@
+"""CHGNet adapters: the 0.3.0, 0.2.0 and r2SCAN checkpoints shipped in the chgnet wheel.
+
+Which tensors are taken (``model`` is ``chgnet.model.CHGNet``):
+
+``layer:0``
+    ``model.atom_embedding`` output (64, element only).
+``layer:i`` (i = 1…4)
+    output of ``model.atom_conv_layers[i-1]`` (64 each). CHGNet's node features are
+    invariant scalars throughout, so the whole tensor is taken.
+``bb``
+    ``layer:1`` … ``layer:4`` concatenated (256).
+``node``
+    the input of ``model.mlp``: ``readout_norm(layer:4)`` (LayerNorm) for 0.3.0 and
+    r2scan, ``layer:4`` itself for 0.2.0 (64).
+``ll``
+    the input of the last ``nn.Linear`` of ``model.mlp`` (64 → 64 → 64 → 1 with SiLU),
+    i.e. the hidden activation the per-atom energy is a linear function of (64).
+
+The energy of the same forward pass (``task="e"``, no forces, no stress) is the
+model's own prediction including the composition model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+
+from ..errors import ModelError
+from .base import ModelAdapter, ModelSpec
+from ._torch import (
+    Capture,
+    assemble_layers,
+    check_dtype,
+    check_layers,
+    checkpoint_metadata,
+    layer_dims,
+    prepare_module,
+    set_threads,
+    split_rows,
+    torch_dtype,
+)
+
+#: registered name -> checkpoint name understood by ``CHGNet.load``
+CHECKPOINTS = {"chgnet-0.3.0": "0.3.0", "chgnet-0.2.0": "0.2.0", "chgnet-r2scan": "r2scan"}
+#: files inside the chgnet package (``chgnet/pretrained/...``)
+CHECKPOINT_FILES = {
+    "0.3.0": "0.3.0/chgnet_0.3.0_e29f68s314m37.pth.tar",
+    "0.2.0": "0.2.0/chgnet_0.2.0_e30f77s348m32.pth.tar",
+    "r2scan": "r2scan/chgnet_r2scan_transfer_learning_e15f36s161m23.pth.tar",
+}
+N_CONV = 4
+WIDTH = 64
+#: structures per forward; measured in benchmarks/featurize.py (batching is neutral on CPU
+#: for 64+ atoms, and cuts the per-call overhead of small cells)
+BATCH_SIZE = 16
+
+
+def _checkpoint_path(checkpoint: str) -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("chgnet")
+    if spec is None or spec.origin is None:
+        raise ModelError("chgnet is not installed (pip install chgnet==0.4.2)")
+    return Path(spec.origin).parent / "pretrained" / CHECKPOINT_FILES[checkpoint]
+
+
+class CHGNetAdapter(ModelAdapter):
+    """Per-atom features of a pretrained CHGNet checkpoint.
+
+    Parameters
+    ----------
+    checkpoint : {"0.3.0", "0.2.0", "r2scan"}
+        Checkpoint shipped inside the chgnet package.
+    dtype : {"float32", "float64"}
+        Precision the model is cast to.
+    device : str
+        Torch device.
+    """
+
+    family = "main"
+
+    def __init__(self, checkpoint: str = "0.3.0", dtype: str = "float32", device: str = "cpu"):
+        from chgnet.model import CHGNet
+
+        if checkpoint not in CHECKPOINT_FILES:
+            raise ModelError(f"unknown CHGNet checkpoint {checkpoint!r}")
+        set_threads()
+        self.checkpoint = checkpoint
+        self.dtype = check_dtype(dtype)
+        self.device = device
+        self.name = f"chgnet-{checkpoint}"
+        with contextlib.redirect_stdout(io.StringIO()):  # the constructor always prints
+            model = CHGNet.load(model_name=checkpoint, use_device="cpu", verbose=False)
+        self.model = prepare_module(model, dtype, device)
+        if model.composition_model is not None:  # it builds float32 inputs itself
+            model.composition_model.float()
+        self.cutoff = float(model.model_args["atom_graph_cutoff"])
+
+    # -- interface -------------------------------------------------------------------
+    def layer_dims(self) -> dict[str, int]:
+        return layer_dims(WIDTH, WIDTH, [WIDTH] * (N_CONV + 1))
+
+    def supported_elements(self) -> set[int]:
+        return set(range(1, self.model.atom_embedding.embedding.num_embeddings + 1))
+
+    def metadata(self) -> dict[str, Any]:
+        return checkpoint_metadata(
+            "chgnet", _checkpoint_path(self.checkpoint), dtype=self.dtype, cutoff=self.cutoff
+        )
+
+    def preferred_batch_size(self) -> int:
+        return BATCH_SIZE
+
+    def compute(self, structures: Sequence[Atoms], layers: Sequence[str]) -> dict[str, list[np.ndarray]]:
+        features, _ = self.forward(structures, layers)
+        return features
+
+    # -- implementation --------------------------------------------------------------
+    def graphs(self, structures: Sequence[Atoms]) -> list[Any]:
+        """CHGNet crystal graphs, cast to the model's dtype and device."""
+        from pymatgen.io.ase import AseAtomsAdaptor
+
+        dtype = torch_dtype(self.dtype)
+        out = []
+        for i, atoms in enumerate(structures):
+            try:
+                graph = self.model.graph_converter(AseAtomsAdaptor.get_structure(atoms))
+            except ValueError as exc:  # isolated atoms, no cell, ...
+                label = atoms.info.get("source", f"#{i}")
+                raise ModelError(
+                    f"{self.name} cannot build a graph for structure {i} ({label}, "
+                    f"{atoms.get_chemical_formula()}): {exc}"
+                ) from exc
+            graph.atom_frac_coord = graph.atom_frac_coord.to(dtype)
+            graph.neighbor_image = graph.neighbor_image.to(dtype)
+            graph.lattice = graph.lattice.to(dtype)
+            out.append(graph.to(self.device))
+        return out
+
+    def forward(
+        self, structures: Sequence[Atoms], layers: Sequence[str]
+    ) -> tuple[dict[str, list[np.ndarray]], np.ndarray]:
+        """Features of every requested layer and total energies (eV), in one forward pass."""
+        import torch
+
+        layers = check_layers(layers, self.layer_dims(), self.name)
+        if not structures:
+            return {name: [] for name in layers}, np.zeros(0)
+        graphs = self.graphs(structures)
+        counts = [len(a) for a in structures]
+        model = self.model
+        with Capture() as cap, torch.no_grad():
+            cap.output(model.atom_embedding, "layer:0")
+            for i, conv in enumerate(model.atom_conv_layers):
+                cap.output(conv, f"layer:{i + 1}")
+            cap.input(model.mlp, "node")
+            last_linear = [m for m in model.mlp.modules() if isinstance(m, torch.nn.Linear)][-1]
+            cap.input(last_linear, "ll")
+            prediction = model(graphs, task="e")
+        per_layer = [cap[f"layer:{i}"] for i in range(N_CONV + 1)]
+        tensors = assemble_layers(layers, cap["ll"], cap["node"], per_layer)
+        features = {name: split_rows(t, counts, self.dtype) for name, t in tensors.items()}
+        energy = prediction["e"].detach().cpu().numpy().astype(np.float64)
+        if model.is_intensive:
+            energy = energy * np.asarray(counts)
+        return features, energy
+
+    def calculator(self) -> Any:
+        """The package's own ASE calculator around the same model (for tests and benchmarks)."""
+        from chgnet.model.dynamics import CHGNetCalculator
+
+        with contextlib.redirect_stdout(io.StringIO()):
+            return CHGNetCalculator(model=self.model, use_device=self.device)
+
+
+def _factory(checkpoint: str):
+    def factory(argument: str | None = None, dtype: str = "float32", device: str = "cpu") -> CHGNetAdapter:
+        return CHGNetAdapter(checkpoint, dtype=dtype, device=device)
+
+    return factory
+
+
+def _weights(checkpoint: str):
+    def available() -> bool:
+        try:
+            return _checkpoint_path(checkpoint).is_file()
+        except ModelError:
+            return False
+
+    return available
+
+
+_DESCRIPTIONS = {
+    "0.3.0": "CHGNet 0.3.0 (MPtrj), 4 graph convolutions of 64",
+    "0.2.0": "CHGNet 0.2.0 (MPtrj, older), 4 graph convolutions of 64",
+    "r2scan": "CHGNet r2SCAN transfer-learning checkpoint (from 0.3.0 on MP-r2SCAN)",
+}
+
+SPECS = [
+    ModelSpec(
+        name=name,
+        family="main",
+        factory=_factory(checkpoint),
+        layers=layer_dims(WIDTH, WIDTH, [WIDTH] * (N_CONV + 1)),
+        description=_DESCRIPTIONS[checkpoint],
+        weights_available=_weights(checkpoint),
+    )
+    for name, checkpoint in CHECKPOINTS.items()
+]

@@ -1,0 +1,89 @@
+"""Registry of model specs: built-in families plus the ``mlipspace.models`` entry points."""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+
+from ..errors import ModelError
+from .base import ModelAdapter, ModelSpec
+
+# Built-in family modules; each defines ``SPECS: list[ModelSpec]`` and imports its
+# heavy dependencies (torch, the model package) only inside the factories.
+BUILTIN_FAMILY_MODULES = (
+    "mlipspace.models.chgnet",
+    "mlipspace.models.sevennet",
+    "mlipspace.models.diep",
+    "mlipspace.models.hienet",
+    "mlipspace.models.mace",
+    "mlipspace.models.soap",
+)
+
+ENTRY_POINT_GROUP = "mlipspace.models"
+
+_SPECS: dict[str, ModelSpec] = {}
+_LOADED = False
+
+
+def register(spec: ModelSpec) -> None:
+    """Add a model spec; a later registration of the same name replaces the earlier one."""
+    _SPECS[spec.name] = spec
+
+
+def _load_all() -> None:
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True
+    for module_name in BUILTIN_FAMILY_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:  # family module not written yet
+                continue
+            raise
+        for spec in module.SPECS:
+            register(spec)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        obj = ep.load()
+        specs = obj() if callable(obj) and not isinstance(obj, ModelSpec) else obj
+        if isinstance(specs, ModelSpec):
+            specs = [specs]
+        for spec in specs:
+            if not isinstance(spec, ModelSpec):
+                raise ModelError(f"entry point {ep.name!r} ({ep.value}) gave {spec!r}, not a ModelSpec")
+            register(spec)
+
+
+def model_specs() -> dict[str, ModelSpec]:
+    """All registered specs by name (parametrised names end in ``":"``)."""
+    _load_all()
+    return dict(_SPECS)
+
+
+def available_models() -> list[str]:
+    """Names of every registered model; parametrised ones are listed as ``prefix:<arg>``."""
+    return sorted(name + "<arg>" if spec.parametrised else name for name, spec in model_specs().items())
+
+
+def resolve(name: str) -> tuple[ModelSpec, str | None]:
+    """The spec serving ``name`` and the argument after ``":"`` for parametrised names."""
+    specs = model_specs()
+    if name in specs and not specs[name].parametrised:
+        return specs[name], None
+    if ":" in name:
+        prefix, argument = name.split(":", 1)
+        spec = specs.get(prefix + ":")
+        if spec is not None:
+            return spec, argument
+    raise ModelError(
+        f"unknown model {name!r}; known models: {', '.join(available_models()) or '(none)'}"
+    )
+
+
+def get_model(name: str, dtype: str = "float32", device: str = "cpu") -> ModelAdapter:
+    """Load the model registered as ``name``."""
+    spec, argument = resolve(name)
+    adapter = spec.factory(argument, dtype=dtype, device=device)
+    adapter.name = name
+    return adapter

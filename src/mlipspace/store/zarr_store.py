@@ -1,0 +1,503 @@
+"""The feature store: per-atom features of many (model, layer) pairs in one Zarr v3 directory.
+
+Layout (every level is a Zarr v3 group, so ``zarr.open_group(path)`` browses it)::
+
+    store.zarr/
+      zarr.json                         root group, attributes: format version, creator
+      features/<model>/<layer>/
+        zarr.json                       group, attributes: model, layer (original names)
+        <segment>/                      one committed write: a group with arrays
+          X          float32|float64 (n_atoms, d), chunked along rows
+          site       int32 (n_atoms,)
+          numbers    int16 (n_atoms,)
+          structure  int32 (n_atoms,)   row in this segment's structure table
+          attributes: metadata (model, package/checkpoint versions, layer, dim, dtype,
+                      time, mlipspace version) and the structure table (hash, n_atoms,
+                      subset, source, parent)
+        skipped-<segment>.json          structures the model could not featurize, and why
+      .staging/                         segments being written (ignored when reading)
+
+**Crash safety.** A segment is written completely under ``.staging/`` and then moved
+into place with one ``rename``, which is atomic on a POSIX file system. A process
+killed at any moment leaves either the whole segment or none of it in the store (plus
+an orphaned staging folder, removed by :meth:`FeatureStore.clean_staging`). Several
+processes may write at once, even to the same (model, layer): segments have unique
+names, and a structure written twice is read once (the earliest segment wins), so a
+re-run after a crash resumes without duplicates.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from hashlib import blake2b
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import zarr
+from ase import Atoms
+
+from ..errors import StoreError
+from ..features import STRUCTURE_COLUMNS, AtomFeatures, align
+from ..structures.hashing import structure_hash
+
+FORMAT_VERSION = 1
+ROW_CHUNK = 16384
+_SAFE = re.compile(r"[^A-Za-z0-9._+-]")
+
+
+def _safe_name(name: str) -> str:
+    """A directory name for a model or layer name (``mace:/a/b.model`` has slashes)."""
+    clean = _SAFE.sub("_", name)
+    if clean != name or clean.startswith("."):
+        clean = f"{clean.lstrip('.')}-{blake2b(name.encode(), digest_size=4).hexdigest()}"
+    return clean
+
+
+def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=_json_default))
+    os.replace(tmp, path)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)
+
+
+def _group_json(attributes: dict[str, Any]) -> dict[str, Any]:
+    return {"zarr_format": 3, "node_type": "group", "attributes": attributes}
+
+
+def _structure_record(atoms: Atoms) -> dict[str, Any]:
+    info = atoms.info
+    return {
+        "structure_hash": info.get("structure_hash") or structure_hash(atoms),
+        "n_atoms": len(atoms),
+        "subset": str(info.get("subset", "default")),
+        "source": str(info.get("source", "")),
+        "parent": str(info.get("parent", "")),
+    }
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class FeatureStore:
+    """Per-atom features of many models and layers, keyed by (structure hash, site).
+
+    Parameters
+    ----------
+    path : str or Path
+        The store directory (created on first use unless ``mode="r"``).
+    mode : {"a", "r"}
+        ``"a"`` opens or creates; ``"r"`` requires an existing store.
+
+    Examples
+    --------
+    >>> store = FeatureStore("features.zarr")                       # doctest: +SKIP
+    >>> store.write("chgnet-0.3.0", "ll", structures, arrays)       # doctest: +SKIP
+    >>> table = store.read("chgnet-0.3.0", "ll")                    # doctest: +SKIP
+    """
+
+    def __init__(self, path: str | os.PathLike, mode: str = "a"):
+        self.path = Path(path)
+        if mode not in ("a", "r"):
+            raise ValueError(f"mode must be 'a' or 'r', not {mode!r}")
+        self.read_only = mode == "r"
+        root = self.path / "zarr.json"
+        if root.exists():
+            self._check_root(root)
+        elif mode == "r":
+            raise StoreError(f"{self.path}: no feature store here (no zarr.json)")
+        else:
+            if self.path.exists() and any(self.path.iterdir()):
+                raise StoreError(f"{self.path}: exists and is not a feature store")
+            self.path.mkdir(parents=True, exist_ok=True)
+            _write_json_atomic(
+                root,
+                _group_json(
+                    {"mlipspace_store_format": FORMAT_VERSION, "created": _now(), "creator": _creator()}
+                ),
+            )
+
+    def _check_root(self, root: Path) -> None:
+        try:
+            attrs = json.loads(root.read_text()).get("attributes", {})
+        except (OSError, json.JSONDecodeError) as exc:
+            raise StoreError(f"{self.path}: unreadable store metadata ({exc})") from exc
+        version = attrs.get("mlipspace_store_format")
+        if version is None:
+            raise StoreError(f"{self.path}: a Zarr group, but not an mlipspace feature store")
+        if version > FORMAT_VERSION:
+            raise StoreError(
+                f"{self.path}: store format {version} is newer than this mlipspace ({FORMAT_VERSION})"
+            )
+
+    def __repr__(self) -> str:
+        return f"FeatureStore({str(self.path)!r})"
+
+    # ------------------------------------------------------------------ layout
+    def _entry_dir(self, model: str, layer: str) -> Path:
+        return self.path / "features" / _safe_name(model) / _safe_name(layer)
+
+    def _ensure_entry(self, model: str, layer: str) -> Path:
+        features = self.path / "features"
+        model_dir = features / _safe_name(model)
+        entry = model_dir / _safe_name(layer)
+        for directory, attrs in (
+            (features, {}),
+            (model_dir, {"model": model}),
+            (entry, {"model": model, "layer": layer}),
+        ):
+            directory.mkdir(exist_ok=True)
+            if not (directory / "zarr.json").exists():
+                _write_json_atomic(directory / "zarr.json", _group_json(attrs))
+        return entry
+
+    def _segments(self, model: str, layer: str) -> list[Path]:
+        entry = self._entry_dir(model, layer)
+        if not entry.is_dir():
+            return []
+        # names start with a time stamp, so sorting gives write order
+        return sorted(p for p in entry.iterdir() if p.is_dir() and (p / "zarr.json").exists())
+
+    def entries(self) -> list[tuple[str, str]]:
+        """Every (model, layer) with at least one committed segment."""
+        out = []
+        features = self.path / "features"
+        if not features.is_dir():
+            return out
+        for entry_json in sorted(features.glob("*/*/zarr.json")):
+            attrs = json.loads(entry_json.read_text())["attributes"]
+            if self._segments(attrs["model"], attrs["layer"]):
+                out.append((attrs["model"], attrs["layer"]))
+        return out
+
+    # ------------------------------------------------------------------ write
+    def write(
+        self,
+        model: str,
+        layer: str,
+        structures: Sequence[Atoms],
+        features: Sequence[np.ndarray],
+        metadata: dict[str, Any] | None = None,
+    ) -> int:
+        """Append the features of ``structures`` as one atomic segment.
+
+        Parameters
+        ----------
+        model, layer : str
+            What produced the features.
+        structures : sequence of ase.Atoms
+            The structures (their ``info`` gives subset, source and parent).
+        features : sequence of ndarray
+            One ``(len(structures[i]), d)`` array per structure; one dtype and ``d``.
+        metadata : dict, optional
+            Provenance stored with the segment (package, checkpoint, ...).
+
+        Returns
+        -------
+        int
+            Number of structures written; those already stored for (model, layer)
+            are skipped.
+        """
+        if self.read_only:
+            raise StoreError(f"{self.path}: opened read-only")
+        if len(structures) != len(features):
+            raise StoreError(
+                f"{model}/{layer}: {len(structures)} structures but {len(features)} feature arrays"
+            )
+        records = [_structure_record(a) for a in structures]
+        stored = self.hashes(model, layer)
+        keep = []
+        for i, (rec, feats) in enumerate(zip(records, features, strict=True)):
+            feats = np.asarray(feats)
+            if feats.ndim != 2 or feats.shape[0] != rec["n_atoms"]:
+                raise StoreError(
+                    f"{model}/{layer}: structure {rec['source'] or i} has {rec['n_atoms']} atoms "
+                    f"but features of shape {feats.shape}"
+                )
+            if not np.isfinite(feats).all():
+                raise StoreError(f"{model}/{layer}: NaN or inf features for structure {rec['source'] or i}")
+            if rec["structure_hash"] in stored:
+                continue
+            stored.add(rec["structure_hash"])
+            keep.append(i)
+        if not keep:
+            return 0
+        dims = {np.asarray(features[i]).shape[1] for i in keep}
+        if len(dims) != 1:
+            raise StoreError(f"{model}/{layer}: feature dimensions differ between structures: {sorted(dims)}")
+        dim = dims.pop()
+        known = self._known_dim(model, layer)
+        if known is not None and known != dim:
+            raise StoreError(f"{model}/{layer}: store holds dimension {known}, new features have {dim}")
+        X = np.concatenate([np.asarray(features[i]) for i in keep])
+        if X.dtype not in (np.float32, np.float64):
+            X = X.astype(np.float32)
+        kept_records = [records[i] for i in keep]
+        site = np.concatenate([np.arange(records[i]["n_atoms"], dtype=np.int32) for i in keep])
+        numbers = np.concatenate([structures[i].numbers.astype(np.int16) for i in keep])
+        row = np.repeat(np.arange(len(keep), dtype=np.int32), [r["n_atoms"] for r in kept_records])
+        attrs = {
+            "metadata": {
+                "model": model,
+                "layer": layer,
+                "dim": int(dim),
+                "dtype": str(X.dtype),
+                "time": _now(),
+                "mlipspace_version": _version(),
+                **(metadata or {}),
+            },
+            "structures": {c: [r[c] for r in kept_records] for c in STRUCTURE_COLUMNS},
+        }
+        entry = self._ensure_entry(model, layer)
+        name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
+        staging = self.path / ".staging" / f"{socket.gethostname()}-{os.getpid()}-{name}"
+        if not staging.parent.is_dir():
+            staging.parent.mkdir(exist_ok=True)
+            _write_json_atomic(
+                staging.parent / "zarr.json",
+                _group_json({"purpose": "segments being written; not part of the store"}),
+            )
+        group = zarr.open_group(staging, mode="w", zarr_format=3)
+        for key, values, chunks in (
+            ("X", X, (min(ROW_CHUNK, len(X)), dim)),
+            ("site", site, (min(ROW_CHUNK * 4, len(X)),)),
+            ("numbers", numbers, (min(ROW_CHUNK * 4, len(X)),)),
+            ("structure", row, (min(ROW_CHUNK * 4, len(X)),)),
+        ):
+            arr = group.create_array(key, shape=values.shape, chunks=chunks, dtype=values.dtype)
+            arr[...] = values
+        group.attrs.update(attrs)
+        os.rename(staging, entry / name)  # the commit point
+        return len(keep)
+
+    def write_skipped(
+        self, model: str, layer: str, structures: Sequence[Atoms], reasons: Sequence[str]
+    ) -> None:
+        """Record structures the model could not featurize, with the reason for each."""
+        if self.read_only:
+            raise StoreError(f"{self.path}: opened read-only")
+        entry = self._ensure_entry(model, layer)
+        payload = {
+            "structures": [
+                {**_structure_record(a), "reason": str(r)}
+                for a, r in zip(structures, reasons, strict=True)
+            ]
+        }
+        _write_json_atomic(entry / f"skipped-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.json", payload)
+
+    def skipped(self, model: str, layer: str) -> pd.DataFrame:
+        """Structures recorded as skipped for (model, layer), with reasons."""
+        rows = []
+        entry = self._entry_dir(model, layer)
+        if entry.is_dir():
+            for path in sorted(entry.glob("skipped-*.json")):
+                rows += json.loads(path.read_text())["structures"]
+        frame = pd.DataFrame(rows, columns=[*STRUCTURE_COLUMNS, "reason"])
+        return frame.drop_duplicates("structure_hash").reset_index(drop=True)
+
+    def clean_staging(self) -> int:
+        """Remove staging folders left by writers that are no longer running; returns how many."""
+        staging = self.path / ".staging"
+        removed = 0
+        if not staging.is_dir():
+            return 0
+        host = socket.gethostname()
+        for folder in staging.iterdir():
+            parts = folder.name.rsplit("-", 3)
+            if len(parts) == 4 and parts[0] == host and parts[1].isdigit() and _pid_alive(int(parts[1])):
+                continue
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+        return removed
+
+    # ------------------------------------------------------------------ read
+    def _segment_attrs(self, segment: Path) -> dict[str, Any]:
+        return json.loads((segment / "zarr.json").read_text())["attributes"]
+
+    def _known_dim(self, model: str, layer: str) -> int | None:
+        segments = self._segments(model, layer)
+        return self._segment_attrs(segments[0])["metadata"]["dim"] if segments else None
+
+    def hashes(self, model: str, layer: str) -> set[str]:
+        """Hashes of the structures stored for (model, layer)."""
+        out: set[str] = set()
+        for segment in self._segments(model, layer):
+            out.update(self._segment_attrs(segment)["structures"]["structure_hash"])
+        return out
+
+    def has(self, model: str, layer: str, structure_hash: str) -> bool:
+        """Whether (model, layer) holds the structure with this hash."""
+        return structure_hash in self.hashes(model, layer)
+
+    def metadata(self, model: str, layer: str) -> dict[str, Any]:
+        """Provenance of (model, layer), from its first segment."""
+        segments = self._segments(model, layer)
+        if not segments:
+            raise StoreError(self._missing(model, layer))
+        return dict(self._segment_attrs(segments[0])["metadata"])
+
+    def _missing(self, model: str, layer: str) -> str:
+        have = ", ".join(f"{m}/{l}" for m, l in self.entries()) or "nothing"
+        return f"{self.path}: no features for model {model!r} layer {layer!r} (store has {have})"
+
+    def read(
+        self,
+        model: str,
+        layer: str,
+        structures: Iterable[str | Atoms] | None = None,
+    ) -> AtomFeatures:
+        """Features of (model, layer), optionally restricted to some structures.
+
+        Parameters
+        ----------
+        structures : iterable of str or ase.Atoms, optional
+            Structure hashes (or structures) to read, in this order; by default all,
+            in write order. A structure written twice is returned once.
+        """
+        segments = self._segments(model, layer)
+        if not segments:
+            raise StoreError(self._missing(model, layer))
+        wanted: list[str] | None = None
+        if structures is not None:
+            wanted = [
+                s if isinstance(s, str) else (s.info.get("structure_hash") or structure_hash(s))
+                for s in structures
+            ]
+        seen: set[str] = set()
+        parts = []
+        metadata = self._segment_attrs(segments[0])["metadata"]
+        for segment in segments:
+            attrs = self._segment_attrs(segment)
+            table = pd.DataFrame(attrs["structures"], columns=list(STRUCTURE_COLUMNS))
+            fresh = ~table["structure_hash"].isin(seen)
+            if wanted is not None:
+                fresh &= table["structure_hash"].isin(wanted)
+            if not fresh.any():
+                continue
+            seen.update(table["structure_hash"][fresh])
+            group = zarr.open_group(segment, mode="r", zarr_format=3)
+            row = group["structure"][:]
+            atom_mask = fresh.to_numpy()[row]
+            keep_rows = np.flatnonzero(fresh.to_numpy())
+            new_index = np.full(len(table), -1, dtype=np.int64)
+            new_index[keep_rows] = np.arange(len(keep_rows))
+            X = group["X"][:]
+            kept_table = table.iloc[keep_rows].reset_index(drop=True)
+            parts.append(
+                AtomFeatures(
+                    X=X[atom_mask],
+                    structure_hash=kept_table["structure_hash"].to_numpy()[new_index[row[atom_mask]]],
+                    site=group["site"][:][atom_mask].astype(np.int64),
+                    numbers=group["numbers"][:][atom_mask].astype(np.int64),
+                    structure_index=new_index[row[atom_mask]],
+                    structures=kept_table,
+                    model=model,
+                    layer=layer,
+                    metadata=metadata,
+                )
+            )
+        if wanted is not None:
+            missing = [h for h in dict.fromkeys(wanted) if h not in seen]
+            if missing:
+                raise StoreError(
+                    f"{self.path}: {model}/{layer} lacks {len(missing)} of the requested structures "
+                    f"(first: {missing[0]})"
+                )
+        table = AtomFeatures.concatenate(parts)
+        if wanted is not None:
+            order = {h: i for i, h in enumerate(dict.fromkeys(wanted))}
+            rows = np.lexsort((table.site, np.array([order[h] for h in table.structure_hash])))
+            table = table.take(rows)
+        return table
+
+    def aligned(
+        self,
+        pairs: Sequence[tuple[str, str]],
+        structures: Iterable[str | Atoms] | None = None,
+    ) -> dict[tuple[str, str], AtomFeatures]:
+        """The atoms that every (model, layer) in ``pairs`` holds, in one shared row order."""
+        tables = {(m, l): self.read(m, l) for m, l in pairs}
+        if structures is not None:
+            hashes = {
+                s if isinstance(s, str) else (s.info.get("structure_hash") or structure_hash(s))
+                for s in structures
+            }
+            tables = {k: t.take(np.isin(t.structure_hash, list(hashes))) for k, t in tables.items()}
+        return align(tables)
+
+    def structures(self) -> pd.DataFrame:
+        """One row per structure held for any (model, layer): hash, n_atoms, subset, source, parent."""
+        frames = []
+        for model, layer in self.entries():
+            for segment in self._segments(model, layer):
+                frames.append(pd.DataFrame(self._segment_attrs(segment)["structures"]))
+        if not frames:
+            return pd.DataFrame(columns=list(STRUCTURE_COLUMNS))
+        return pd.concat(frames, ignore_index=True).drop_duplicates("structure_hash").reset_index(drop=True)
+
+    def info(self) -> pd.DataFrame:
+        """A summary row per (model, layer): structures, atoms, dimension, dtype, skipped, segments."""
+        rows = []
+        for model, layer in self.entries():
+            segments = self._segments(model, layer)
+            hashes: set[str] = set()
+            n_atoms = 0
+            for segment in segments:
+                table = self._segment_attrs(segment)["structures"]
+                for h, n in zip(table["structure_hash"], table["n_atoms"], strict=True):
+                    if h not in hashes:
+                        hashes.add(h)
+                        n_atoms += n
+            meta = self.metadata(model, layer)
+            rows.append(
+                {
+                    "model": model,
+                    "layer": layer,
+                    "structures": len(hashes),
+                    "atoms": n_atoms,
+                    "dim": meta["dim"],
+                    "dtype": meta["dtype"],
+                    "skipped": len(self.skipped(model, layer)),
+                    "segments": len(segments),
+                }
+            )
+        return pd.DataFrame(
+            rows, columns=["model", "layer", "structures", "atoms", "dim", "dtype", "skipped", "segments"]
+        )
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _creator() -> str:
+    return f"mlipspace {_version()}"
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__

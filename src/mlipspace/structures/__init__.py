@@ -1,0 +1,17 @@
+"""Structure input, content hashing, validation and the embedded demo data."""
+
+from .demo import demo_structures
+from .hashing import HASH_RESOLUTION, structure_hash
+from .io import ReadReport, StructureList, prepare_structure, read_structures
+from .validate import validate_structure
+
+__all__ = [
+    "HASH_RESOLUTION",
+    "ReadReport",
+    "StructureList",
+    "demo_structures",
+    "prepare_structure",
+    "read_structures",
+    "structure_hash",
+    "validate_structure",
+]
