@@ -74,11 +74,14 @@ class AtomFeatures:
         return pd.MultiIndex.from_arrays([self.structure_hash, self.site], names=["structure_hash", "site"])
 
     def take(self, rows: np.ndarray) -> AtomFeatures:
-        """A new table with the given rows (indices or boolean mask), structures re-indexed."""
+        """A new table with the given rows (indices or boolean mask).
+
+        Structures are re-indexed in the order their atoms first appear in ``rows``.
+        """
         rows = np.asarray(rows)
         if rows.dtype == bool:
             rows = np.flatnonzero(rows)
-        used, new_index = np.unique(self.structure_index[rows], return_inverse=True)
+        new_index, used = pd.factorize(self.structure_index[rows])
         return AtomFeatures(
             X=self.X[rows],
             structure_hash=self.structure_hash[rows],

@@ -17,11 +17,12 @@ the one of :data:`mlipspace.models.base.STANDARD_LAYERS`:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,19 @@ def set_threads(n_threads: int | None = None) -> int:
     if n_threads is not None and torch.get_num_threads() != n_threads:
         torch.set_num_threads(n_threads)
     return torch.get_num_threads()
+
+
+@contextlib.contextmanager
+def default_dtype(dtype: str) -> Iterator[None]:
+    """Temporarily set torch's default dtype (e3nn bakes constants in at construction)."""
+    import torch
+
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch_dtype(dtype))
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
 
 
 def prepare_module(module: Any, dtype: str, device: str) -> Any:

@@ -124,6 +124,7 @@ class FeatureStore:
         if mode not in ("a", "r"):
             raise ValueError(f"mode must be 'a' or 'r', not {mode!r}")
         self.read_only = mode == "r"
+        self._attrs_cache: dict[Path, dict[str, Any]] = {}
         root = self.path / "zarr.json"
         if root.exists():
             self._check_root(root)
@@ -326,6 +327,8 @@ class FeatureStore:
             return 0
         host = socket.gethostname()
         for folder in staging.iterdir():
+            if not folder.is_dir():
+                continue
             parts = folder.name.rsplit("-", 3)
             if len(parts) == 4 and parts[0] == host and parts[1].isdigit() and _pid_alive(int(parts[1])):
                 continue
@@ -335,7 +338,12 @@ class FeatureStore:
 
     # ------------------------------------------------------------------ read
     def _segment_attrs(self, segment: Path) -> dict[str, Any]:
-        return json.loads((segment / "zarr.json").read_text())["attributes"]
+        # committed segments never change, so their attributes are read once
+        attrs = self._attrs_cache.get(segment)
+        if attrs is None:
+            attrs = json.loads((segment / "zarr.json").read_text())["attributes"]
+            self._attrs_cache[segment] = attrs
+        return attrs
 
     def _known_dim(self, model: str, layer: str) -> int | None:
         segments = self._segments(model, layer)

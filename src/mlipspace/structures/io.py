@@ -104,10 +104,10 @@ def _frames_from_file(path: Path) -> Iterator[tuple[Atoms, str, int]]:
     if path.stat().st_size == 0:
         raise ReadError("file is empty", str(path))
     if path.suffix in DB_SUFFIXES and _looks_like_db(path):
-        import ase.db
+        from ase.db import connect
 
         try:
-            with ase.db.connect(path) as db:
+            with connect(path) as db:
                 rows = list(db.select())
         except Exception as exc:  # noqa: BLE001 - any parser failure is a read error
             raise ReadError(f"cannot read ASE database: {exc}", str(path)) from exc

@@ -1,0 +1,71 @@
+"""``mlipspace compare``: the all-pairs matrix of measures between models in a feature store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import Progress
+from rich.table import Table
+
+from .app import app, console
+
+
+def _split_list(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+@app.command("compare")
+def compare_command(
+    store: Annotated[Path, typer.Option("--store", help="Path of the feature store.")],
+    models: Annotated[str, typer.Option("--models", help="Comma-separated model names.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")],
+    layer: Annotated[str, typer.Option("--layer", help="Feature layer to compare.")] = "ll",
+    measures: Annotated[
+        str, typer.Option("--measures", help="Comma-separated: gfre,gfrd,lfre,cka,mknn,cknna,...")
+    ] = "gfre,lfre,cka,mknn",
+    common_dim: Annotated[
+        int | None, typer.Option("--common-dim", help="PCA every model to N dims first (control).")
+    ] = None,
+    bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples.")] = 0,
+    n_test: Annotated[int, typer.Option("--n-test", help="Test atoms (stratified).")] = 1000,
+    seed: Annotated[int, typer.Option("--seed", help="Split and bootstrap seed.")] = 0,
+    n_local_points: Annotated[
+        int | None, typer.Option("--n-local-points", help="LFRE neighbours (default min(dA, dB)).")
+    ] = None,
+) -> None:
+    """Compare models pairwise: table (parquet, CSV) and heatmaps (PNG, SVG, HTML)."""
+    from ..metrics.compare import compare, write_comparison
+    from ..store import FeatureStore
+
+    names = _split_list(models)
+    fs = FeatureStore(store, mode="r")
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("comparing", total=len(names) ** 2)
+
+        def tick(message: str) -> None:
+            progress.update(task, advance=1, description=message)
+
+        df = compare(
+            fs, names, layer=layer, measures=_split_list(measures), n_test=n_test, seed=seed,
+            common_dim=common_dim, n_bootstrap=bootstrap, n_local_points=n_local_points,
+            progress=tick,
+        )
+    written = write_comparison(df, out)
+    for measure, sub in df.groupby("measure", sort=False):
+        M = sub.pivot(index="source", columns="target", values="value").reindex(index=names, columns=names)
+        table = Table(title=f"{measure} (row: source, column: target)")
+        table.add_column("")
+        for name in names:
+            table.add_column(name, justify="right")
+        for name in names:
+            table.add_row(name, *(f"{v:.4g}" for v in M.loc[name]))
+        console.print(table)
+    dims = df.drop_duplicates("source").set_index("source")
+    for name in names:
+        console.print(
+            f"{name}: dimension {dims.loc[name, 'dim_source']}, "
+            f"effective rank {dims.loc[name, 'effective_rank_source']:.1f}"
+        )
+    console.print(f"wrote {len(written)} files to {out}")

@@ -1,0 +1,86 @@
+"""Commands on structures, the store, and the demo: ``structures``, ``store info``, ``demo``."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ..structures import read_structures
+from .app import app, console
+
+store_app = typer.Typer(help="Inspect and maintain a feature store.", no_args_is_help=True)
+app.add_typer(store_app, name="store")
+
+
+@app.command("structures")
+def structures_command(
+    paths: Annotated[list[str], typer.Argument(help="Files, globs, folders or ASE databases.")],
+    skip_bad: Annotated[
+        bool, typer.Option("--skip-bad/--strict", help="Report bad structures instead of stopping.")
+    ] = True,
+) -> None:
+    """Summarise structures: count, atoms, elements, subsets, problems."""
+    result = read_structures(*paths, on_error="skip" if skip_bad else "raise")
+    report = result.report
+    elements = Counter(sym for atoms in result for sym in atoms.get_chemical_symbols())
+    subsets = Counter(atoms.info["subset"] for atoms in result)
+    table = Table(title="structures", show_header=False)
+    table.add_row("structures", str(len(result)))
+    table.add_row("atoms", str(sum(len(a) for a in result)))
+    table.add_row("elements", f"{len(elements)}: " + " ".join(sorted(elements)))
+    table.add_row("subsets", ", ".join(f"{k} ({v})" for k, v in sorted(subsets.items())))
+    table.add_row("duplicates dropped", str(len(report.duplicates)))
+    table.add_row("problems", str(len(report.errors)))
+    console.print(table)
+    for error in report.errors:
+        console.print(f"[yellow]problem:[/] {error}")
+    if report.errors and not result:
+        raise typer.Exit(1)
+
+
+@store_app.command("info")
+def store_info_command(
+    store: Annotated[Path, typer.Argument(help="Path of the feature store.")],
+) -> None:
+    """List what a feature store holds: models, layers, structures, atoms, dimensions."""
+    from ..store import FeatureStore
+
+    fs = FeatureStore(store, mode="r")
+    summary = fs.info()
+    table = Table(title=str(store))
+    for column in summary.columns:
+        table.add_column(column, justify="right" if summary[column].dtype.kind in "iu" else "left")
+    for row in summary.itertuples(index=False):
+        table.add_row(*(str(v) for v in row))
+    console.print(table)
+    console.print(f"{len(fs.structures())} distinct structures")
+
+
+@store_app.command("clean")
+def store_clean_command(
+    store: Annotated[Path, typer.Argument(help="Path of the feature store.")],
+) -> None:
+    """Remove the half-written segments of writers that were killed."""
+    from ..store import FeatureStore
+
+    removed = FeatureStore(store).clean_staging()
+    console.print(f"removed {removed} orphaned staging folders")
+
+
+@app.command("demo")
+def demo_command(
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("demo-results"),
+    size: Annotated[str, typer.Option(help="Demo set size: small or default.")] = "default",
+    models: Annotated[
+        str | None, typer.Option(help="Comma-separated models (default: every offline model).")
+    ] = None,
+) -> None:
+    """Run the main job on the embedded demo data and say where the results are."""
+    from ..demo import run_demo
+
+    results = run_demo(out=out, size=size, models=models.split(",") if models else None)
+    console.print(f"[bold green]done.[/] results in {results}")

@@ -1,0 +1,216 @@
+"""Truncated-SVD ridge regression with 2-fold cross-validation (scikit-matter's ``Ridge2FoldCV``).
+
+One implementation of the regression behind GFRE, GFRD and LFRE. It reproduces
+``skmatter.linear_model.Ridge2FoldCV(alphas=geomspace(1e-9, 0.9, 20), alpha_type="relative",
+regularization_method="cutoff", scoring="neg_root_mean_squared_error")``:
+
+* the training rows are split in two folds by ``KFold(2, shuffle=True, random_state=0x5F3759DF)``;
+* each fold ``A = U S Vᵀ`` predicts the other fold ``B`` as ``(B V[:, :n] / s[:n]) @ (Uᵀ y)[:n]``,
+  keeping the ``n`` singular values above ``alpha * max(s_fold1[0], s_fold2[0])`` (and above the
+  absolute ``rcond = max(n, d) * eps``);
+* the score of an alpha is the mean over the two directions of the negative RMSE (sklearn's
+  ``root_mean_squared_error``: per-column RMSE averaged over columns); the first best alpha wins;
+* the final weights are the truncated pseudo-inverse of all training rows at the chosen cutoff.
+
+A fold is described by its *factors* ``(s, P, R)``: singular values ``s`` (descending),
+``P = B V`` for the rows ``B`` to predict and ``R = Uᵀ y``. They come either from an SVD of the
+rows (exact, what scikit-matter does) or from an eigendecomposition of the smaller Gram matrix
+(faster; used by LFRE when the spectrum is well resolved) or from sufficient statistics
+(streamed GFRE/GFRD). The scoring and selection code below is shared by all three.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.linalg import lapack
+
+DEFAULT_ALPHAS = np.geomspace(1e-9, 0.9, 20)
+SKMATTER_RANDOM_STATE = 0x5F3759DF
+
+# Gram-based factors are trusted only if every eigenvalue kept is at least this fraction of the
+# largest one (singular values >= 1e-4 * s_max), so that they carry ~1e-8 relative error at most.
+GRAM_RESOLUTION = 1e-8
+# A cutoff closer than this (relative) to a singular value is ambiguous for Gram factors.
+CUTOFF_MARGIN = 1e-7
+
+
+def fold_indices(n: int, random_state: int = SKMATTER_RANDOM_STATE) -> tuple[np.ndarray, np.ndarray]:
+    """The two folds of ``KFold(2, shuffle=True, random_state)`` on ``n`` rows (first split)."""
+    from sklearn.model_selection import KFold
+
+    if n < 2:
+        raise ValueError(f"2-fold cross-validation needs at least 2 rows, got {n}")
+    fold1, fold2 = next(KFold(n_splits=2, shuffle=True, random_state=random_state).split(np.empty(n)))
+    return fold1, fold2
+
+
+def rcond_for(shape: tuple[int, int]) -> float:
+    """scikit-matter's absolute singular-value floor: ``max(shape) * eps`` (float64)."""
+    return float(max(shape) * np.spacing(np.float64(1)))
+
+
+def neg_rmse(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """``-root_mean_squared_error(y_true, y_pred)`` with uniform averaging over columns."""
+    return -float(np.mean(np.sqrt(np.mean((y_true - y_pred) ** 2, axis=0))))
+
+
+def neg_rmse_from_sse(sse: np.ndarray, n_rows: int) -> float:
+    """Same as :func:`neg_rmse` from per-column sums of squared errors."""
+    return -float(np.mean(np.sqrt(np.maximum(sse, 0.0) / n_rows)))
+
+
+def counts_for(s: np.ndarray, cutoffs: np.ndarray, rcond: float | None) -> np.ndarray:
+    """Number of singular values (descending ``s``) strictly above each cutoff (and ``rcond``)."""
+    n_max = len(s) if rcond is None else int(np.sum(s > rcond))
+    return np.minimum(n_max, np.sum(s[None, :] > np.asarray(cutoffs)[:, None], axis=1))
+
+
+def truncated_predictions(P: np.ndarray, s: np.ndarray, R: np.ndarray, counts):
+    """Yield ``(n, (P[:, :n] / s[:n]) @ R[:n])`` for the distinct ``counts``, cumulatively."""
+    pred = np.zeros((P.shape[0], R.shape[1]))
+    prev = 0
+    for n in np.unique(counts):
+        if n > prev:
+            pred = pred + (P[:, prev:n] / s[prev:n]) @ R[prev:n]
+            prev = n
+        yield int(n), pred
+
+
+def scores_explicit(P, s, R, y, counts) -> np.ndarray:
+    """Negative RMSE of predicting the rows ``y`` for every entry of ``counts``."""
+    by_count = {n: neg_rmse(y, pred) for n, pred in truncated_predictions(P, s, R, counts)}
+    return np.array([by_count[int(n)] for n in counts])
+
+
+@dataclass
+class Factors:
+    """Spectral factors of one fold: ``s`` descending, ``P = B V``, ``R = Uᵀ y``."""
+
+    s: np.ndarray
+    P: np.ndarray
+    R: np.ndarray
+
+
+def factors_svd(A: np.ndarray, y: np.ndarray, B: np.ndarray) -> Factors:
+    """Exact factors from ``numpy.linalg.svd`` (what scikit-matter computes)."""
+    U, s, Vt = np.linalg.svd(A, full_matrices=False)
+    return Factors(s=s, P=B @ Vt.T, R=U.T @ y)
+
+
+def _eigh_desc(G: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenpairs of a symmetric matrix, largest first (LAPACK dsyevd; releases the GIL)."""
+    w, v, info = lapack.dsyevd(G, compute_v=1, lower=1)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"dsyevd failed (info={info})")
+    return w[::-1], v[:, ::-1]
+
+
+def factors_gram(A: np.ndarray, y: np.ndarray, B: np.ndarray) -> tuple[Factors, np.ndarray]:
+    """Factors from the eigendecomposition of the smaller of ``A Aᵀ`` and ``Aᵀ A``.
+
+    Returns the factors and the eigenvalues (``s**2``, unclipped) for :func:`gram_resolved`.
+    Components with a non-positive eigenvalue get ``s = 0`` and zero ``P``/``R``; a
+    resolvability check must reject those before they are used.
+    """
+    m, d = A.shape
+    if m <= d:
+        lam, U = _eigh_desc(A @ A.T)
+        s = np.sqrt(np.clip(lam, 0.0, None))
+        inv = np.divide(1.0, s, out=np.zeros_like(s), where=s > 0)
+        P = ((B @ A.T) @ U) * inv
+        R = U.T @ y
+    else:
+        lam, V = _eigh_desc(A.T @ A)
+        s = np.sqrt(np.clip(lam, 0.0, None))
+        inv = np.divide(1.0, s, out=np.zeros_like(s), where=s > 0)
+        P = B @ V
+        R = (V.T @ (A.T @ y)) * inv[:, None]
+    return Factors(s=s, P=P, R=R), lam
+
+
+def gram_resolved(lam: np.ndarray, cutoffs: np.ndarray) -> bool:
+    """Whether Gram eigenvalues decide every cutoff count as an SVD would.
+
+    All eigenvalues must be well above the Gram matrix's rounding level, and no singular value
+    may lie within :data:`CUTOFF_MARGIN` of a cutoff.
+    """
+    if lam.size == 0 or lam[0] <= 0:
+        return False
+    if lam[-1] < GRAM_RESOLUTION * lam[0]:
+        return False
+    s = np.sqrt(lam)
+    c = np.asarray(cutoffs)[:, None]
+    return not np.any(np.abs(s[None, :] - c) <= CUTOFF_MARGIN * np.maximum(c, s[None, :]))
+
+
+def cv_scores(f12: Factors, y2, f21: Factors, y1, cutoffs, rcond) -> np.ndarray:
+    """Mean over both directions of the negative RMSE, one value per cutoff (explicit rows).
+
+    ``f12`` are the factors of fold 1 with ``P`` the fold-2 rows, ``f21`` the reverse.
+    """
+    s1 = scores_explicit(f12.P, f12.s, f12.R, y2, counts_for(f12.s, cutoffs, rcond))
+    s2 = scores_explicit(f21.P, f21.s, f21.R, y1, counts_for(f21.s, cutoffs, rcond))
+    return (s1 + s2) / 2
+
+
+def scaled_cutoffs(s1: np.ndarray, s2: np.ndarray, alphas: np.ndarray = DEFAULT_ALPHAS) -> np.ndarray:
+    """Relative alphas times the largest singular value of the two folds."""
+    return np.asarray(alphas) * max(np.max(s1, initial=0.0), np.max(s2, initial=0.0))
+
+
+def is_tied(scores: np.ndarray, rtol: float = 1e-9) -> bool:
+    """Whether another distinct score is within ``rtol`` of the best (selection is fragile)."""
+    best = np.max(scores)
+    others = scores[scores != best]
+    if others.size == 0:
+        return False
+    return bool(np.min(best - others) <= rtol * max(abs(best), 1e-300))
+
+
+@dataclass
+class RidgeFit:
+    """Result of :func:`ridge2fold_fit`: weights ``W`` (d × t) and the chosen alpha."""
+
+    W: np.ndarray
+    alpha: float
+    cutoff: float
+    cv_scores: np.ndarray
+
+
+def ridge2fold_fit(
+    X: np.ndarray,
+    y: np.ndarray,
+    alphas: np.ndarray = DEFAULT_ALPHAS,
+    random_state: int = SKMATTER_RANDOM_STATE,
+) -> RidgeFit:
+    """Fit scikit-matter's cutoff ``Ridge2FoldCV`` on ``(X, y)`` exactly (SVD based).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+    y : ndarray of shape (n, t)
+    alphas : ndarray
+        Relative cutoffs in ``[0, 1)``.
+    random_state : int
+        Seed of the 2-fold split.
+
+    Returns
+    -------
+    RidgeFit
+    """
+    alphas = np.asarray(alphas, dtype=float)
+    if np.any(alphas < 0) or np.any(alphas >= 1):
+        raise ValueError("relative alphas must lie in [0, 1)")
+    fold1, fold2 = fold_indices(X.shape[0], random_state)
+    rcond = rcond_for(X.shape)
+    f12 = factors_svd(X[fold1], y[fold1], X[fold2])
+    f21 = factors_svd(X[fold2], y[fold2], X[fold1])
+    cutoffs = scaled_cutoffs(f12.s, f21.s, alphas)
+    scores = cv_scores(f12, y[fold2], f21, y[fold1], cutoffs, rcond)
+    best = int(np.argmax(scores))
+    U, s, Vt = np.linalg.svd(X, full_matrices=False)
+    n = int(np.sum(s > cutoffs[best]))
+    W = (Vt.T[:, :n] / s[:n]) @ (U.T[:n] @ y)
+    return RidgeFit(W=W, alpha=float(alphas[best]), cutoff=float(cutoffs[best]), cv_scores=scores)

@@ -1,0 +1,312 @@
+"""All-pairs comparison of the per-atom features of several models.
+
+:func:`compare_tables` works on aligned :class:`~mlipspace.AtomFeatures`; :func:`compare` reads
+them from a :class:`~mlipspace.FeatureStore`. The result is a tidy table with one row per
+``(source, target, measure)``: reconstruction measures are asymmetric (``source`` reconstructs
+``target``; row = source, column = target in the heatmaps), similarity measures are symmetric
+and computed once per unordered pair. Reconstruction measures fit on the training atoms and
+report on the test atoms; similarity measures are computed on the test atoms.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import MetricInputError
+from ..features import AtomFeatures, align
+from . import reconstruction as rec
+from . import similarity as sim
+from .split import stratified_split
+
+__all__ = [
+    "MEASURES",
+    "compare",
+    "compare_tables",
+    "effective_rank",
+    "pca_projection",
+    "write_comparison",
+]
+
+log = logging.getLogger(__name__)
+
+ASYMMETRIC = ("gfre", "gfrd", "lfre")
+SYMMETRIC: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+    "cka": lambda a, b: sim.cka(a, b),
+    "cka_unbiased": lambda a, b: sim.cka(a, b, unbiased=True),
+    "cka_rbf": lambda a, b: sim.cka(a, b, kernel="rbf"),
+    "mknn": lambda a, b: sim.mutual_knn(a, b, k=10),
+    "cknna": lambda a, b: sim.cknna(a, b, k=10),
+    "svcca": lambda a, b: sim.svcca(a, b),
+    "procrustes": lambda a, b: sim.procrustes_distance(a, b),
+    "rsa": lambda a, b: sim.rsa(a, b),
+}
+MEASURES = (*ASYMMETRIC, *SYMMETRIC)
+
+COLUMNS = [
+    "source", "target", "measure", "value", "uncertainty", "n_train", "n_test", "seed",
+    "dim_source", "dim_target", "effective_rank_source", "effective_rank_target", "layer",
+    "common_dim", "n_local_points", "n_bootstrap",
+]
+
+
+def effective_rank(X: np.ndarray) -> float:
+    """``exp`` of the Shannon entropy of the normalised PCA eigenvalues (Roy & Vetterli 2007).
+
+    Equals the dimension for isotropic features, 1 for features on a line, and lies between
+    for anything else. Computed on the centred rows given.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    s = np.linalg.svd(X - X.mean(axis=0), compute_uv=False) ** 2
+    total = s.sum()
+    if total <= 0:
+        return 0.0
+    p = s[s > 0] / total
+    return float(np.exp(-np.sum(p * np.log(p))))
+
+
+def pca_projection(X: np.ndarray, train_idx: np.ndarray, n_components: int) -> np.ndarray:
+    """Project all rows on the top ``n_components`` principal axes of the training rows."""
+    X = np.asarray(X, dtype=np.float64)
+    if n_components >= X.shape[1]:
+        return X
+    mean = X[train_idx].mean(axis=0)
+    Vt = np.linalg.svd(X[train_idx] - mean, full_matrices=False)[2]
+    return (X - mean) @ Vt[:n_components].T
+
+
+def _bootstrap_rms(values: np.ndarray, n_bootstrap: int, rng: np.random.Generator) -> float:
+    if n_bootstrap <= 0:
+        return float("nan")
+    draws = rng.integers(0, len(values), size=(n_bootstrap, len(values)))
+    return float(np.std(np.sqrt(np.mean(values[draws] ** 2, axis=1)), ddof=1))
+
+
+def _bootstrap_symmetric(fn, A, B, n_bootstrap: int, rng: np.random.Generator) -> float:
+    """Std of ``fn`` over bootstrap resamples of the test rows (duplicates dropped)."""
+    if n_bootstrap <= 0:
+        return float("nan")
+    vals = []
+    for _ in range(n_bootstrap):
+        rows = np.unique(rng.integers(0, len(A), size=len(A)))
+        vals.append(fn(A[rows], B[rows]))
+    return float(np.std(vals, ddof=1))
+
+
+def compare_tables(
+    tables: Mapping[str, AtomFeatures],
+    measures: Sequence[str] = ("gfre", "lfre", "cka", "mknn"),
+    n_test: int = 1000,
+    seed: int = 0,
+    common_dim: int | None = None,
+    n_bootstrap: int = 0,
+    n_local_points: int | None = None,
+    n_jobs: int | None = -1,
+    progress: Callable[[str], None] | None = None,
+) -> pd.DataFrame:
+    """Asymmetric all-pairs comparison of feature tables.
+
+    Parameters
+    ----------
+    tables : mapping of name to AtomFeatures
+        One table per model; restricted to the atoms all hold (:func:`mlipspace.align`).
+    measures : sequence of str
+        Any of :data:`MEASURES`.
+    n_test : int, default=1000
+        Test atoms, stratified by subset (:func:`~mlipspace.metrics.stratified_split`); capped
+        at half the atoms.
+    seed : int, default=0
+        Seed of the split and of the bootstrap.
+    common_dim : int, optional
+        Project every model on its first ``common_dim`` principal components (fitted on the
+        training atoms) first: a control for the effect of dimension.
+    n_bootstrap : int, default=0
+        Bootstrap resamples of the test atoms for the ``uncertainty`` column (NaN when 0).
+    n_local_points : int, optional
+        LFRE neighbourhood; default ``min(dim_source, dim_target)`` (capped by the training rows).
+    n_jobs : int, optional
+        Threads for LFRE (``-1``: all cores).
+    progress : callable, optional
+        Called with a short description before each pair.
+
+    Returns
+    -------
+    DataFrame
+        Columns :data:`COLUMNS`.
+    """
+    unknown = [m for m in measures if m not in MEASURES]
+    if unknown:
+        raise MetricInputError(f"unknown measures {unknown}; choose from {list(MEASURES)}")
+    if len(tables) < 1:
+        raise MetricInputError("no feature tables to compare")
+    tables = align(dict(tables))
+    names = list(tables)
+    first = tables[names[0]]
+    n = len(first)
+    if n < 4:
+        raise MetricInputError(f"the models share only {n} atoms; need at least 4")
+    n_test_eff = min(int(n_test), n // 2)
+    if n_test_eff < n_test:
+        log.warning("only %d shared atoms: using %d test atoms instead of %d", n, n_test_eff, n_test)
+    train, test = stratified_split(first.subset, n_test=n_test_eff, seed=seed)
+    feats: dict[str, np.ndarray] = {}
+    for name in names:
+        X = np.asarray(tables[name].X, dtype=np.float64)
+        feats[name] = pca_projection(X, train, common_dim) if common_dim else X
+    dims = {k: v.shape[1] for k, v in feats.items()}
+    eff = {k: effective_rank(v[train]) for k, v in feats.items()}
+    layer = first.layer
+    rng = np.random.default_rng(seed)
+    rows: list[dict[str, Any]] = []
+
+    def add(src, tgt, measure, value, unc, k=None):
+        rows.append(
+            dict(
+                source=src, target=tgt, measure=measure, value=float(value), uncertainty=unc,
+                n_train=len(train), n_test=len(test), seed=seed, dim_source=dims[src],
+                dim_target=dims[tgt], effective_rank_source=eff[src], effective_rank_target=eff[tgt],
+                layer=layer, common_dim=common_dim, n_local_points=k, n_bootstrap=n_bootstrap,
+            )
+        )
+
+    for src in names:
+        for tgt in names:
+            if progress:
+                progress(f"{src} → {tgt}")
+            A, B = feats[src], feats[tgt]
+            for measure in measures:
+                if measure in ("gfre", "gfrd"):
+                    fn = rec.pointwise_gfre if measure == "gfre" else rec.pointwise_gfrd
+                    v = fn(A, B, train_idx=train, test_idx=test)
+                    add(src, tgt, measure, rec._rms(v), _bootstrap_rms(v, n_bootstrap, rng))
+                elif measure == "lfre":
+                    k = n_local_points or min(dims[src], dims[tgt])
+                    k = max(2, min(k, len(train)))
+                    v = rec.pointwise_lfre(A, B, k, train_idx=train, test_idx=test, n_jobs=n_jobs)
+                    add(src, tgt, measure, rec._rms(v), _bootstrap_rms(v, n_bootstrap, rng), k)
+                elif names.index(tgt) >= names.index(src):
+                    fn = SYMMETRIC[measure]
+                    value = fn(A[test], B[test])
+                    unc = _bootstrap_symmetric(fn, A[test], B[test], n_bootstrap, rng)
+                    add(src, tgt, measure, value, unc)
+                    if tgt != src:
+                        add(tgt, src, measure, value, unc)
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    order = {m: i for i, m in enumerate(measures)}
+    return df.sort_values(
+        ["measure", "source", "target"], key=lambda c: c.map(order) if c.name == "measure" else c
+    ).reset_index(drop=True)
+
+
+def compare(
+    store,
+    models: Sequence[str],
+    layer: str = "ll",
+    measures: Sequence[str] = ("gfre", "lfre", "cka", "mknn"),
+    n_test: int = 1000,
+    seed: int = 0,
+    common_dim: int | None = None,
+    n_bootstrap: int = 0,
+    **kwargs: Any,
+) -> pd.DataFrame:
+    """All-pairs comparison of ``models`` (one ``layer``) read from a feature store.
+
+    ``store`` is a :class:`mlipspace.FeatureStore` or a path to one. Works on the atoms every
+    model holds (``store.aligned``). Other keyword arguments go to :func:`compare_tables`.
+    """
+    if isinstance(store, str | Path):
+        from ..store import FeatureStore
+
+        store = FeatureStore(store)
+    models = list(models)
+    if not models:
+        raise MetricInputError("no models given")
+    tables = store.aligned([(m, layer) for m in models])
+    by_name = {key[0] if isinstance(key, tuple) else key: t for key, t in tables.items()}
+    return compare_tables(
+        by_name, measures=measures, n_test=n_test, seed=seed, common_dim=common_dim,
+        n_bootstrap=n_bootstrap, **kwargs,
+    )
+
+
+def _matrix(df: pd.DataFrame, measure: str, names: list[str]) -> pd.DataFrame:
+    sub = df[df["measure"] == measure]
+    return sub.pivot(index="source", columns="target", values="value").reindex(index=names, columns=names)
+
+
+def write_comparison(
+    df: pd.DataFrame,
+    out_dir: str | Path,
+    formats: Iterable[str] = ("png", "svg", "html"),
+    stem: str = "compare",
+) -> list[Path]:
+    """Write the table (parquet and CSV) and one heatmap per measure (PNG/SVG, one HTML page).
+
+    Returns the paths written. The HTML page embeds plotly.js (works offline).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / f"{stem}.parquet", out / f"{stem}.csv"]
+    df.to_parquet(written[0], index=False)
+    df.to_csv(written[1], index=False)
+    names = list(dict.fromkeys([*df["source"], *df["target"]]))
+    measures = list(dict.fromkeys(df["measure"]))
+    formats = set(formats)
+    static = [f for f in ("png", "svg") if f in formats]
+    if static:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        for measure in measures:
+            M = _matrix(df, measure, names)
+            size = 1.2 + 0.6 * len(names)
+            fig, ax = plt.subplots(figsize=(size + 1.5, size))
+            im = ax.imshow(M.to_numpy(dtype=float), cmap="viridis")
+            ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+            ax.set_yticks(range(len(names)), names)
+            ax.set_xlabel("target")
+            ax.set_ylabel("source")
+            ax.set_title(measure)
+            for i in range(len(names)):
+                for j in range(len(names)):
+                    v = M.iat[i, j]
+                    if np.isfinite(v):
+                        ax.text(j, i, f"{v:.3g}", ha="center", va="center", color="w", fontsize=8)
+            fig.colorbar(im, ax=ax)
+            fig.tight_layout()
+            for fmt in static:
+                path = out / f"{stem}_{measure}.{fmt}"
+                fig.savefig(path, dpi=150)
+                written.append(path)
+            plt.close(fig)
+    if "html" in formats:
+        import plotly.graph_objects as go
+
+        parts = []
+        for i, measure in enumerate(measures):
+            M = _matrix(df, measure, names)
+            fig = go.Figure(
+                go.Heatmap(
+                    z=M.to_numpy(dtype=float), x=names, y=names, colorscale="Viridis",
+                    text=np.vectorize(lambda v: f"{v:.4g}")(M.to_numpy(dtype=float)),
+                    texttemplate="%{text}", hovertemplate="source %{y}<br>target %{x}<br>%{z}<extra></extra>",
+                )
+            )
+            fig.update_layout(title=measure, xaxis_title="target", yaxis_title="source",
+                              yaxis_autorange="reversed", width=650, height=550)
+            parts.append(fig.to_html(full_html=False, include_plotlyjs=(i == 0)))
+        path = out / f"{stem}.html"
+        path.write_text(
+            "<!DOCTYPE html><html><head><meta charset='utf-8'><title>mlipspace compare</title>"
+            "</head><body>" + "\n".join(parts) + "</body></html>",
+            encoding="utf-8",
+        )
+        written.append(path)
+    return written

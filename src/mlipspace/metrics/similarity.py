@@ -1,0 +1,319 @@
+"""Representation-similarity measures (symmetric): CKA, kNN alignment, CKNNA, SVCCA, Procrustes, RSA.
+
+Definitions follow the reference code of *The Platonic Representation Hypothesis* (Huh et al.
+2024, ``minyoungg/platonic-rep``, ``metrics.py``), re-written in numpy:
+
+* inputs are ``(n_samples, n_features)`` arrays with the same rows (features may differ);
+* by default every row is L2-normalised first (``normalize=True``), as the reference pipeline
+  (``measure_alignment.compute_score``) does; kernels are then cosine kernels. This makes every
+  measure invariant to isotropic scaling and orthogonal transforms of either side;
+* CKA and CKNNA divide by ``sqrt(HSIC_kk · HSIC_ll) + 1e-6`` as the reference does;
+* kNN sets exclude the sample itself and rank by inner product.
+
+Deviations, all towards determinism: SVCCA uses an exact truncated SVD and exact canonical
+correlations (the reference uses the randomised ``torch.svd_lowrank``, sklearn's iterative
+``CCA`` and adds 1e-10 noise); with orthonormal inputs the canonical correlations are the
+singular values of ``U_Aᵀ U_B``. The outlier clamp of the reference pipeline is available as
+:func:`clip_outliers` but not applied by default (it is not rotation invariant).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import MetricInputError
+
+__all__ = [
+    "clip_outliers",
+    "cka",
+    "cknna",
+    "hsic_biased",
+    "hsic_unbiased",
+    "knn_indices",
+    "mutual_knn",
+    "procrustes_distance",
+    "rsa",
+    "svcca",
+    "unbiased_cka",
+]
+
+_EPS = 1e-6  # the reference's denominator guard
+
+
+def _check_pair(X, Y, normalize: bool, min_samples: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    out = []
+    for A, name in ((X, "X"), (Y, "Y")):
+        A = np.asarray(A)
+        if A.ndim != 2 or A.shape[1] == 0:
+            raise MetricInputError(f"{name} must be a 2-D array (samples × features), got {A.shape}")
+        if not np.all(np.isfinite(A)):
+            raise MetricInputError(f"{name} contains NaN or inf")
+        A = A.astype(np.float64, copy=False)
+        if normalize:
+            norms = np.linalg.norm(A, axis=1, keepdims=True)
+            if np.any(norms == 0):
+                raise MetricInputError(
+                    f"{name} has {int(np.sum(norms == 0))} all-zero rows; they cannot be L2-normalised"
+                )
+            A = A / norms
+        out.append(A)
+    X, Y = out
+    if X.shape[0] != Y.shape[0]:
+        raise MetricInputError(f"X has {X.shape[0]} samples but Y has {Y.shape[0]}")
+    if X.shape[0] < min_samples:
+        raise MetricInputError(f"need at least {min_samples} samples, got {X.shape[0]}")
+    return X, Y
+
+
+def clip_outliers(X, q: float = 0.95, exact: bool = False) -> np.ndarray:
+    """Clamp every entry to ``±t`` (the reference's ``remove_outliers``).
+
+    ``exact=True``: ``t`` is the global ``q``-quantile of ``|X|`` (sorted, index ``int(q·size)``);
+    otherwise ``t`` is the mean over rows of each row's ``q``-quantile of ``|X|``.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    if q == 1:
+        return X
+    if exact:
+        t = np.sort(np.abs(X).ravel())[int(q * X.size)]
+    else:
+        t = np.quantile(np.abs(X), q, axis=1).mean()
+    return np.clip(X, -t, t)
+
+
+# ---------------------------------------------------------------------------------------------
+# HSIC and CKA
+# ---------------------------------------------------------------------------------------------
+
+
+def hsic_biased(K: np.ndarray, L: np.ndarray) -> float:
+    """``trace(K H L H)`` with ``H = I − 11ᵀ/n`` (no ``(n−1)⁻²`` factor, as the reference)."""
+    Kc = K - K.mean(axis=0, keepdims=True)
+    Kc = Kc - Kc.mean(axis=1, keepdims=True)
+    Lc = L - L.mean(axis=0, keepdims=True)
+    return float(np.sum(Kc * Lc.T))
+
+
+def hsic_unbiased(K: np.ndarray, L: np.ndarray) -> float:
+    """Unbiased HSIC of Song et al. (2012), Eq. 5, as in the reference code (``n ≥ 4``)."""
+    m = K.shape[0]
+    if m < 4:
+        raise MetricInputError(f"unbiased HSIC needs at least 4 samples, got {m}")
+    Kt = K.copy()
+    Lt = L.copy()
+    np.fill_diagonal(Kt, 0.0)
+    np.fill_diagonal(Lt, 0.0)
+    value = (
+        np.sum(Kt * Lt.T)
+        + Kt.sum() * Lt.sum() / ((m - 1) * (m - 2))
+        - 2.0 * float(Kt.sum(axis=0) @ Lt.sum(axis=1)) / (m - 2)
+    )
+    return float(value / (m * (m - 3)))
+
+
+def _rbf(A: np.ndarray, sigma: float) -> np.ndarray:
+    sq = np.sum(A**2, axis=1)
+    d2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * A @ A.T, 0.0)
+    np.fill_diagonal(d2, 0.0)
+    return np.exp(-d2 / (2.0 * sigma**2))
+
+
+def _linear_cka_biased(X: np.ndarray, Y: np.ndarray) -> float:
+    """Biased linear CKA from feature cross-covariances in ``O(n d²)`` (Kornblith et al. 2019)."""
+    Xc = X - X.mean(axis=0)
+    Yc = Y - Y.mean(axis=0)
+    kl = np.sum((Xc.T @ Yc) ** 2)
+    kk = np.sum((Xc.T @ Xc) ** 2)
+    ll = np.sum((Yc.T @ Yc) ** 2)
+    return float(kl / (np.sqrt(kk * ll) + _EPS))
+
+
+def cka(
+    X,
+    Y,
+    kernel: str = "linear",
+    sigma: float = 1.0,
+    unbiased: bool = False,
+    normalize: bool = True,
+) -> float:
+    """Centred kernel alignment ``HSIC(K, L) / (sqrt(HSIC(K, K) HSIC(L, L)) + 1e-6)``.
+
+    Parameters
+    ----------
+    X, Y : array of shape (n_samples, n_features_X / n_features_Y)
+    kernel : {"linear", "rbf"}
+        ``"linear"``: ``K = X Xᵀ``; ``"rbf"``: ``exp(−‖x − x'‖² / (2 sigma²))`` with a fixed
+        ``sigma`` (no median heuristic), as the reference.
+    sigma : float, default=1.0
+    unbiased : bool, default=False
+        Use the unbiased HSIC estimator (needs ``n ≥ 4``).
+    normalize : bool, default=True
+        L2-normalise rows first.
+
+    Returns
+    -------
+    float
+        1 for representations equal up to rotation and scale; about 0 for unrelated ones.
+    """
+    X, Y = _check_pair(X, Y, normalize, min_samples=4 if unbiased else 2)
+    if kernel == "linear":
+        if not unbiased:
+            return _linear_cka_biased(X, Y)
+        K, L = X @ X.T, Y @ Y.T
+    elif kernel == "rbf":
+        if sigma <= 0:
+            raise MetricInputError(f"sigma must be positive, got {sigma}")
+        K, L = _rbf(X, sigma), _rbf(Y, sigma)
+    else:
+        raise MetricInputError(f"unknown kernel {kernel!r}; use 'linear' or 'rbf'")
+    hsic = hsic_unbiased if unbiased else hsic_biased
+    kl, kk, ll = hsic(K, L), hsic(K, K), hsic(L, L)
+    return float(kl / (np.sqrt(max(kk * ll, 0.0)) + _EPS))
+
+
+def unbiased_cka(X, Y, kernel: str = "linear", sigma: float = 1.0, normalize: bool = True) -> float:
+    """:func:`cka` with the unbiased HSIC estimator."""
+    return cka(X, Y, kernel=kernel, sigma=sigma, unbiased=True, normalize=normalize)
+
+
+# ---------------------------------------------------------------------------------------------
+# nearest-neighbour measures
+# ---------------------------------------------------------------------------------------------
+
+
+def knn_indices(A: np.ndarray, k: int, chunk_size: int = 2048) -> np.ndarray:
+    """Indices of the ``k`` rows with the largest inner product with each row (itself excluded).
+
+    Ordered by decreasing inner product; ties broken by row index. Memory ``chunk_size × n``.
+    """
+    n = A.shape[0]
+    if not 1 <= k < n:
+        raise MetricInputError(f"k must be in [1, n_samples - 1] = [1, {n - 1}], got {k}")
+    out = np.empty((n, k), dtype=np.int64)
+    for start in range(0, n, chunk_size):
+        stop = min(start + chunk_size, n)
+        S = A[start:stop] @ A.T
+        S[np.arange(stop - start), np.arange(start, stop)] = -np.inf
+        cand = np.sort(np.argpartition(-S, k - 1, axis=1)[:, :k], axis=1)
+        order = np.argsort(-np.take_along_axis(S, cand, axis=1), axis=1, kind="stable")
+        out[start:stop] = np.take_along_axis(cand, order, axis=1)
+    return out
+
+
+def mutual_knn(X, Y, k: int = 10, normalize: bool = True) -> float:
+    """Mutual k-nearest-neighbour alignment: mean over samples of ``|N_X(i) ∩ N_Y(i)| / k``.
+
+    Parameters
+    ----------
+    X, Y : array of shape (n_samples, ·)
+    k : int, default=10
+    normalize : bool, default=True
+        L2-normalise rows first (neighbours by cosine similarity).
+    """
+    X, Y = _check_pair(X, Y, normalize, min_samples=k + 1)
+    nx, ny = knn_indices(X, k), knn_indices(Y, k)
+    # sorted rows + searchsorted count the shared members without n×n masks
+    nx.sort(axis=1)
+    ny.sort(axis=1)
+    hits = 0
+    for a, b in zip(nx, ny, strict=True):
+        hits += np.intersect1d(a, b, assume_unique=True).size
+    return float(hits / (k * len(X)))
+
+
+def _knn_mask(K: np.ndarray, k: int, unbiased: bool) -> np.ndarray:
+    Kh = K.copy()
+    if unbiased:
+        np.fill_diagonal(Kh, -np.inf)
+    n = K.shape[0]
+    idx = np.argpartition(-Kh, k - 1, axis=1)[:, :k]
+    mask = np.zeros((n, n))
+    mask[np.arange(n)[:, None], idx] = 1.0
+    return mask
+
+
+def cknna(X, Y, k: int = 10, unbiased: bool = True, normalize: bool = True) -> float:
+    """Centred kernel nearest-neighbour alignment (CKNNA) of the reference code.
+
+    HSIC of the kernels restricted to mutual k-nearest-neighbour pairs, normalised by the same
+    quantity of each kernel with itself. Builds ``n × n`` matrices (keep ``n`` ≲ 10⁴).
+    """
+    if k < 2:
+        raise MetricInputError("CKNNA requires k >= 2")
+    X, Y = _check_pair(X, Y, normalize, min_samples=max(k + 1, 4))
+    K, L = X @ X.T, Y @ Y.T
+    hsic = hsic_unbiased if unbiased else hsic_biased
+    mk, ml = _knn_mask(K, k, unbiased), _knn_mask(L, k, unbiased)
+
+    def sim(A, B, mask):
+        return hsic(mask * A, mask * B)
+
+    kl = sim(K, L, mk * ml)
+    kk = sim(K, K, mk)
+    ll = sim(L, L, ml)
+    return float(kl / (np.sqrt(max(kk * ll, 0.0)) + _EPS))
+
+
+# ---------------------------------------------------------------------------------------------
+# subspace and geometry measures
+# ---------------------------------------------------------------------------------------------
+
+
+def svcca(X, Y, cca_dim: int = 10, normalize: bool = True) -> float:
+    """SVCCA: mean canonical correlation between the top ``cca_dim`` left singular subspaces.
+
+    Columns are z-scored (``std + 1e-8``) as in the reference; the canonical correlations of
+    two orthonormal bases are the singular values of ``U_Xᵀ U_Y``.
+    """
+    X, Y = _check_pair(X, Y, normalize, min_samples=cca_dim + 1)
+    if cca_dim > min(X.shape[1], Y.shape[1]):
+        raise MetricInputError(
+            f"cca_dim={cca_dim} exceeds the smaller feature dimension "
+            f"({min(X.shape[1], Y.shape[1])})"
+        )
+    bases = []
+    for A in (X, Y):
+        A = A - A.mean(axis=0)
+        A = A / (A.std(axis=0) + 1e-8)
+        U = np.linalg.svd(A, full_matrices=False)[0][:, :cca_dim]
+        bases.append(U)
+    rho = np.linalg.svd(bases[0].T @ bases[1], compute_uv=False)
+    return float(np.mean(np.clip(rho, 0.0, 1.0)))
+
+
+def procrustes_distance(X, Y, normalize: bool = True) -> float:
+    """Orthogonal Procrustes distance of Ding et al. (2021): ``2 − 2 ‖X̃ᵀ Ỹ‖_*``.
+
+    ``X̃`` and ``Ỹ`` are column-centred and scaled to unit Frobenius norm, so the value is the
+    smallest squared Frobenius distance between ``X̃ Q`` and ``Ỹ`` over orthogonal ``Q``
+    (widths zero-padded): 0 for representations equal up to rotation and scale, at most 2.
+    """
+    X, Y = _check_pair(X, Y, normalize)
+    out = []
+    for A, name in ((X, "X"), (Y, "Y")):
+        A = A - A.mean(axis=0)
+        norm = np.linalg.norm(A)
+        if norm == 0:
+            raise MetricInputError(f"{name} is constant; the Procrustes distance is undefined")
+        out.append(A / norm)
+    nuclear = np.linalg.svd(out[0].T @ out[1], compute_uv=False).sum()
+    return float(max(2.0 - 2.0 * nuclear, 0.0))
+
+
+def rsa(X, Y, normalize: bool = True, max_samples: int | None = 2000, random_state: int = 0) -> float:
+    """Representational similarity analysis: Spearman correlation of pairwise Euclidean distances.
+
+    Uses the upper triangle of both distance matrices. With more than ``max_samples`` rows a
+    random subset of that size (``random_state``) is used.
+    """
+    from scipy.spatial.distance import pdist
+    from scipy.stats import spearmanr
+
+    X, Y = _check_pair(X, Y, normalize, min_samples=3)
+    if max_samples is not None and len(X) > max_samples:
+        rows = np.sort(np.random.default_rng(random_state).choice(len(X), max_samples, replace=False))
+        X, Y = X[rows], Y[rows]
+    dx, dy = pdist(X), pdist(Y)
+    if np.ptp(dx) == 0 or np.ptp(dy) == 0:
+        raise MetricInputError("all pairwise distances are equal on one side; RSA is undefined")
+    return float(spearmanr(dx, dy).statistic)

@@ -1,0 +1,415 @@
+"""MACE adapters: ``mace:<path>`` (any MACE ``.model`` file) and ``mace-random:<seed>``.
+
+They run in the ``mace`` family environment (``mlipspace env create mace``): mace-torch
+pins ``e3nn==0.4.4``, which the main environment's sevenn cannot use.
+
+``model`` is a ``mace.modules.MACE`` or ``ScaleShiftMACE``. Each interaction ``i``
+(``model.interactions[i]`` then ``model.products[i]``) produces node features
+(``products[i].linear.irreps_out``, e.g. ``64x0e+64x1o``; the last layer keeps only
+``64x0e``), and **each layer has its own read-out** ``model.readouts[i]``; the energy is
+the sum of the read-outs (scaled and shifted in ``ScaleShiftMACE``) plus the
+per-element reference energies. Which tensors are taken:
+
+``layer:0``
+    ``model.node_embedding`` output (element only, the ``0e`` channels).
+``layer:i`` (i = 1…n)
+    the ``0e`` channels of ``products[i-1]``'s output, i.e. the scalars readout ``i-1``
+    consumes.
+``bb`` and ``node``
+    ``layer:1`` … ``layer:n`` concatenated: exactly ``MACECalculator.get_descriptors(
+    invariants_only=True)`` (checked in the tests). For MACE the invariant node
+    features entering the read-outs are these per-layer scalars, so ``node == bb``.
+``ll``
+    the input of the last linear map of every read-out, concatenated over layers (the
+    LLPR definition used by Chorna et al.): the ``0e`` channels of layer ``i`` for the
+    linear read-outs, and the hidden activation ``non_linearity(linear_1(x))`` entering
+    ``linear_2`` for the non-linear last read-out (``MLP_irreps``, e.g. 16). The energy
+    is one linear function of ``ll`` (plus per-element constants).
+
+``mace-random:<seed>`` is the negative control: a MACE-MP-like ``ScaleShiftMACE`` (89
+elements, r_max 5 Å, 8 Bessel functions, l_max 3, 2 interactions
+``RealAgnosticResidualInteractionBlock``, hidden ``64x0e+64x1o``, MLP ``16x0e``,
+correlation 3, SiLU, zero reference energies) whose weights come from
+``torch.manual_seed(seed)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+
+from ..errors import ModelError
+from ._torch import (
+    Capture,
+    assemble_layers,
+    check_dtype,
+    check_layers,
+    file_sha256,
+    layer_dims,
+    package_version,
+    prepare_module,
+    set_threads,
+    split_rows,
+    unsupported_error,
+)
+from .base import ModelAdapter, ModelSpec
+
+FAMILY = "mace"
+#: the architecture of ``mace-random:<seed>``
+RANDOM_ARCHITECTURE: dict[str, Any] = {
+    "r_max": 5.0,
+    "num_bessel": 8,
+    "num_polynomial_cutoff": 5,
+    "max_ell": 3,
+    "num_interactions": 2,
+    "hidden_irreps": "64x0e + 64x1o",
+    "MLP_irreps": "16x0e",
+    "correlation": 3,
+    "avg_num_neighbors": 20.0,
+    "atomic_numbers": list(range(1, 90)),
+}
+RANDOM_WIDTH = 64
+RANDOM_MLP = 16
+#: structures per forward pass; batching was slower than single structures on 2 CPU
+#: cores (463 vs 644 atoms/s for 8 x 64 atoms, models-offline.md)
+BATCH_SIZE = 1
+
+
+@contextlib.contextmanager
+def _quiet() -> Any:
+    """Silence mace's import-time prints ("cuequivariance ... not available") and warnings."""
+    with (
+        contextlib.redirect_stdout(io.StringIO()),
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("ignore")
+        previous = logging.root.level
+        logging.root.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            logging.root.setLevel(previous)
+
+
+def _import_mace() -> Any:
+    try:
+        with _quiet():
+            import mace.modules
+    except ModuleNotFoundError as exc:
+        raise ModelError(
+            f"mace-torch is not importable here ({exc}); MACE models run in the 'mace' family "
+            "environment: run `mlipspace env create mace`"
+        ) from exc
+    import mace
+
+    return mace
+
+
+def build_random_mace(seed: int, num_elements: int | None = None) -> Any:
+    """The ``mace-random`` architecture with weights drawn from ``torch.manual_seed(seed)``.
+
+    Parameters
+    ----------
+    seed : int
+        Seed of the weights; the global torch RNG state is restored afterwards.
+    num_elements : int, optional
+        Use only the first ``num_elements`` elements (H, He, ...); smaller models for tests.
+    """
+    import torch
+
+    _import_mace()
+    from e3nn import o3
+    from mace import modules
+
+    arch = RANDOM_ARCHITECTURE
+    numbers = arch["atomic_numbers"][: num_elements or None]
+    interaction = modules.interaction_classes["RealAgnosticResidualInteractionBlock"]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        model = modules.ScaleShiftMACE(
+            r_max=arch["r_max"],
+            num_bessel=arch["num_bessel"],
+            num_polynomial_cutoff=arch["num_polynomial_cutoff"],
+            max_ell=arch["max_ell"],
+            interaction_cls=interaction,
+            interaction_cls_first=interaction,
+            num_interactions=arch["num_interactions"],
+            num_elements=len(numbers),
+            hidden_irreps=o3.Irreps(arch["hidden_irreps"]),
+            MLP_irreps=o3.Irreps(arch["MLP_irreps"]),
+            atomic_energies=np.zeros(len(numbers)),
+            avg_num_neighbors=arch["avg_num_neighbors"],
+            atomic_numbers=numbers,
+            correlation=arch["correlation"],
+            gate=torch.nn.functional.silu,
+            atomic_inter_scale=1.0,
+            atomic_inter_shift=0.0,
+        )
+    return model.float().eval()
+
+
+def _scalars(irreps: Any, what: str) -> int:
+    first = irreps[0]
+    if first.ir.l != 0 or first.ir.p != 1:
+        raise ModelError(f"MACE {what} irreps {irreps} do not start with even scalars (0e)")
+    return int(first.mul)
+
+
+class MACEAdapter(ModelAdapter):
+    """Per-atom features of a MACE energy model.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A ``mace.modules.MACE`` or ``ScaleShiftMACE``.
+    name : str
+        Registered name (``mace:<path>`` or ``mace-random:<seed>``).
+    dtype : {"float32", "float64"}
+    device : str
+    provenance : dict, optional
+        Extra metadata (file and digest, or seed).
+    head : str, optional
+        Read-out head of a multi-head model; by default the only head, or the one
+        named "default" (the rule of ``MACECalculator``).
+    """
+
+    family = FAMILY
+
+    def __init__(
+        self,
+        model: Any,
+        name: str,
+        dtype: str = "float32",
+        device: str = "cpu",
+        provenance: dict[str, Any] | None = None,
+        head: str | None = None,
+    ):
+        mace = _import_mace()
+        from mace.tools.utils import AtomicNumberTable
+
+        set_threads()
+        self.name = name
+        self.dtype = check_dtype(dtype)
+        self.device = device
+        self.provenance = dict(provenance or {})
+        missing = [a for a in ("node_embedding", "products", "readouts") if not hasattr(model, a)]
+        if missing or type(model).__name__ not in ("MACE", "ScaleShiftMACE"):
+            raise ModelError(
+                f"{name}: {type(model).__name__} is not a MACE energy model "
+                "(MACE or ScaleShiftMACE)"
+            )
+        self.model = prepare_module(model, dtype, device)
+        self.mace_version = getattr(mace, "__version__", package_version("mace-torch"))
+        self.r_max = float(model.r_max)
+        self.z_table = AtomicNumberTable([int(z) for z in model.atomic_numbers])
+        self.heads = list(getattr(model, "heads", None) or ["Default"])
+        self.head = self._choose_head(head)
+        self.head_index = self.heads.index(self.head)
+        self.n_layers = len(model.products)
+        if len(model.readouts) not in (1, self.n_layers):
+            raise ModelError(f"{name}: {len(model.readouts)} read-outs for {self.n_layers} layers")
+        self.widths = [_scalars(model.node_embedding.linear.irreps_out, "embedding")]
+        self.widths += [
+            _scalars(product.linear.irreps_out, f"layer {i + 1}")
+            for i, product in enumerate(model.products)
+        ]
+        self.ll_widths = [self._ll_width(readout) for readout in model.readouts]
+
+    def _choose_head(self, head: str | None) -> str:
+        if head is not None:
+            if head not in self.heads:
+                raise ModelError(f"{self.name}: no head {head!r}; heads are {self.heads}")
+            return head
+        if len(self.heads) == 1:
+            return self.heads[0]
+        default = [h for h in self.heads if h.lower() == "default"]
+        if not default:
+            raise ModelError(
+                f"{self.name}: multi-head model without a 'default' head ({self.heads})"
+            )
+        return default[0]
+
+    def _ll_width(self, readout: Any) -> int:
+        if hasattr(readout, "linear_2"):
+            return int(readout.linear_2.irreps_in.dim) // max(1, getattr(readout, "num_heads", 1))
+        return _scalars(readout.linear.irreps_in, "read-out input")
+
+    # -- interface -------------------------------------------------------------------
+    def layer_dims(self) -> dict[str, int]:
+        return layer_dims(sum(self.ll_widths), sum(self.widths[1:]), self.widths)
+
+    def supported_elements(self) -> set[int]:
+        return {int(z) for z in self.z_table.zs}
+
+    def metadata(self) -> dict[str, Any]:
+        import torch
+
+        return {
+            "package": "mace-torch",
+            "package_version": self.mace_version,
+            "e3nn_version": package_version("e3nn"),
+            "torch_version": torch.__version__,
+            "dtype": self.dtype,
+            "r_max": self.r_max,
+            "head": self.head,
+            **self.provenance,
+        }
+
+    def preferred_batch_size(self) -> int:
+        return BATCH_SIZE
+
+    def compute(
+        self, structures: Sequence[Atoms], layers: Sequence[str]
+    ) -> dict[str, list[np.ndarray]]:
+        features, _ = self.forward(structures, layers)
+        return features
+
+    # -- implementation --------------------------------------------------------------
+    def batch(self, structures: Sequence[Atoms]) -> Any:
+        """A mace ``torch_geometric`` batch of ``structures`` in the model's dtype."""
+        from mace import data as mace_data
+        from mace.tools import torch_geometric, torch_tools
+
+        supported = self.supported_elements()
+        graphs = []
+        with torch_tools.default_dtype(self.dtype):
+            for i, atoms in enumerate(structures):
+                for z in np.unique(atoms.numbers):
+                    if int(z) not in supported:
+                        raise unsupported_error(self.name, atoms, i, int(z))
+                clean = Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
+                config = mace_data.config_from_atoms(clean, head_name=self.head)
+                graphs.append(
+                    mace_data.AtomicData.from_config(
+                        config, z_table=self.z_table, cutoff=self.r_max, heads=self.heads
+                    )
+                )
+        loader = torch_geometric.dataloader.DataLoader(
+            graphs, batch_size=len(graphs), shuffle=False
+        )
+        return next(iter(loader)).to(self.device)
+
+    def forward(
+        self, structures: Sequence[Atoms], layers: Sequence[str]
+    ) -> tuple[dict[str, list[np.ndarray]], np.ndarray]:
+        """Features of every requested layer and total energies (eV), in one forward pass.
+
+        Calls the model with ``compute_force=False`` (no forces, stress or virials)
+        under ``torch.no_grad``.
+        """
+        import torch
+
+        layers = check_layers(layers, self.layer_dims(), self.name)
+        if not structures:
+            return {name: [] for name in layers}, np.zeros(0)
+        counts = [len(a) for a in structures]
+        batch = self.batch(structures)
+        model = self.model
+        h = self.head_index
+        with Capture() as cap, torch.no_grad():
+            cap.output(model.node_embedding, "layer:0", lambda out: out[:, : self.widths[0]])
+            for i, product in enumerate(model.products):
+                cap.output(product, f"layer:{i + 1}", lambda out, i=i: out[:, : self.widths[i + 1]])
+            for i, readout in enumerate(model.readouts):
+                width = self.ll_widths[i]
+                if hasattr(readout, "linear_2"):
+                    cap.input(
+                        readout.linear_2, f"ll:{i}", lambda a, w=width: a[0][:, h * w : (h + 1) * w]
+                    )
+                else:
+                    cap.input(readout, f"ll:{i}", lambda a, w=width: a[0][:, :w])
+            out = model(batch.to_dict(), compute_force=False, compute_stress=False)
+        per_layer = [cap[f"layer:{i}"] for i in range(self.n_layers + 1)]
+        ll = torch.cat([cap[f"ll:{i}"] for i in range(len(model.readouts))], dim=1)
+        node = torch.cat(per_layer[1:], dim=1)
+        tensors = assemble_layers(layers, ll, node, per_layer)
+        features = {name: split_rows(t, counts, self.dtype) for name, t in tensors.items()}
+        energy = out["energy"].detach().cpu().numpy().astype(np.float64).reshape(-1)
+        return features, energy
+
+    def calculator(self, model_path: str | None = None) -> Any:
+        """mace's own ``MACECalculator`` (for tests and benchmarks).
+
+        With ``model_path`` the calculator loads that file itself; otherwise it wraps this
+        adapter's model.
+        """
+        with _quiet():
+            from mace.calculators import MACECalculator
+
+            kwargs = {"device": self.device, "default_dtype": self.dtype, "head": self.head}
+            if model_path is not None:
+                return MACECalculator(model_paths=model_path, **kwargs)
+            return MACECalculator(models=self.model, **kwargs)
+
+
+def load_mace_file(path: str | Path, dtype: str = "float32", device: str = "cpu") -> MACEAdapter:
+    """The adapter of a MACE ``.model`` file (a pickled module, as ``torch.save`` writes it)."""
+    import torch
+
+    _import_mace()
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ModelError(f"mace:{path}: no such model file")
+    try:
+        with _quiet():
+            model = torch.load(path, map_location=device, weights_only=False)
+    except Exception as exc:
+        raise ModelError(
+            f"mace:{path}: cannot load the model file ({type(exc).__name__}: {exc})"
+        ) from exc
+    provenance = {"checkpoint": path.name, "checkpoint_path": str(path.resolve()),
+                  "checkpoint_sha256": file_sha256(str(path.resolve()))}  # fmt: skip
+    return MACEAdapter(model, f"mace:{path}", dtype=dtype, device=device, provenance=provenance)
+
+
+def _file_factory(
+    argument: str | None = None, dtype: str = "float32", device: str = "cpu"
+) -> MACEAdapter:
+    if not argument:
+        raise ModelError("mace:<path> needs the path of a MACE .model file after 'mace:'")
+    return load_mace_file(argument, dtype=dtype, device=device)
+
+
+def _random_factory(
+    argument: str | None = None, dtype: str = "float32", device: str = "cpu"
+) -> MACEAdapter:
+    try:
+        seed = int(argument or "")
+    except ValueError:
+        raise ModelError(f"mace-random:<seed> needs an integer seed, not {argument!r}") from None
+    model = build_random_mace(seed)
+    provenance = {"seed": seed, "architecture": dict(RANDOM_ARCHITECTURE, atomic_numbers="1-89")}
+    return MACEAdapter(
+        model, f"mace-random:{seed}", dtype=dtype, device=device, provenance=provenance
+    )
+
+
+SPECS = [
+    ModelSpec(
+        name="mace:",
+        family=FAMILY,
+        factory=_file_factory,
+        layers={},
+        description="any MACE .model file: mace:<path> (dimensions depend on the file)",
+        weights_available=lambda: True,
+    ),
+    ModelSpec(
+        name="mace-random:",
+        family=FAMILY,
+        factory=_random_factory,
+        layers=layer_dims(RANDOM_WIDTH + RANDOM_MLP, 2 * RANDOM_WIDTH, [RANDOM_WIDTH] * 3),
+        description="negative control: MACE-MP-like architecture (64x0e+64x1o, 2 layers) with "
+        "random weights from the seed",
+        weights_available=lambda: True,
+    ),
+]
+
+__all__ = ["SPECS", "MACEAdapter", "build_random_mace", "load_mace_file"]

@@ -1,0 +1,275 @@
+"""SevenNet adapters: the checkpoints shipped in the sevenn wheel.
+
+``sevennet-0`` (SevenNet-0, 11Jul2024), ``sevennet-0-22may2024``, ``sevennet-l3i5`` and
+``sevennet-mf-0:<modal>`` (SevenNet-MF-0, one name per fidelity head: ``PBE`` and
+``R2SCAN``; the modal enters every self-interaction and the read-out, so the features
+depend on it from layer 1 on).
+
+The model is an ``AtomGraphSequential`` whose node features live in ``data["x"]``. The
+adapter runs its modules in order under ``torch.no_grad()`` and stops before
+``force_output`` (no forces, no stress), copying ``data["x"]`` on the way:
+
+``layer:0``
+    output of ``onehot_to_feature_x`` (128, element only).
+``layer:i`` (i = 1…5)
+    the leading ``0e`` block of the output of ``{i-1}_equivariant_gate`` (128 each; e3nn
+    ``Gate`` puts the scalars first; the width is read from the module's irreps).
+``bb``
+    ``layer:1`` … ``layer:5`` concatenated (640).
+``node``
+    ``data["x"]`` entering ``reduce_input_to_hidden`` (128; equals ``layer:5``).
+``ll``
+    same tensor as ``node``: the read-out is ``reduce_input_to_hidden`` (128→64) followed
+    by ``reduce_hidden_to_energy`` (64→1) with no nonlinearity between them, so the last
+    affine map of the energy read-out takes the 128 node scalars (taking the 64-dim
+    intermediate would only project them linearly). On SevenNet-MF the modal one-hot
+    appended inside ``reduce_input_to_hidden`` is not part of the features.
+
+These checkpoints have ``is_parity=False``: their ``0e`` channels are invariant under
+proper rotations only; see docs/models.md for the measured mirror sensitivity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+
+from ..errors import ModelError
+from ._torch import (
+    assemble_layers,
+    check_dtype,
+    check_layers,
+    checkpoint_metadata,
+    default_dtype,
+    layer_dims,
+    prepare_module,
+    set_threads,
+    split_rows,
+    torch_dtype,
+)
+from .base import ModelAdapter, ModelSpec
+
+#: registered name -> (file inside sevenn/pretrained_potentials, modal)
+CHECKPOINTS = {
+    "sevennet-0": "SevenNet_0__11Jul2024/checkpoint_sevennet_0.pth",
+    "sevennet-0-22may2024": "SevenNet_0__22May2024/checkpoint_sevennet_0.pth",
+    "sevennet-l3i5": "SevenNet_l3i5/checkpoint_l3i5.pth",
+    "sevennet-mf-0": "SevenNet_MF_0/checkpoint_sevennet_mf_0.pth",
+}
+MF_MODALS = ("PBE", "R2SCAN")
+N_LAYERS = 5
+WIDTH = 128
+#: structures per forward. On 2 CPU cores batching was slower for SevenNet (larger graphs
+#: lose cache locality); see benchmarks/featurize.py.
+BATCH_SIZE = 1
+
+
+def _checkpoint_path(key: str) -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("sevenn")
+    if spec is None or spec.origin is None:
+        raise ModelError("sevenn is not installed (pip install sevenn==0.13.0)")
+    return Path(spec.origin).parent / "pretrained_potentials" / CHECKPOINTS[key]
+
+
+def _leading_scalars(irreps: Any) -> int:
+    """Number of leading ``l=0`` even channels of an e3nn ``Irreps``."""
+    n = 0
+    for mul, ir in irreps:
+        if ir.l != 0 or ir.p != 1:
+            break
+        n += mul
+    return n
+
+
+class SevenNetAdapter(ModelAdapter):
+    """Per-atom features of a pretrained SevenNet checkpoint.
+
+    Parameters
+    ----------
+    key : str
+        One of :data:`CHECKPOINTS`.
+    modal : str, optional
+        Fidelity head of a multi-fidelity checkpoint (case-sensitive, e.g. ``"PBE"``).
+    dtype : {"float32", "float64"}
+    device : str
+    """
+
+    family = "main"
+
+    def __init__(
+        self, key: str, modal: str | None = None, dtype: str = "float32", device: str = "cpu"
+    ):
+        import sevenn.util
+
+        if key not in CHECKPOINTS:
+            raise ModelError(f"unknown SevenNet checkpoint {key!r}")
+        set_threads()
+        self.key = key
+        self.dtype = check_dtype(dtype)
+        self.device = device
+        self.path = _checkpoint_path(key)
+        self.name = key if modal is None else f"{key}:{modal}"
+        cp = sevenn.util.load_checkpoint(str(self.path))
+        self.config = cp.config
+        model = cp.build_model()
+        if dtype != "float32":  # e3nn bakes constants in at construction: rebuild, then load
+            from sevenn.model_build import build_E3_equivariant_model
+
+            state = model.state_dict()
+            with default_dtype(dtype):
+                model = build_E3_equivariant_model(cp.config)
+            model.load_state_dict(state, strict=True)
+        self.model = prepare_module(model, dtype, device)
+        self.cutoff = float(cp.config["cutoff"])
+        self.type_map = dict(cp.config["_type_map"])
+        modal_map = getattr(model, "modal_map", None)
+        if modal_map:
+            if modal not in modal_map:
+                raise ModelError(
+                    f"{key} needs a fidelity head: use one of "
+                    f"{', '.join(f'{key}:{m}' for m in modal_map)} (case-sensitive)"
+                )
+        elif modal is not None:
+            raise ModelError(f"{key} has a single head; drop ':{modal}' from the name")
+        self.modal = modal
+        if "readout_FCN" in model._modules:
+            raise ModelError(f"{key}: checkpoints with an MLP read-out are not supported")
+        self._gates = [f"{i}_equivariant_gate" for i in range(N_LAYERS)]
+        self._widths = [
+            _leading_scalars(model._modules["onehot_to_feature_x"].irreps_out),
+            *(_leading_scalars(model._modules[g].gate.irreps_out) for g in self._gates),
+        ]
+
+    # -- interface -------------------------------------------------------------------
+    def layer_dims(self) -> dict[str, int]:
+        return layer_dims(self._widths[-1], self._widths[-1], self._widths)
+
+    def supported_elements(self) -> set[int]:
+        return {int(z) for z in self.type_map}
+
+    def metadata(self) -> dict[str, Any]:
+        return checkpoint_metadata(
+            "sevenn", self.path, dtype=self.dtype, cutoff=self.cutoff, modal=self.modal
+        )
+
+    def preferred_batch_size(self) -> int:
+        return BATCH_SIZE
+
+    def compute(self, structures: Sequence[Atoms], layers: Sequence[str]) -> dict[str, list[np.ndarray]]:
+        features, _ = self.forward(structures, layers)
+        return features
+
+    # -- implementation --------------------------------------------------------------
+    def graph(self, atoms: Atoms) -> Any:
+        """The input graph of one structure, as the package's calculator builds it."""
+        import torch
+        from sevenn.atom_graph_data import AtomGraphData
+        from sevenn.train.dataload import unlabeled_atoms_to_graph
+
+        data = AtomGraphData.from_numpy_dict(unlabeled_atoms_to_graph(atoms, self.cutoff))
+        dtype = torch_dtype(self.dtype)
+        for key in list(data.keys()):
+            value = data[key]
+            if isinstance(value, torch.Tensor) and torch.is_floating_point(value):
+                data[key] = value.to(dtype)
+        if self.modal is not None:
+            data["data_modality"] = self.modal
+        return data.to(self.device)
+
+    def forward(
+        self, structures: Sequence[Atoms], layers: Sequence[str]
+    ) -> tuple[dict[str, list[np.ndarray]], np.ndarray]:
+        """Features of every requested layer and total energies (eV), in one forward pass."""
+        import torch
+        from torch_geometric.data import Batch
+
+        layers = check_layers(layers, self.layer_dims(), self.name)
+        if not structures:
+            return {name: [] for name in layers}, np.zeros(0)
+        counts = [len(a) for a in structures]
+        graphs = [self.graph(a) for a in structures]
+        batched = len(graphs) > 1
+        model = self.model
+        model.set_is_batch_data(batched)
+        data = Batch.from_data_list(graphs) if batched else graphs[0]
+        per_layer: list[Any] = [None] * (N_LAYERS + 1)
+        node = None
+        with torch.no_grad():
+            data = model._preprocess(data)
+            for name, module in model._modules.items():
+                if name == "force_output":
+                    break
+                if name == "reduce_input_to_hidden":
+                    node = data["x"].clone()
+                data = module(data)
+                if name == "onehot_to_feature_x":
+                    per_layer[0] = data["x"][:, : self._widths[0]].clone()
+                elif name in self._gates:
+                    i = self._gates.index(name) + 1
+                    per_layer[i] = data["x"][:, : self._widths[i]].clone()
+            energy = data["inferred_total_energy"].reshape(-1)
+        model.set_is_batch_data(False)
+        if node is None or any(t is None for t in per_layer):
+            raise ModelError(f"{self.name}: the forward pass did not reach every layer")
+        tensors = assemble_layers(layers, node, node, per_layer)
+        features = {name: split_rows(t, counts, self.dtype) for name, t in tensors.items()}
+        return features, energy.detach().cpu().numpy().astype(np.float64)
+
+    def calculator(self) -> Any:
+        """The package's own ASE calculator (a separate model instance, float32)."""
+        from sevenn.calculator import SevenNetCalculator
+
+        return SevenNetCalculator(str(self.path), device=self.device, modal=self.modal)
+
+
+def _factory(key: str, modal: str | None):
+    def factory(argument: str | None = None, dtype: str = "float32", device: str = "cpu") -> SevenNetAdapter:
+        return SevenNetAdapter(key, modal=modal, dtype=dtype, device=device)
+
+    return factory
+
+
+def _weights(key: str):
+    def available() -> bool:
+        try:
+            return _checkpoint_path(key).is_file()
+        except ModelError:
+            return False
+
+    return available
+
+
+_DESCRIPTIONS = {
+    "sevennet-0": "SevenNet-0 (11Jul2024, MPtrj), 5 interactions, lmax 2",
+    "sevennet-0-22may2024": "SevenNet-0 (22May2024, MPtrj), 5 interactions, lmax 2",
+    "sevennet-l3i5": "SevenNet-l3i5 (MPtrj), 5 interactions, lmax 3",
+}
+_DIMS = layer_dims(WIDTH, WIDTH, [WIDTH] * (N_LAYERS + 1))
+
+SPECS = [
+    ModelSpec(
+        name=key,
+        family="main",
+        factory=_factory(key, None),
+        layers=_DIMS,
+        description=description,
+        weights_available=_weights(key),
+    )
+    for key, description in _DESCRIPTIONS.items()
+] + [
+    ModelSpec(
+        name=f"sevennet-mf-0:{modal}",
+        family="main",
+        factory=_factory("sevennet-mf-0", modal),
+        layers=_DIMS,
+        description=f"SevenNet-MF-0 multi-fidelity, {modal} head",
+        weights_available=_weights("sevennet-mf-0"),
+    )
+    for modal in MF_MODALS
+]

@@ -1,0 +1,259 @@
+"""Optimal transport between point clouds of atoms, with POT.
+
+Two models' atoms projected on the same anchors live in one space ``R^K``, so they can be
+matched directly by optimal transport (Li & Walsh 2025, §5). With uniform weights
+``a = 1/n``, ``b = 1/m`` and cost ``C_ij = c(z^A_i, z^B_j)``:
+
+* exact OT (earth mover's distance): ``T = argmin_{T ∈ U(a, b)} ⟨T, C⟩`` (network simplex,
+  ``ot.emd``);
+* entropic OT (Sinkhorn): ``argmin ⟨T, C⟩ − ε H(T)`` with ``C`` divided by its median
+  first, so ``ε`` is relative to a typical cost (``ot.sinkhorn``, log-domain);
+* ``W2(A, B) = sqrt(min_T ⟨T, ‖z^A_i − z^B_j‖²⟩)``;
+* Gromov–Wasserstein on the raw spaces (which need not share a dimension) matches the
+  intra-space distance matrices instead: ``min_T Σ (D^A_ik − D^B_jl)² T_ij T_kl``
+  (``ot.gromov.gromov_wasserstein``), the baseline the common space is compared with.
+
+A plan is read as an assignment ``assignment[i] = argmax_j T_ij``; for exact OT between
+sets of equal size the optimal plan is a permutation matrix / n, so the assignment is a
+permutation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import MetricInputError
+
+__all__ = [
+    "METRICS",
+    "cost_matrix",
+    "gromov_wasserstein_match",
+    "match",
+    "matching_accuracy",
+    "plot_dendrogram",
+    "transport_plan",
+    "w2_distance",
+    "w2_matrix",
+]
+
+METRICS = ("sqeuclidean", "cosine")
+SOLVERS = ("emd", "sinkhorn")
+
+
+def _check_points(Z: Any, name: str) -> np.ndarray:
+    Z = np.asarray(Z)
+    if Z.ndim != 2 or Z.shape[0] == 0 or Z.shape[1] == 0:
+        raise MetricInputError(f"{name} must be a non-empty 2-D array, got shape {Z.shape}")
+    if not np.issubdtype(Z.dtype, np.number) or not np.isfinite(Z).all():
+        raise MetricInputError(f"{name} must hold finite numbers")
+    return np.ascontiguousarray(Z, dtype=np.float64)
+
+
+def _check_pair(ZA: Any, ZB: Any) -> tuple[np.ndarray, np.ndarray]:
+    ZA, ZB = _check_points(ZA, "ZA"), _check_points(ZB, "ZB")
+    if ZA.shape[1] != ZB.shape[1]:
+        raise MetricInputError(
+            f"ZA has {ZA.shape[1]} columns and ZB {ZB.shape[1]}: project both on the same anchors "
+            "(or use gromov_wasserstein_match for spaces of different dimension)"
+        )
+    return ZA, ZB
+
+
+def cost_matrix(ZA: np.ndarray, ZB: np.ndarray, metric: str = "sqeuclidean") -> np.ndarray:
+    """``C_ij = ‖a_i − b_j‖²`` (``"sqeuclidean"``) or ``1 − cos(a_i, b_j)`` (``"cosine"``)."""
+    from scipy.spatial.distance import cdist
+
+    ZA, ZB = _check_pair(ZA, ZB)
+    if metric == "sqeuclidean":  # cdist, not the |a|²+|b|²-2ab expansion: exact zeros
+        C = cdist(ZA, ZB, metric="sqeuclidean")
+    elif metric == "cosine":
+        from ..anchors.projection import unit_rows
+
+        C = 1.0 - unit_rows(ZA) @ unit_rows(ZB).T
+    else:
+        raise MetricInputError(f"unknown OT cost metric {metric!r}; choose one of {METRICS}")
+    return np.ascontiguousarray(np.maximum(C, 0.0))
+
+
+def _emd(C: np.ndarray, num_iter_max: int | None) -> np.ndarray:
+    import ot
+
+    n, m = C.shape
+    a, b = np.full(n, 1.0 / n), np.full(m, 1.0 / m)
+    iters = num_iter_max if num_iter_max is not None else max(100_000, 50 * n * m)
+    T, log = ot.emd(a, b, C, numItermax=iters, log=True)
+    if log.get("warning"):
+        raise MetricInputError(f"exact OT did not converge ({log['warning']}); raise num_iter_max")
+    return T
+
+
+def transport_plan(
+    ZA: np.ndarray,
+    ZB: np.ndarray,
+    method: str = "emd",
+    reg: float = 0.01,
+    metric: str = "sqeuclidean",
+    num_iter_max: int | None = None,
+) -> np.ndarray:
+    """The OT plan ``T`` (n × m, rows summing to 1/n) between two uniform point clouds.
+
+    Parameters
+    ----------
+    ZA, ZB : arrays of shape (n, K) and (m, K)
+        Points in one common space.
+    method : {"emd", "sinkhorn"}, default="emd"
+        Exact OT, or entropic OT in the log domain.
+    reg : float, default=0.01
+        Sinkhorn only: entropic regularisation, relative to the median cost.
+    metric : {"sqeuclidean", "cosine"}, default="sqeuclidean"
+        Ground cost (see :func:`cost_matrix`).
+    num_iter_max : int, optional
+        Iteration cap (exact: network-simplex pivots, default ``max(1e5, 50·n·m)``;
+        Sinkhorn: default 10000).
+    """
+    import ot
+
+    C = cost_matrix(ZA, ZB, metric)
+    if method == "emd":
+        return _emd(C, num_iter_max)
+    if method == "sinkhorn":
+        if not reg > 0:
+            raise MetricInputError(f"Sinkhorn needs reg > 0, got {reg}")
+        n, m = C.shape
+        scale = np.median(C)
+        if not scale > 0:
+            scale = C.max() if C.max() > 0 else 1.0
+        return ot.sinkhorn(
+            np.full(n, 1.0 / n),
+            np.full(m, 1.0 / m),
+            C / scale,
+            reg,
+            method="sinkhorn_log",
+            numItermax=num_iter_max or 10_000,
+            warn=False,
+        )
+    raise MetricInputError(f"unknown OT method {method!r}; choose one of {SOLVERS}")
+
+
+def match(
+    ZA: np.ndarray,
+    ZB: np.ndarray,
+    method: str = "emd",
+    reg: float = 0.01,
+    metric: str = "sqeuclidean",
+    num_iter_max: int | None = None,
+) -> np.ndarray:
+    """Send every row of ``ZA`` to a row of ``ZB`` by optimal transport.
+
+    Parameters are those of :func:`transport_plan`.
+
+    Returns
+    -------
+    ndarray of int, shape (n,)
+        ``assignment[i]`` is the row of ``ZB`` receiving most of row ``i``'s mass; for
+        ``"emd"`` with ``n == m`` it is a permutation.
+    """
+    return np.argmax(transport_plan(ZA, ZB, method, reg, metric, num_iter_max), axis=1)
+
+
+def matching_accuracy(assignment: np.ndarray, true: np.ndarray | None = None) -> float:
+    """Fraction of rows sent to their true partner.
+
+    Parameters
+    ----------
+    assignment : array of int, shape (n,)
+        From :func:`match`.
+    true : array of int, shape (n,), optional
+        The correct row of ``ZB`` for every row of ``ZA``; by default ``i`` (the same
+        atoms in the same order).
+    """
+    assignment = np.asarray(assignment)
+    if assignment.ndim != 1 or len(assignment) == 0:
+        raise MetricInputError(f"assignment must be a non-empty 1-D array, got {assignment.shape}")
+    true = np.arange(len(assignment)) if true is None else np.asarray(true)
+    if true.shape != assignment.shape:
+        raise MetricInputError(f"true has shape {true.shape}, assignment {assignment.shape}")
+    return float(np.mean(assignment == true))
+
+
+def w2_distance(ZA: np.ndarray, ZB: np.ndarray, num_iter_max: int | None = None) -> float:
+    """2-Wasserstein distance between the uniform empirical measures of two point clouds."""
+    C = cost_matrix(ZA, ZB, "sqeuclidean")
+    return float(np.sqrt(max(np.sum(_emd(C, num_iter_max) * C), 0.0)))
+
+
+def w2_matrix(spaces: Mapping[str, np.ndarray], num_iter_max: int | None = None) -> pd.DataFrame:
+    """W2 distance between every pair of point clouds (symmetric, zero diagonal).
+
+    Parameters
+    ----------
+    spaces : mapping of name to array of shape (n_name, K)
+        e.g. each model's projected atoms.
+    """
+    names = list(spaces)
+    if len(names) < 2:
+        raise MetricInputError("w2_matrix needs at least two point clouds")
+    D = np.zeros((len(names), len(names)))
+    for i, a in enumerate(names):
+        for j in range(i + 1, len(names)):
+            D[i, j] = D[j, i] = w2_distance(spaces[a], spaces[names[j]], num_iter_max)
+    return pd.DataFrame(D, index=names, columns=names)
+
+
+def plot_dendrogram(distances: pd.DataFrame, method: str = "average", ax: Any = None) -> Any:
+    """Hierarchical clustering (``scipy`` linkage) of a square distance table, drawn.
+
+    Parameters
+    ----------
+    distances : DataFrame
+        Symmetric distances with zero diagonal, e.g. from :func:`w2_matrix`.
+    method : str, default="average"
+        Linkage method for ``scipy.cluster.hierarchy.linkage``.
+    ax : matplotlib Axes, optional
+        Where to draw; a new figure is made otherwise.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from matplotlib.figure import Figure
+    from scipy.cluster.hierarchy import dendrogram, linkage
+    from scipy.spatial.distance import squareform
+
+    D = distances.to_numpy(dtype=np.float64)
+    if D.ndim != 2 or D.shape[0] != D.shape[1] or not np.allclose(D, D.T):
+        raise MetricInputError("distances must be a symmetric square table")
+    if ax is None:
+        fig = Figure(figsize=(max(4.0, 0.6 * len(D)), 3.5), layout="constrained")
+        ax = fig.add_subplot()
+    else:
+        fig = ax.figure
+    Y = linkage(squareform(D, checks=False), method=method)
+    dendrogram(Y, labels=[str(c) for c in distances.index], ax=ax, leaf_rotation=90)
+    ax.set_ylabel("W2 distance" if method == "average" else f"distance ({method} linkage)")
+    return fig
+
+
+def gromov_wasserstein_match(
+    XA: np.ndarray, XB: np.ndarray, metric: str = "euclidean", max_iter: int = 10_000
+) -> np.ndarray:
+    """Match rows of two spaces of possibly different dimension by Gromov–Wasserstein.
+
+    The intra-space distance matrices (``metric`` as in ``ot.dist``) are each divided by
+    their maximum, then compared with the square loss; the plan comes from
+    ``ot.gromov.gromov_wasserstein`` (conditional gradient from the product plan, so a
+    local optimum). Returns ``assignment[i] = argmax_j T_ij``.
+    """
+    import ot
+
+    XA, XB = _check_points(XA, "XA"), _check_points(XB, "XB")
+    CA, CB = ot.dist(XA, XA, metric=metric), ot.dist(XB, XB, metric=metric)
+    CA /= CA.max() if CA.max() > 0 else 1.0
+    CB /= CB.max() if CB.max() > 0 else 1.0
+    p, q = np.full(len(XA), 1.0 / len(XA)), np.full(len(XB), 1.0 / len(XB))
+    T = ot.gromov.gromov_wasserstein(CA, CB, p, q, loss_fun="square_loss", max_iter=max_iter)
+    return np.argmax(T, axis=1)

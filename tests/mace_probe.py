@@ -1,0 +1,167 @@
+"""Measurements of the MACE adapters, run inside the 'mace' environment by test_models_mace.py.
+
+Usage: ``<mace env>/bin/python tests/mace_probe.py OUT_DIR``. It builds a small MACE
+model, saves it to ``OUT_DIR/small.model`` with ``torch.save``, loads it back through
+``mace:<path>``, and writes every number the tests assert on to ``OUT_DIR/probe.npz``
+(the assertions themselves run in the main environment's pytest, which has no mace).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+from ase.build import bulk, molecule
+from scipy.spatial.transform import Rotation
+
+LAYERS = ("ll", "node", "bb", "layer:0", "layer:1", "layer:2")
+
+
+def structures() -> list[Atoms]:
+    """Tiny test structures: a rattled Si cell (chiral, for the mirror test), NaCl, Cu, H2O."""
+    si = bulk("Si", cubic=True)
+    si.rattle(0.05, seed=42)
+    water = molecule("H2O")
+    water.cell = [12.0, 12.0, 12.0]
+    water.pbc = True
+    water.center()
+    return [si, bulk("NaCl", "rocksalt", a=5.64), bulk("Cu"), water]
+
+
+def transformed(atoms: Atoms, rotation: np.ndarray, shift: np.ndarray, perm: np.ndarray) -> Atoms:
+    """``atoms`` rotated (positions and cell), translated and permuted."""
+    out = Atoms(
+        atoms.numbers[perm],
+        atoms.positions[perm] @ rotation.T + shift,
+        cell=atoms.cell.array @ rotation.T,
+        pbc=atoms.pbc,
+    )
+    return out
+
+
+def small_model(seed: int = 3):
+    """A small plain MACE (not ScaleShift) with non-zero reference energies, built here."""
+    import torch
+    from e3nn import o3
+    from mace import modules
+
+    numbers = [1, 6, 7, 8, 11, 14, 17, 29]
+    interaction = modules.interaction_classes["RealAgnosticResidualInteractionBlock"]
+    torch.manual_seed(seed)
+    model = modules.MACE(
+        r_max=4.5,
+        num_bessel=6,
+        num_polynomial_cutoff=5,
+        max_ell=2,
+        interaction_cls=interaction,
+        interaction_cls_first=interaction,
+        num_interactions=2,
+        num_elements=len(numbers),
+        hidden_irreps=o3.Irreps("16x0e + 16x1o"),
+        MLP_irreps=o3.Irreps("8x0e"),
+        atomic_energies=np.linspace(-3.0, -0.5, len(numbers)),
+        avg_num_neighbors=12.0,
+        atomic_numbers=numbers,
+        correlation=2,
+        gate=torch.nn.functional.silu,
+    )
+    # random weights are tiny at init; scale them up so the features are O(1) and the
+    # invariance checks are not trivially met by vanishing numbers
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(3.0)
+    return model.float().eval()
+
+
+def main(out_dir: str) -> None:
+    import torch
+
+    from mlipspace.models import get_model
+
+    torch.set_num_threads(1)
+    out = Path(out_dir)
+    results: dict[str, np.ndarray] = {}
+    record: dict[str, object] = {}
+
+    path = out / "small.model"
+    torch.save(small_model(), path)
+    adapter = get_model(f"mace:{path}")
+    record["small_dims"] = adapter.layer_dims()
+    record["small_metadata"] = {k: str(v) for k, v in adapter.metadata().items()}
+    base = structures()
+    rng = np.random.default_rng(0)
+    proper = Rotation.random(random_state=7).as_matrix()
+    improper = proper @ np.diag([1.0, 1.0, -1.0])
+    calc = adapter.calculator(model_path=str(path))
+    for s, atoms in enumerate(base):
+        perm = rng.permutation(len(atoms))
+        shift = rng.normal(size=3) * 3.0
+        variants = {
+            "base": atoms,
+            "moved": transformed(atoms, proper, shift, perm),
+            "mirror": transformed(atoms, improper, np.zeros(3), np.arange(len(atoms))),
+        }
+        for kind, structure in variants.items():
+            features, energy = adapter.forward([structure], LAYERS)
+            for layer, arrays in features.items():
+                results[f"{kind}/{s}/{layer}"] = arrays[0]
+            results[f"{kind}/{s}/energy"] = energy
+        results[f"perm/{s}"] = perm
+        reference = atoms.copy()
+        reference.calc = calc
+        results[f"calc_energy/{s}"] = np.array([reference.get_potential_energy()])
+        results[f"descriptors/{s}"] = calc.get_descriptors(atoms, invariants_only=True)
+        results[f"n_atoms/{s}"] = np.array([len(atoms)])
+    supercell = base[2] * (2, 2, 2)
+    results["supercell/bb"] = adapter.forward([supercell], ["bb"])[0]["bb"][0]
+    results["supercell/ll"] = adapter.forward([supercell], ["ll"])[0]["ll"][0]
+    batched, batched_energy = adapter.forward(base, ["ll", "bb"])
+    for s in range(len(base)):
+        results[f"batched/{s}/ll"] = batched["ll"][s]
+        results[f"batched/{s}/bb"] = batched["bb"][s]
+    results["batched/energy"] = batched_energy
+    f64 = get_model(f"mace:{path}", dtype="float64")
+    for s, atoms in enumerate(base):
+        features, energy = f64.forward([atoms], ["ll", "bb"])
+        results[f"f64/{s}/ll"] = features["ll"][0]
+        results[f"f64/{s}/bb"] = features["bb"][0]
+        results[f"f64/{s}/energy"] = energy
+
+    for key, seed in (("random0", 0), ("random0b", 0), ("random1", 1)):
+        random = get_model(f"mace-random:{seed}")
+        record["random_dims"] = random.layer_dims()
+        features, _ = random.forward(base[:1], ["ll", "bb"])
+        results[f"{key}/ll"] = features["ll"][0]
+        results[f"{key}/bb"] = features["bb"][0]
+    # the same seed after other random draws must not depend on the global RNG state
+    torch.rand(10)
+    results["random0c/ll"] = get_model("mace-random:0").forward(base[:1], ["ll"])[0]["ll"][0]
+
+    # timing of the feature pass against the calculator's energy (+forces) on 64 atoms
+    big = bulk("Si", cubic=True) * (2, 2, 2)
+    big.rattle(0.05, seed=1)
+    random = get_model("mace-random:0")
+    random.forward([big], ["ll"])
+    t0 = time.perf_counter()
+    for _ in range(3):
+        random.forward([big], ["ll", "bb"])
+    record["seconds_features_64"] = (time.perf_counter() - t0) / 3
+    rcalc = random.calculator()
+    big.calc = rcalc
+    big.get_potential_energy()
+    t0 = time.perf_counter()
+    for _ in range(3):
+        big.rattle(1e-4, seed=2)
+        big.get_potential_energy()
+    record["seconds_calculator_64"] = (time.perf_counter() - t0) / 3
+
+    np.savez(out / "probe.npz", **results)
+    (out / "probe.json").write_text(json.dumps(record, indent=1))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

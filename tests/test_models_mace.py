@@ -1,0 +1,244 @@
+"""MACE adapters (``mace:<path>``, ``mace-random:<seed>``), measured in the 'mace' environment.
+
+mace-torch cannot be installed next to sevenn, so the numbers come from
+``tests/mace_probe.py`` run by the mace environment's Python (built with
+``mlipspace env create mace``); the assertions run here. A missing environment is a
+failure naming the command to run, not a skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase.build import bulk
+
+from mlipspace.errors import EnvironmentSetupError, ModelError
+from mlipspace.featurize import envs
+
+pytestmark = pytest.mark.models
+
+HERE = Path(__file__).parent
+N_STRUCTURES = 4  # tests/mace_probe.py: rattled Si, NaCl, Cu, H2O in a box
+
+
+def _mace_python() -> Path:
+    try:
+        return envs.require_env("mace")
+    except EnvironmentSetupError as exc:
+        pytest.fail(f"the MACE tests need the 'mace' environment: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def probe(tmp_path_factory) -> tuple[dict[str, np.ndarray], dict]:
+    python = _mace_python()
+    out = tmp_path_factory.mktemp("mace_probe")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    done = subprocess.run(
+        [str(python), str(HERE / "mace_probe.py"), str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+    assert done.returncode == 0, f"mace_probe.py failed in the mace env:\n{done.stderr[-4000:]}"
+    with np.load(out / "probe.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    record = json.loads((out / "probe.json").read_text())
+    print(f"\nMACE probe record: {json.dumps(record)}")
+    return arrays, record
+
+
+def _scale(x: np.ndarray) -> float:
+    return float(np.abs(x).max())
+
+
+def test_layer_dims_of_the_test_built_model(probe):
+    arrays, record = probe
+    dims = record["small_dims"]
+    # hidden 16x0e+16x1o, MLP 8x0e, 2 interactions: ll = 16 (linear read-out 1) + 8 (MLP)
+    assert dims == {"ll": 24, "node": 32, "bb": 32, "layer:0": 16, "layer:1": 16, "layer:2": 16}
+    for s in range(N_STRUCTURES):
+        n = int(arrays[f"n_atoms/{s}"][0])
+        for layer, d in dims.items():
+            assert arrays[f"base/{s}/{layer}"].shape == (n, d)
+            assert arrays[f"base/{s}/{layer}"].dtype == np.float32
+    assert record["small_metadata"]["checkpoint"] == "small.model"
+
+
+def test_mace_random_dims(probe):
+    _, record = probe
+    assert record["random_dims"] == {
+        "ll": 80, "node": 128, "bb": 128, "layer:0": 64, "layer:1": 64, "layer:2": 64
+    }  # fmt: skip
+
+
+def test_no_nan(probe):
+    arrays, _ = probe
+    for key, value in arrays.items():
+        if value.dtype.kind == "f":
+            assert np.isfinite(value).all(), key
+
+
+def test_invariant_to_rotation_translation_permutation(probe):
+    arrays, _ = probe
+    for s in range(N_STRUCTURES):
+        perm = arrays[f"perm/{s}"]
+        for layer in ("ll", "node", "bb", "layer:1", "layer:2"):
+            base = arrays[f"base/{s}/{layer}"]
+            moved = arrays[f"moved/{s}/{layer}"]
+            scale = _scale(base)
+            assert scale > 0.05, f"features of {layer} too small to test ({scale})"
+            diff = np.abs(moved - base[perm]).max()
+            assert diff <= 1e-4 * scale, (s, layer, diff, scale)
+
+
+def test_mirror_sensitivity_measured(probe):
+    """MACE tracks parity (1o irreps): a mirror is a symmetry, unlike for SevenNet/HIENet."""
+    arrays, _ = probe
+    worst = 0.0
+    for s in range(N_STRUCTURES):
+        base = arrays[f"base/{s}/bb"]
+        worst = max(worst, np.abs(arrays[f"mirror/{s}/bb"] - base).max() / _scale(base))
+    print(f"\nMACE (test-built, float32) mirror sensitivity: max |dX| / max|X| = {worst:.2e}")
+    assert worst <= 1e-4
+
+
+def test_supercell_site_equals_primitive(probe):
+    arrays, _ = probe
+    for layer in ("ll", "bb"):
+        primitive = arrays[f"base/2/{layer}"]  # bulk Cu, 1 atom
+        supercell = arrays[f"supercell/{layer}"]
+        assert supercell.shape[0] == 8 * primitive.shape[0]
+        n = primitive.shape[0]
+        diff = np.abs(supercell - primitive[np.arange(supercell.shape[0]) % n]).max()
+        assert diff <= 1e-4 * _scale(primitive), (layer, diff)
+
+
+def test_energy_of_the_feature_pass_equals_calculator(probe):
+    arrays, _ = probe
+    for s in range(N_STRUCTURES):
+        n = int(arrays[f"n_atoms/{s}"][0])
+        ours = arrays[f"base/{s}/energy"][0]
+        theirs = arrays[f"calc_energy/{s}"][0]
+        assert abs(ours - theirs) / n <= 1e-5, (s, ours, theirs)
+        # a fixed structure whose energy is not just the reference energies
+        assert abs(ours) > 0.1
+
+
+def test_node_equals_mace_get_descriptors(probe):
+    """``node`` is MACE's own ``get_descriptors(invariants_only=True)``."""
+    arrays, _ = probe
+    for s in range(N_STRUCTURES):
+        ours = arrays[f"base/{s}/node"]
+        theirs = arrays[f"descriptors/{s}"]
+        assert ours.shape == theirs.shape
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6 * _scale(theirs))
+
+
+def test_ll_structure(probe):
+    """``ll`` starts with layer 1's scalars (linear read-out) then the MLP hidden units."""
+    arrays, _ = probe
+    for s in range(N_STRUCTURES):
+        ll = arrays[f"base/{s}/ll"]
+        np.testing.assert_array_equal(ll[:, :16], arrays[f"base/{s}/layer:1"])
+        assert not np.allclose(ll[:, 16:], arrays[f"base/{s}/layer:2"][:, :8])
+
+
+def test_batched_equals_single(probe):
+    arrays, _ = probe
+    for s in range(N_STRUCTURES):
+        for layer in ("ll", "bb"):
+            single = arrays[f"base/{s}/{layer}"]
+            diff = np.abs(arrays[f"batched/{s}/{layer}"] - single).max()
+            assert diff <= 1e-5 * _scale(single), (s, layer, diff)
+        assert abs(arrays["batched/energy"][s] - arrays[f"base/{s}/energy"][0]) < 1e-4
+
+
+def test_float64_on_request(probe):
+    arrays, _ = probe
+    for s in range(N_STRUCTURES):
+        for layer in ("ll", "bb"):
+            f64 = arrays[f"f64/{s}/{layer}"]
+            assert f64.dtype == np.float64
+            single = arrays[f"base/{s}/{layer}"]
+            assert np.abs(f64 - single).max() <= 1e-4 * _scale(single)
+        n = int(arrays[f"n_atoms/{s}"][0])
+        assert abs(arrays[f"f64/{s}/energy"][0] - arrays[f"base/{s}/energy"][0]) / n < 1e-4
+
+
+def test_mace_random_seeds(probe):
+    arrays, _ = probe
+    np.testing.assert_array_equal(arrays["random0/ll"], arrays["random0b/ll"])
+    np.testing.assert_array_equal(arrays["random0/ll"], arrays["random0c/ll"])
+    np.testing.assert_array_equal(arrays["random0/bb"], arrays["random0b/bb"])
+    scale = _scale(arrays["random0/bb"])
+    assert np.abs(arrays["random0/bb"] - arrays["random1/bb"]).max() > 0.1 * scale
+    assert np.abs(arrays["random0/ll"] - arrays["random1/ll"]).max() > 0.1 * _scale(
+        arrays["random0/ll"]
+    )
+
+
+def test_features_cheaper_than_calculator(probe):
+    """Recorded, not a speed target: the feature pass skips forces and stress."""
+    _, record = probe
+    print(
+        f"\nmace-random:0, 64 atoms: features {record['seconds_features_64']:.3f} s, "
+        f"calculator energy+forces+stress {record['seconds_calculator_64']:.3f} s"
+    )
+    assert record["seconds_features_64"] > 0
+
+
+# -- through the worker, from the main environment ---------------------------------------
+
+
+def test_worker_features_equal_in_env_features(probe, tmp_path):
+    """featurize_in_env (worker in the mace env, shared store) returns the adapter's numbers."""
+    arrays, _ = probe
+    _mace_python()
+    from mlipspace.featurize.worker import featurize_in_env
+
+    sys.path.insert(0, str(HERE))
+    try:
+        from mace_probe import structures
+    finally:
+        sys.path.remove(str(HERE))
+    base = structures()
+    store = tmp_path / "store.zarr"
+    seen = []
+    out = featurize_in_env(
+        base, "mace-random:0", ["ll", "bb"], store, progress=lambda d, t: seen.append((d, t))
+    )
+    assert set(out) == {"ll", "bb"}
+    assert seen[-1] == (len(base), len(base))
+    first = out["ll"].X[out["ll"].structure_index == 0]
+    np.testing.assert_allclose(first, arrays["random0/ll"], rtol=0, atol=1e-6)
+    assert out["bb"].X.shape == (sum(len(a) for a in base), 128)
+    assert out["ll"].model == "mace-random:0"
+
+
+def test_worker_error_names_model_and_family(tmp_path):
+    _mace_python()
+    from mlipspace.featurize.worker import featurize_in_env
+
+    with pytest.raises(ModelError, match=r"no such model file") as info:
+        featurize_in_env(
+            [bulk("Cu")], "mace:/nonexistent/x.model", ["ll"], tmp_path / "s.zarr", progress=False
+        )
+    assert "mace" in str(info.value)
+
+
+def test_unsupported_element_through_worker(tmp_path):
+    _mace_python()
+    from mlipspace.errors import UnsupportedElementError
+    from mlipspace.featurize.worker import featurize_in_env
+
+    bad = bulk("Cu")
+    bad.numbers[:] = 94  # Pu: outside mace-random's elements 1-89
+    with pytest.raises(UnsupportedElementError, match=r"Pu"):
+        featurize_in_env([bad], "mace-random:0", ["ll"], tmp_path / "s.zarr", progress=False)
