@@ -17,7 +17,7 @@ pytestmark = pytest.mark.models
 
 LAYERS = ("ll", "node", "bb", "layer:0", "layer:1", "layer:2", "layer:3", "layer:4", "layer:5")
 DIMS = {
-    "ll": 256, "node": 512, "bb": 2432,
+    "ll": 512, "node": 512, "bb": 2432,
     "layer:0": 384, "layer:1": 384, "layer:2": 512, "layer:3": 512, "layer:4": 512, "layer:5": 512,
 }  # fmt: skip
 
@@ -132,19 +132,22 @@ def test_energy_equals_calculator(adapter, base):
         assert abs(ours - theirs) / len(atoms) <= 1e-5, (atoms.get_chemical_formula(), ours, theirs)
 
 
-def test_ll_is_the_input_of_the_last_linear(adapter, base):
-    """The per-atom energy is an affine function of ll: refit it from the weights."""
+def test_energy_is_the_readout_of_ll(adapter, base):
+    """The read-out (two linear maps, rescale, sum) applied to ll gives the model's energy."""
     import torch
 
-    structures, features, _ = base
-    module = adapter.model._modules["reduce_hidden_to_energy"]
-    ll = torch.as_tensor(features["ll"][0])
-    with torch.no_grad():
-        scaled = module({"x": ll})["scaled_atomic_energy"].reshape(-1).numpy()
-        node = torch.as_tensor(features["node"][0])
-        hidden = adapter.model._modules["reduce_input_to_hidden"]({"x": node})["x"].numpy()
-    np.testing.assert_allclose(hidden, features["ll"][0], rtol=0, atol=1e-5 * _scale(hidden))
-    assert np.isfinite(scaled).all() and scaled.shape == (len(structures[0]),)
+    structures, features, energy = base
+    modules = adapter.model._modules
+    for s, atoms in enumerate(structures):
+        data = adapter.graph(atoms)
+        data["x"] = torch.as_tensor(features["ll"][s])
+        with torch.no_grad():
+            for name in ("reduce_input_to_hidden", "reduce_hidden_to_energy",
+                         "rescale_atomic_energy", "reduce_total_enegy"):  # fmt: skip
+                data = modules[name](data)
+        total = float(data["inferred_total_energy"])
+        assert abs(total - energy[s]) / len(atoms) < 1e-5, (s, total, energy[s])
+    np.testing.assert_array_equal(features["ll"][0], features["node"][0])
 
 
 def test_batched_equals_single(adapter, base):

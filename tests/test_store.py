@@ -159,7 +159,7 @@ def structures_file(tmp_path_factory):
     from ase.io import write
 
     path = tmp_path_factory.mktemp("data") / "demo.xyz"
-    write(path, mlipspace.demo_structures("small"))
+    write(path, mlipspace.demo_structures("small")[:40])
     return path
 
 

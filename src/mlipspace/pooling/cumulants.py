@@ -237,7 +237,7 @@ def _merge(a: _Moments, b: _Moments) -> _Moments:
         for k in range(p + 1):
             c = comb(p, k)
             acc += c * power_sum(a, na, p - k) * da**k
-            acc += c * power_sum(b, nb, p - k) * db**min(k, 2)
+            acc += c * power_sum(b, nb, p - k) * db**k
         M[:, p - 2] = acc
     return _Moments(n[:, 0], mean, M)
 

@@ -1,0 +1,260 @@
+"""GFRE, GFRD and LFRE: equality with scikit-matter 0.4.1, its own tests, streaming, bad input."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from mlipspace.errors import MetricInputError
+from mlipspace.metrics import _ridge as rr
+from mlipspace.metrics import reconstruction as rec
+from mlipspace.metrics import (
+    gfrd,
+    gfrd_streamed,
+    gfre,
+    gfre_streamed,
+    lfre,
+    pointwise_gfrd,
+    pointwise_gfre,
+    pointwise_lfre,
+)
+
+sk = pytest.importorskip("skmatter.metrics")
+RTOL = 1e-6
+
+
+def _data(n, dx, dy, noise, seed, rank=None):
+    rng = np.random.default_rng(seed)
+    Z = rng.standard_normal((n, rank or dx))
+    X = Z @ rng.standard_normal((Z.shape[1], dx)) + 3.0
+    Y = np.tanh(X @ rng.standard_normal((dx, dy)) / np.sqrt(dx)) + noise * rng.standard_normal((n, dy))
+    return X, Y
+
+
+CASES = [  # n, dx, dy, noise, rank
+    (120, 4, 9, 0.05, None),
+    (200, 12, 5, 0.3, None),
+    (90, 30, 30, 0.0, None),
+    (80, 60, 20, 0.1, None),  # more features than training rows
+    (150, 16, 24, 0.1, 6),  # rank-deficient source
+]
+
+
+@pytest.fixture(autouse=True)
+def _quiet():
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        yield
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_gfre_equals_skmatter(case):
+    X, Y = _data(*case[:4], seed=1, rank=case[4])
+    assert gfre(X, Y) == pytest.approx(sk.global_reconstruction_error(X, Y), rel=RTOL)
+    test = np.arange(0, len(X), 3)
+    ours = pointwise_gfre(X, Y, test_idx=test)
+    ref = sk.pointwise_global_reconstruction_error(X, Y, test_idx=test)
+    np.testing.assert_allclose(ours, ref, rtol=RTOL, atol=1e-12)
+    train = np.arange(len(X) // 3)
+    assert gfre(Y, X, train_idx=train) == pytest.approx(
+        sk.global_reconstruction_error(Y, X, train_idx=train), rel=RTOL
+    )
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_gfrd_equals_skmatter_where_it_runs(case):
+    X, Y = _data(*case[:4], seed=2, rank=case[4])
+    small, large = (X, Y) if X.shape[1] <= Y.shape[1] else (Y, X)
+    np.testing.assert_allclose(
+        pointwise_gfrd(small, large), sk.pointwise_global_reconstruction_distortion(small, large),
+        rtol=RTOL, atol=1e-12,
+    )
+    assert gfrd(small, large) == pytest.approx(
+        sk.global_reconstruction_distortion(small, large), rel=RTOL
+    )
+
+
+def test_gfrd_wider_source_is_defined_and_rotation_invariant():
+    X, Y = _data(150, 20, 6, 0.1, seed=3)
+    if X.shape[1] > Y.shape[1]:
+        with pytest.raises(ValueError):  # scikit-matter 0.4.1 fails here
+            sk.global_reconstruction_distortion(X, Y)
+    value = gfrd(X, Y)
+    assert np.isfinite(value) and value > 0
+    Q = np.linalg.qr(np.random.default_rng(0).standard_normal((20, 20)))[0]
+    assert gfrd(X @ Q, Y) == pytest.approx(value, rel=1e-8)
+    # an isometric embedding of Y in a wider X has no distortion
+    E = np.linalg.qr(np.random.default_rng(1).standard_normal((20, 6)))[0]
+    assert gfrd(Y @ E.T, Y) < 1e-6
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("k", [5, 17, 40])
+def test_lfre_equals_skmatter(case, k):
+    X, Y = _data(*case[:4], seed=4, rank=case[4])
+    test = np.arange(0, len(X), 4)[:12]
+    ours = pointwise_lfre(X, Y, k, test_idx=test, n_jobs=2)
+    ref = sk.pointwise_local_reconstruction_error(X, Y, k, test_idx=test)
+    np.testing.assert_allclose(ours, ref, rtol=RTOL, atol=1e-10)
+
+
+def test_lfre_default_split_and_fast_path_equal_exact_path():
+    X, Y = _data(300, 10, 14, 0.2, seed=5)
+    assert lfre(X, Y, 25) == pytest.approx(sk.local_reconstruction_error(X, Y, 25), rel=RTOL)
+    train, test = rec.resolve_split(len(X))
+    Xtr, Xte, Ytr, Yte = rec._prepare(X, Y, train, test)
+    k = 25
+    fast = rec._LocalProblem(folds=rr.fold_indices(k), rcond=rr.rcond_for((k, 10)))
+    exact = rec._LocalProblem(folds=fast.folds, rcond=fast.rcond, exact=True)
+    a = rec._pointwise_lfre_scaled(Xtr, Xte, Ytr, Yte, k, fast, None, 1, 64)
+    b = rec._pointwise_lfre_scaled(Xtr, Xte, Ytr, Yte, k, exact, None, 1, 64)
+    np.testing.assert_allclose(a, b, rtol=1e-8)
+
+
+def test_float32_input_matches_float64_reference():
+    X, Y = _data(200, 8, 8, 0.1, seed=6)
+    X32, Y32 = X.astype(np.float32), Y.astype(np.float32)
+    ref = sk.global_reconstruction_error(X32.astype(np.float64), Y32.astype(np.float64))
+    assert gfre(X32, Y32) == pytest.approx(ref, rel=RTOL)
+
+
+def test_custom_estimator_and_scaler_are_used():
+    from sklearn.linear_model import LinearRegression
+    from sklearn.preprocessing import StandardScaler
+
+    X, Y = _data(200, 8, 5, 0.1, seed=7)
+    ours = gfre(X, Y, scaler=StandardScaler(), estimator=LinearRegression(fit_intercept=False))
+    ref = sk.global_reconstruction_error(
+        X, Y, scaler=StandardScaler(), estimator=LinearRegression(fit_intercept=False)
+    )
+    assert ours == pytest.approx(ref, rel=RTOL)
+
+
+# -- scikit-matter's own tests (tests/test_metrics.py, ReconstructionMeasuresTest), ported ----
+
+
+@pytest.fixture
+def iris():
+    from sklearn.datasets import load_iris
+    from sklearn.utils.extmath import randomized_range_finder
+
+    features = load_iris().data
+    small = features[:20, [0, 1]]
+    large = features[:20, [0, 1, 0, 1]]
+    rotation = randomized_range_finder(np.random.RandomState(0).rand(2, 2), size=2, n_iter=10,
+                                       random_state=0)
+    return small, large, small @ rotation
+
+
+EPS = 1e-5
+N_LOCAL = 15
+
+
+def test_skmatter_gfre(iris):
+    small, large, _ = iris
+    assert abs(gfre(small, small)) < EPS
+    assert abs(gfre(small, large)) < EPS
+    assert abs(gfre(large, small)) < EPS
+
+
+def test_skmatter_gfrd(iris):
+    small, large, rotated = iris
+    assert abs(gfrd(small, small)) < EPS
+    assert abs(gfrd(small, rotated)) < EPS
+    # skmatter's "should just run" tests (which call GFRE by mistake); ours really run GFRD
+    assert np.isfinite(gfrd(small, large))
+    assert np.isfinite(gfrd(large, small))
+
+
+def test_skmatter_lfre(iris):
+    small, large, _ = iris
+    assert abs(lfre(small, small, N_LOCAL)) < EPS
+    assert abs(lfre(small, large, N_LOCAL)) < EPS
+    assert abs(lfre(large, small, N_LOCAL)) < EPS
+
+
+def test_skmatter_lfre_indices(iris):
+    small, large, _ = iris
+    n = len(small)
+    train = np.arange(n // 4)
+    assert len(pointwise_lfre(small, large, n // 4, train_idx=train)) == n - n // 4
+    test = np.arange(n // 4)
+    assert len(pointwise_lfre(small, large, N_LOCAL, test_idx=test)) == n // 4
+
+
+def test_skmatter_errors():
+    X = np.array([[1, 2], [3, 4]], dtype=float)
+    with pytest.raises(ValueError, match=r"First dimension of X \(2\) and Y \(1\) must match"):
+        gfre(X, X[:1])
+    with pytest.raises(
+        ValueError,
+        match=r"X has 2 samples but n_local_points=10. Must have at least n_local_points samples",
+    ):
+        lfre(X, X, 10)
+
+
+# -- streaming ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(3000, 16, 24), (2500, 30, 7)])
+def test_streamed_equals_in_memory(shape):
+    n, dx, dy = shape
+    X, Y = _data(n, dx, dy, 0.2, seed=8)
+    X, Y = X.astype(np.float32), Y.astype(np.float32)
+    test = np.random.default_rng(0).choice(n, 400, replace=False)
+    chunks = lambda: rec.iter_row_chunks(X, Y, chunk_size=333)  # noqa: E731
+    assert gfre_streamed(chunks(), n, test_idx=test) == pytest.approx(gfre(X, Y, test_idx=test), rel=1e-7)
+    assert gfrd_streamed(chunks(), n, test_idx=test) == pytest.approx(gfrd(X, Y, test_idx=test), rel=1e-7)
+    assert gfre_streamed(chunks(), n) == pytest.approx(gfre(X, Y), rel=1e-7)
+
+
+def test_streamed_row_count_checked():
+    X, Y = _data(100, 4, 4, 0.1, seed=9)
+    with pytest.raises(MetricInputError, match="expected n_samples=120"):
+        gfre_streamed(rec.iter_row_chunks(X, Y, 30), 120)
+
+
+# -- bad input ------------------------------------------------------------------------------
+
+
+def test_nan_and_inf_rejected():
+    X, Y = _data(50, 4, 4, 0.1, seed=10)
+    X[3, 1] = np.nan
+    with pytest.raises(MetricInputError, match="NaN/inf"):
+        gfre(X, Y)
+    X[3, 1] = 0
+    Y[7, 0] = np.inf
+    with pytest.raises(MetricInputError, match="NaN/inf"):
+        lfre(X, Y, 5)
+
+
+def test_constant_features():
+    X, Y = _data(100, 5, 5, 0.1, seed=11)
+    with pytest.raises(MetricInputError, match="zero total variance"):
+        gfre(np.ones_like(X), Y)
+    Xc = X.copy()
+    Xc[:, 2] = 4.0  # one constant column: fine, equals skmatter
+    assert gfre(Xc, Y) == pytest.approx(sk.global_reconstruction_error(Xc, Y), rel=RTOL)
+    assert lfre(Xc, Y, 10) == pytest.approx(sk.local_reconstruction_error(Xc, Y, 10), rel=RTOL)
+
+
+def test_too_few_training_rows_for_neighbourhood():
+    X, Y = _data(60, 4, 4, 0.1, seed=12)
+    with pytest.warns(UserWarning, match="30 training samples but n_local_points=40"):
+        value = lfre(X, Y, 40)  # 60 rows, but the default split keeps 30 for training
+    assert value == pytest.approx(sk.local_reconstruction_error(X, Y, 40), rel=RTOL)
+    with pytest.raises(MetricInputError, match="at least 2"):
+        lfre(X, Y, 1)
+
+
+def test_bad_shapes_and_indices():
+    X, Y = _data(40, 4, 4, 0.1, seed=13)
+    with pytest.raises(MetricInputError, match="2-D"):
+        gfre(X[:, 0], Y)
+    with pytest.raises(MetricInputError, match="outside"):
+        gfre(X, Y, test_idx=[0, 99])
+    with pytest.raises(MetricInputError, match="empty"):
+        gfre(X, Y, train_idx=np.arange(40))
