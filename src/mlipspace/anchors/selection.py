@@ -49,6 +49,8 @@ def direct_pca_features(X: np.ndarray, weighting_pcs: bool = True) -> np.ndarray
     from sklearn.preprocessing import StandardScaler
 
     Xs = StandardScaler().fit_transform(X)
+    if not Xs.any():
+        raise MetricInputError("DIRECT: no principal component has eigenvalue > 1 (every feature is constant)")
     pca = PCA().fit(Xs)
     m = int(np.sum(pca.explained_variance_ > 1))
     if m == 0:

@@ -12,4 +12,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+#: messages and progress go to stderr; results (tables) to stdout, so they can be piped
 console = Console(stderr=True)
+out = Console()

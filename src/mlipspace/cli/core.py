@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from ..structures import read_structures
-from .app import app, console
+from .app import app, console, out
 
 store_app = typer.Typer(help="Inspect and maintain a feature store.", no_args_is_help=True)
 app.add_typer(store_app, name="store")
@@ -35,7 +35,7 @@ def structures_command(
     table.add_row("subsets", ", ".join(f"{k} ({v})" for k, v in sorted(subsets.items())))
     table.add_row("duplicates dropped", str(len(report.duplicates)))
     table.add_row("problems", str(len(report.errors)))
-    console.print(table)
+    out.print(table)
     for error in report.errors:
         console.print(f"[yellow]problem:[/] {error}")
     if report.errors and not result:
@@ -56,8 +56,8 @@ def store_info_command(
         table.add_column(column, justify="right" if summary[column].dtype.kind in "iu" else "left")
     for row in summary.itertuples(index=False):
         table.add_row(*(str(v) for v in row))
-    console.print(table)
-    console.print(f"{len(fs.structures())} distinct structures")
+    out.print(table)
+    out.print(f"{len(fs.structures())} distinct structures")
 
 
 @store_app.command("clean")

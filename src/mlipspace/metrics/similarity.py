@@ -6,7 +6,8 @@ Definitions follow the reference code of *The Platonic Representation Hypothesis
 * inputs are ``(n_samples, n_features)`` arrays with the same rows (features may differ);
 * by default every row is L2-normalised first (``normalize=True``), as the reference pipeline
   (``measure_alignment.compute_score``) does; kernels are then cosine kernels. This makes every
-  measure invariant to isotropic scaling and orthogonal transforms of either side;
+  measure invariant to isotropic scaling and orthogonal transforms of either side (except
+  SVCCA, whose column z-scoring makes it depend on the feature basis);
 * CKA and CKNNA divide by ``sqrt(HSIC_kk · HSIC_ll) + 1e-6`` as the reference does;
 * kNN sets exclude the sample itself and rank by inner product.
 

