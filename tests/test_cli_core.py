@@ -17,7 +17,11 @@ import mlipspace
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "200"}
     return subprocess.run(
-        [sys.executable, "-m", "mlipspace", *args], capture_output=True, text=True, timeout=300, env=env
+        [sys.executable, "-m", "mlipspace", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
 
 

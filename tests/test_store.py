@@ -39,13 +39,19 @@ def fake_features(structures, dim=6, seed=0):
 def test_write_read_roundtrip_with_identity_and_metadata(tmp_path, structures):
     store = FeatureStore(tmp_path / "s.zarr")
     feats = fake_features(structures)
-    assert store.write("m", "ll", structures, feats, metadata={"package": "x 1.0"}) == len(structures)
+    assert store.write("m", "ll", structures, feats, metadata={"package": "x 1.0"}) == len(
+        structures
+    )
     table = store.read("m", "ll")
     assert table.X.dtype == np.float32
     np.testing.assert_array_equal(table.X, np.concatenate(feats))
-    assert list(table.structures["structure_hash"]) == [a.info["structure_hash"] for a in structures]
+    assert list(table.structures["structure_hash"]) == [
+        a.info["structure_hash"] for a in structures
+    ]
     np.testing.assert_array_equal(table.numbers, np.concatenate([a.numbers for a in structures]))
-    np.testing.assert_array_equal(table.site, np.concatenate([np.arange(len(a)) for a in structures]))
+    np.testing.assert_array_equal(
+        table.site, np.concatenate([np.arange(len(a)) for a in structures])
+    )
     assert list(table.structures["subset"]) == [a.info["subset"] for a in structures]
     assert table.structures["n_atoms"].tolist() == [len(a) for a in structures]
     meta = store.metadata("m", "ll")

@@ -28,7 +28,9 @@ def test_reads_every_frame_of_multiframe_files(tmp_path, crystals, fmt, suffix):
     write(path, crystals, format=fmt)
     result = read_structures(path)
     assert len(result) == 3
-    assert [a.get_chemical_formula() for a in result] == [a.get_chemical_formula() for a in crystals]
+    assert [a.get_chemical_formula() for a in result] == [
+        a.get_chemical_formula() for a in crystals
+    ]
     assert [a.info["source"] for a in result] == [f"{path}@{i}" for i in range(3)]
     assert all(a.info["subset"] == "set" for a in result)
 
@@ -47,7 +49,9 @@ def test_reads_poscar_folder_glob_db_atoms_and_pymatgen(tmp_path, crystals):
     structure = Structure(Lattice.cubic(4.2), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     mol = Molecule(["C", "O"], [[0, 0, 0], [0, 0, 1.13]])
 
-    result = read_structures(folder, str(tmp_path / "*.xyz"), tmp_path / "d.db", crystals[0].copy(), structure, mol)
+    result = read_structures(
+        folder, str(tmp_path / "*.xyz"), tmp_path / "d.db", crystals[0].copy(), structure, mol
+    )
     formulas = [a.get_chemical_formula() for a in result]
     assert formulas == ["Si2", "ClNa", "Cu2", "H2O", "ClCs", "CO"]
     assert result[3].info["subset"] == "water"  # the file's own label wins
@@ -140,11 +144,17 @@ def test_bad_files_name_file_and_problem(tmp_path):
             r"atoms 0 \(Cu\) and 1 \(O\) are 0.0500",
         ),
         (
-            lambda: Atoms("Cu", positions=[[0, 0, 0]], cell=[[1, 0, 0], [2, 0, 0], [0, 0, 3]], pbc=True),
+            lambda: Atoms(
+                "Cu", positions=[[0, 0, 0]], cell=[[1, 0, 0], [2, 0, 0], [0, 0, 3]], pbc=True
+            ),
             errors.DegenerateCellError,
             "zero volume",
         ),
-        (lambda: Atoms(numbers=[0, 1], positions=[[0, 0, 0], [1, 0, 0]]), errors.UnknownElementError, "site 0"),
+        (
+            lambda: Atoms(numbers=[0, 1], positions=[[0, 0, 0], [1, 0, 0]]),
+            errors.UnknownElementError,
+            "site 0",
+        ),
     ],
 )
 def test_bad_structures_raise_named_errors(tmp_path, make, error, pattern):
@@ -171,7 +181,10 @@ def test_bad_frame_is_named_and_skip_collects(tmp_path, crystals):
     result = read_structures(path, empty, on_error="skip")
     assert [a.get_chemical_formula() for a in result] == ["Si2", "ClNa"]
     assert len(result.report.errors) == 2
-    assert {type(e) for e in result.report.errors} == {errors.OverlappingAtomsError, errors.ReadError}
+    assert {type(e) for e in result.report.errors} == {
+        errors.OverlappingAtomsError,
+        errors.ReadError,
+    }
     assert result.report.errors[0].frame == 1
 
 
@@ -191,7 +204,15 @@ def test_demo_small_is_deterministic_diverse_and_valid():
     assert 80 <= len(first) <= 130
     assert len(set(hashes)) == len(hashes)
     subsets = {a.info["subset"] for a in first}
-    assert {"element", "binary", "perovskite", "molecule", "surface", "vacancy", "rattled"} <= subsets
+    assert {
+        "element",
+        "binary",
+        "perovskite",
+        "molecule",
+        "surface",
+        "vacancy",
+        "rattled",
+    } <= subsets
     n_atoms = sum(len(a) for a in first)
     copies = [a for a in first if a.info["subset"] in {"rattled", "strained"}]
     assert sum(len(a) for a in copies) < 0.25 * n_atoms  # copies stay a minority

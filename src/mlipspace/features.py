@@ -54,7 +54,9 @@ class AtomFeatures:
         n = self.X.shape[0]
         for name in ("structure_hash", "site", "numbers", "structure_index"):
             if len(getattr(self, name)) != n:
-                raise ValueError(f"AtomFeatures.{name} has {len(getattr(self, name))} rows, X has {n}")
+                raise ValueError(
+                    f"AtomFeatures.{name} has {len(getattr(self, name))} rows, X has {n}"
+                )
 
     def __len__(self) -> int:
         return self.X.shape[0]
@@ -71,7 +73,9 @@ class AtomFeatures:
     @property
     def atom_ids(self) -> pd.MultiIndex:
         """The (structure_hash, site) identity of every row."""
-        return pd.MultiIndex.from_arrays([self.structure_hash, self.site], names=["structure_hash", "site"])
+        return pd.MultiIndex.from_arrays(
+            [self.structure_hash, self.site], names=["structure_hash", "site"]
+        )
 
     def take(self, rows: np.ndarray) -> AtomFeatures:
         """A new table with the given rows (indices or boolean mask).

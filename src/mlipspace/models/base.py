@@ -38,7 +38,9 @@ class ModelAdapter(abc.ABC):
         """Feature dimension of every layer this model offers (``ll``, ``node``, ``bb``, ``layer:<i>``)."""
 
     @abc.abstractmethod
-    def compute(self, structures: Sequence[Atoms], layers: Sequence[str]) -> dict[str, list[np.ndarray]]:
+    def compute(
+        self, structures: Sequence[Atoms], layers: Sequence[str]
+    ) -> dict[str, list[np.ndarray]]:
         """Features of ``structures`` for each of ``layers``.
 
         Returns

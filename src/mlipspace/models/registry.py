@@ -51,7 +51,9 @@ def _load_all() -> None:
             specs = [specs]
         for spec in specs:
             if not isinstance(spec, ModelSpec):
-                raise ModelError(f"entry point {ep.name!r} ({ep.value}) gave {spec!r}, not a ModelSpec")
+                raise ModelError(
+                    f"entry point {ep.name!r} ({ep.value}) gave {spec!r}, not a ModelSpec"
+                )
             register(spec)
 
 
@@ -63,7 +65,9 @@ def model_specs() -> dict[str, ModelSpec]:
 
 def available_models() -> list[str]:
     """Names of every registered model; parametrised ones are listed as ``prefix:<arg>``."""
-    return sorted(name + "<arg>" if spec.parametrised else name for name, spec in model_specs().items())
+    return sorted(
+        name + "<arg>" if spec.parametrised else name for name, spec in model_specs().items()
+    )
 
 
 def resolve(name: str) -> tuple[ModelSpec, str | None]:

@@ -55,7 +55,7 @@ ROW_CHUNK = 16384
 _SAFE = re.compile(r"[^A-Za-z0-9._+-]")
 
 
-def _safe_name(name: str) -> str:
+def safe_name(name: str) -> str:
     """A directory name for a model or layer name (``mace:/a/b.model`` has slashes)."""
     clean = _SAFE.sub("_", name)
     if clean != name or clean.startswith("."):
@@ -137,7 +137,11 @@ class FeatureStore:
             _write_json_atomic(
                 root,
                 _group_json(
-                    {"mlipspace_store_format": FORMAT_VERSION, "created": _now(), "creator": _creator()}
+                    {
+                        "mlipspace_store_format": FORMAT_VERSION,
+                        "created": _now(),
+                        "creator": _creator(),
+                    }
                 ),
             )
 
@@ -159,12 +163,12 @@ class FeatureStore:
 
     # ------------------------------------------------------------------ layout
     def _entry_dir(self, model: str, layer: str) -> Path:
-        return self.path / "features" / _safe_name(model) / _safe_name(layer)
+        return self.path / "features" / safe_name(model) / safe_name(layer)
 
     def _ensure_entry(self, model: str, layer: str) -> Path:
         features = self.path / "features"
-        model_dir = features / _safe_name(model)
-        entry = model_dir / _safe_name(layer)
+        model_dir = features / safe_name(model)
+        entry = model_dir / safe_name(layer)
         for directory, attrs in (
             (features, {}),
             (model_dir, {"model": model}),
@@ -239,7 +243,9 @@ class FeatureStore:
                     f"but features of shape {feats.shape}"
                 )
             if not np.isfinite(feats).all():
-                raise StoreError(f"{model}/{layer}: NaN or inf features for structure {rec['source'] or i}")
+                raise StoreError(
+                    f"{model}/{layer}: NaN or inf features for structure {rec['source'] or i}"
+                )
             if rec["structure_hash"] in stored:
                 continue
             stored.add(rec["structure_hash"])
@@ -248,11 +254,15 @@ class FeatureStore:
             return 0
         dims = {np.asarray(features[i]).shape[1] for i in keep}
         if len(dims) != 1:
-            raise StoreError(f"{model}/{layer}: feature dimensions differ between structures: {sorted(dims)}")
+            raise StoreError(
+                f"{model}/{layer}: feature dimensions differ between structures: {sorted(dims)}"
+            )
         dim = dims.pop()
         known = self._known_dim(model, layer)
         if known is not None and known != dim:
-            raise StoreError(f"{model}/{layer}: store holds dimension {known}, new features have {dim}")
+            raise StoreError(
+                f"{model}/{layer}: store holds dimension {known}, new features have {dim}"
+            )
         X = np.concatenate([np.asarray(features[i]) for i in keep])
         if X.dtype not in (np.float32, np.float64):
             X = X.astype(np.float32)
@@ -307,7 +317,9 @@ class FeatureStore:
                 for a, r in zip(structures, reasons, strict=True)
             ]
         }
-        _write_json_atomic(entry / f"skipped-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.json", payload)
+        _write_json_atomic(
+            entry / f"skipped-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.json", payload
+        )
 
     def skipped(self, model: str, layer: str) -> pd.DataFrame:
         """Structures recorded as skipped for (model, layer), with reasons."""
@@ -330,7 +342,12 @@ class FeatureStore:
             if not folder.is_dir():
                 continue
             parts = folder.name.rsplit("-", 3)
-            if len(parts) == 4 and parts[0] == host and parts[1].isdigit() and _pid_alive(int(parts[1])):
+            if (
+                len(parts) == 4
+                and parts[0] == host
+                and parts[1].isdigit()
+                and _pid_alive(int(parts[1]))
+            ):
                 continue
             shutil.rmtree(folder, ignore_errors=True)
             removed += 1
@@ -368,7 +385,7 @@ class FeatureStore:
         return dict(self._segment_attrs(segments[0])["metadata"])
 
     def _missing(self, model: str, layer: str) -> str:
-        have = ", ".join(f"{m}/{l}" for m, l in self.entries()) or "nothing"
+        have = ", ".join(f"{m}/{lay}" for m, lay in self.entries()) or "nothing"
         return f"{self.path}: no features for model {model!r} layer {layer!r} (store has {have})"
 
     def read(
@@ -417,7 +434,9 @@ class FeatureStore:
             parts.append(
                 AtomFeatures(
                     X=X[atom_mask],
-                    structure_hash=kept_table["structure_hash"].to_numpy()[new_index[row[atom_mask]]],
+                    structure_hash=kept_table["structure_hash"].to_numpy()[
+                        new_index[row[atom_mask]]
+                    ],
                     site=group["site"][:][atom_mask].astype(np.int64),
                     numbers=group["numbers"][:][atom_mask].astype(np.int64),
                     structure_index=new_index[row[atom_mask]],
@@ -447,7 +466,7 @@ class FeatureStore:
         structures: Iterable[str | Atoms] | None = None,
     ) -> dict[tuple[str, str], AtomFeatures]:
         """The atoms that every (model, layer) in ``pairs`` holds, in one shared row order."""
-        tables = {(m, l): self.read(m, l) for m, l in pairs}
+        tables = {(m, lay): self.read(m, lay) for m, lay in pairs}
         if structures is not None:
             hashes = {
                 s if isinstance(s, str) else (s.info.get("structure_hash") or structure_hash(s))
@@ -464,7 +483,11 @@ class FeatureStore:
                 frames.append(pd.DataFrame(self._segment_attrs(segment)["structures"]))
         if not frames:
             return pd.DataFrame(columns=list(STRUCTURE_COLUMNS))
-        return pd.concat(frames, ignore_index=True).drop_duplicates("structure_hash").reset_index(drop=True)
+        return (
+            pd.concat(frames, ignore_index=True)
+            .drop_duplicates("structure_hash")
+            .reset_index(drop=True)
+        )
 
     def info(self) -> pd.DataFrame:
         """A summary row per (model, layer): structures, atoms, dimension, dtype, skipped, segments."""
@@ -493,7 +516,17 @@ class FeatureStore:
                 }
             )
         return pd.DataFrame(
-            rows, columns=["model", "layer", "structures", "atoms", "dim", "dtype", "skipped", "segments"]
+            rows,
+            columns=[
+                "model",
+                "layer",
+                "structures",
+                "atoms",
+                "dim",
+                "dtype",
+                "skipped",
+                "segments",
+            ],
         )
 
 

@@ -20,7 +20,7 @@ from typing import Literal
 
 import numpy as np
 from ase import Atoms
-from ase.build import bulk, fcc100, fcc111, bcc110, hcp0001, molecule
+from ase.build import bcc110, bulk, fcc100, fcc111, hcp0001, molecule
 from ase.collections import g2
 from ase.data import atomic_numbers, chemical_symbols, covalent_radii, reference_states
 
@@ -31,9 +31,7 @@ from .validate import MIN_DISTANCE
 # Elements every offline model in the zoo was trained on: H..Bi without noble gases
 # and without Tc and Pm (missing or scarce in the training sets).
 DEMO_ELEMENTS = tuple(
-    s
-    for s in chemical_symbols[1:84]
-    if s not in {"He", "Ne", "Ar", "Kr", "Xe", "Tc", "Pm"}
+    s for s in chemical_symbols[1:84] if s not in {"He", "Ne", "Ar", "Kr", "Xe", "Tc", "Pm"}
 )
 METALS = tuple(
     s
@@ -42,7 +40,23 @@ METALS = tuple(
 )
 ANIONS = ("O", "S", "Se", "Te", "N", "P", "F", "Cl", "Br", "I")
 CATION_FOR_PROTOTYPE = {
-    "rocksalt": ("Li", "Na", "K", "Rb", "Mg", "Ca", "Sr", "Ba", "Mn", "Fe", "Co", "Ni", "Zn", "Cd", "Pb"),
+    "rocksalt": (
+        "Li",
+        "Na",
+        "K",
+        "Rb",
+        "Mg",
+        "Ca",
+        "Sr",
+        "Ba",
+        "Mn",
+        "Fe",
+        "Co",
+        "Ni",
+        "Zn",
+        "Cd",
+        "Pb",
+    ),
     "cesiumchloride": ("Cs", "Rb", "Tl", "Ni", "Fe", "Co", "Cu", "Ag"),
     "zincblende": ("Zn", "Cd", "Ga", "In", "Al", "B", "Si", "Cu", "Hg"),
     "wurtzite": ("Zn", "Ga", "Al", "In", "Cd", "Be", "Mg"),
@@ -114,7 +128,9 @@ def _alloy(rng: np.random.Generator) -> Atoms:
     lattice = str(rng.choice(["fcc", "bcc"]))
     r = np.mean([_radius(s) for s in symbols])
     a = 2 * np.sqrt(2) * r if lattice == "fcc" else 4 * r / np.sqrt(3)
-    atoms = bulk("Cu", lattice, a=a, cubic=True).repeat((2, 2, 2) if lattice == "fcc" else (3, 3, 2))
+    atoms = bulk("Cu", lattice, a=a, cubic=True).repeat(
+        (2, 2, 2) if lattice == "fcc" else (3, 3, 2)
+    )
     atoms.symbols = list(rng.choice(symbols, size=len(atoms)))
     return atoms
 
@@ -197,7 +213,7 @@ def _strained(parent: Atoms, rng: np.random.Generator) -> Atoms:
 
 
 def _take(items: list, fraction: float, rng: np.random.Generator) -> list:
-    n = max(1, int(round(len(items) * fraction)))
+    n = max(1, round(len(items) * fraction))
     idx = np.sort(rng.choice(len(items), size=min(n, len(items)), replace=False))
     return [items[i] for i in idx]
 
@@ -237,13 +253,13 @@ def demo_structures(size: Literal["small", "default"] = "default", seed: int = 0
         atoms = _perovskite(a_site, b_site, tilt=float(rng.choice([0.0, 0.0, 0.03])))
         reps = [(1, 1, 1), (1, 1, 2), (2, 2, 2)][int(rng.choice(3, p=[0.4, 0.3, 0.3]))]
         parents.append((atoms.repeat(reps), "perovskite"))
-    n = max(2, int(round(110 * fraction)))
+    n = max(2, round(110 * fraction))
     parents += [(_alloy(rng), "alloy") for _ in range(n)]
     parents += [(_random_packing(rng), "random") for _ in range(n)]
     names = sorted(g2.names)
     for name in _take(names, 0.3 * fraction, rng):
         parents.append((_molecule(name, rng), "molecule"))
-    parents += [(_slab(rng), "surface") for _ in range(max(2, int(round(60 * fraction))))]
+    parents += [(_slab(rng), "surface") for _ in range(max(2, round(60 * fraction)))]
     crystals = [a for a, s in parents if s in {"element", "binary", "perovskite"}]
     for parent in _take(crystals, 0.2, rng):
         parents.append((_vacancy(parent, rng), "vacancy"))

@@ -109,7 +109,7 @@ def _frames_from_file(path: Path) -> Iterator[tuple[Atoms, str, int]]:
         try:
             with connect(path) as db:
                 rows = list(db.select())
-        except Exception as exc:  # noqa: BLE001 - any parser failure is a read error
+        except Exception as exc:
             raise ReadError(f"cannot read ASE database: {exc}", str(path)) from exc
         if not rows:
             raise ReadError("database holds no structure", str(path))
@@ -120,7 +120,7 @@ def _frames_from_file(path: Path) -> Iterator[tuple[Atoms, str, int]]:
         return
     try:
         frames = ase.io.read(path, index=":")
-    except Exception as exc:  # noqa: BLE001 - ASE raises many types for bad files
+    except Exception as exc:
         raise _read_failure(exc, path) from exc
     if isinstance(frames, Atoms):
         frames = [frames]

@@ -1,0 +1,89 @@
+"""``mlipspace cumulants``: structure-level features and the information each order adds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from .app import app, console, out
+
+
+@app.command("cumulants")
+def cumulants_command(
+    store: Annotated[Path, typer.Option(help="Feature store.")],
+    model: Annotated[str | None, typer.Option(help="Model for the order-by-order table.")] = None,
+    models: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated models for the cross-model table (structure level)."),
+    ] = None,
+    layer: Annotated[str, typer.Option(help="Layer.")] = "ll",
+    max_order: Annotated[int, typer.Option(help="Highest cumulant order.")] = 8,
+    measures: Annotated[str, typer.Option(help="gfre and/or lfre, comma-separated.")] = "gfre,lfre",
+    n_test: Annotated[int, typer.Option(help="Test structures (capped at a quarter).")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("cumulants"),
+) -> None:
+    """Order-by-order GFRE/LFRE of Φ(m) → Φ(n) for one model, or Φ(order) across models."""
+    from ..metrics.compare import write_comparison
+    from ..pooling.information import cumulant_model_table, cumulant_order_table
+    from ..store import FeatureStore
+
+    if not model and not models:
+        raise typer.BadParameter("give --model (order table) and/or --models (cross-model table)")
+    fs = FeatureStore(store, mode="r")
+    measure_list = [m.strip() for m in measures.split(",") if m.strip()]
+    if model:
+        with console.status(f"{model}/{layer}: cumulant orders") as status:
+            df = cumulant_order_table(
+                fs.read(model, layer),
+                max_order,
+                measure_list,
+                n_test,
+                seed,
+                progress=lambda text: status.update(f"{model}/{layer}: {text}"),
+            )
+        target = out_dir / _folder(model)
+        write_comparison(df, target, stem=f"orders_{layer}")
+        _print_matrix(df, f"{model}/{layer}: GFRE Φ(row) → Φ(column)", "gfre")
+        console.print(f"order table written to {target}")
+    if models:
+        names = [m.strip() for m in models.split(",") if m.strip()]
+        tables = {m: t for (m, _), t in fs.aligned([(m, layer) for m in names]).items()}
+        with console.status("cross-model cumulants") as status:
+            df = cumulant_model_table(
+                tables,
+                max_order,
+                measure_list,
+                n_test,
+                seed,
+                progress=lambda text: status.update(f"Φ({max_order}): {text}"),
+            )
+        write_comparison(df, out_dir / "models", stem=f"models_{layer}")
+        _print_matrix(df, f"Φ({max_order}) across models: GFRE row → column", "gfre")
+        console.print(f"cross-model table written to {out_dir / 'models'}")
+
+
+def _folder(name: str) -> str:
+    from ..store.zarr_store import safe_name
+
+    return safe_name(name)
+
+
+def _print_matrix(df, title: str, measure: str) -> None:
+    sub = df[df["measure"] == measure]
+    if sub.empty:
+        return
+    names = list(dict.fromkeys([*sub["source"], *sub["target"]]))
+    matrix = sub.pivot(index="source", columns="target", values="value").reindex(
+        index=names, columns=names
+    )
+    table = Table(title=title)
+    table.add_column("")
+    for name in names:
+        table.add_column(name, justify="right")
+    for name in names:
+        table.add_row(name, *("" if v != v else f"{v:.3f}" for v in matrix.loc[name]))
+    out.print(table)
