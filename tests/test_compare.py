@@ -8,7 +8,13 @@ import pytest
 
 import mlipspace
 from mlipspace.errors import MetricInputError
-from mlipspace.metrics import compare_tables, effective_rank, gfre, stratified_split, write_comparison
+from mlipspace.metrics import (
+    compare_tables,
+    effective_rank,
+    gfre,
+    stratified_split,
+    write_comparison,
+)
 from mlipspace.metrics.compare import compare
 
 
@@ -32,14 +38,21 @@ def store(tmp_path_factory):
         fs.write(name, "ll", structures, [_descriptor(a, dim, seed) for a in structures])
     rng = np.random.default_rng(7)
     # "noise" misses the last 5 structures: compare must use the atoms every model shares
-    fs.write("noise", "ll", structures[:-5], [rng.standard_normal((len(a), 6)) for a in structures[:-5]])
+    fs.write(
+        "noise", "ll", structures[:-5], [rng.standard_normal((len(a), 6)) for a in structures[:-5]]
+    )
     return fs, structures
 
 
 def test_compare_table(store):
     fs, structures = store
-    df = compare(fs, ["wide", "narrow", "noise"], measures=("gfre", "lfre", "cka", "mknn"),
-                 n_test=300, n_bootstrap=20)
+    df = compare(
+        fs,
+        ["wide", "narrow", "noise"],
+        measures=("gfre", "lfre", "cka", "mknn"),
+        n_test=300,
+        n_bootstrap=20,
+    )
     assert isinstance(df, pd.DataFrame)
     assert len(df) == 4 * 9
     shared = sum(len(a) for a in structures[:-5])
@@ -114,10 +127,16 @@ def test_write_outputs(store, tmp_path):
     df = compare(fs, ["wide", "narrow"], measures=("gfre", "cka"), n_test=100)
     paths = write_comparison(df, tmp_path)
     names = {p.name for p in paths}
-    assert {"compare.parquet", "compare.csv", "compare_gfre.png", "compare_cka.svg", "compare.html"} <= names
+    assert {
+        "compare.parquet",
+        "compare.csv",
+        "compare_gfre.png",
+        "compare_cka.svg",
+        "compare.html",
+    } <= names
     assert pd.read_parquet(tmp_path / "compare.parquet").equals(df)
     html = (tmp_path / "compare.html").read_text()
-    assert "<script src=\"http" not in html and "Plotly" in html and len(html) > 1_000_000
+    assert '<script src="http' not in html and "Plotly" in html and len(html) > 1_000_000
 
 
 def test_cli(store, tmp_path):
@@ -131,8 +150,21 @@ def test_cli(store, tmp_path):
     fs, _ = store
     result = CliRunner().invoke(
         app,
-        ["compare", "--store", str(fs.path), "--models", "wide,narrow", "--measures", "gfre,mknn",
-         "--out", str(tmp_path / "out"), "--n-test", "100", "--bootstrap", "5"],
+        [
+            "compare",
+            "--store",
+            str(fs.path),
+            "--models",
+            "wide,narrow",
+            "--measures",
+            "gfre,mknn",
+            "--out",
+            str(tmp_path / "out"),
+            "--n-test",
+            "100",
+            "--bootstrap",
+            "5",
+        ],
     )
     assert result.exit_code == 0, result.output
     df = pd.read_csv(tmp_path / "out" / "compare.csv")

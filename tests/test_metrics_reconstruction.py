@@ -6,10 +6,10 @@ import warnings
 
 import numpy as np
 import pytest
+import skmatter.metrics as sk
 
 from mlipspace.errors import MetricInputError
 from mlipspace.metrics import _ridge as rr
-from mlipspace.metrics import reconstruction as rec
 from mlipspace.metrics import (
     gfrd,
     gfrd_streamed,
@@ -20,8 +20,8 @@ from mlipspace.metrics import (
     pointwise_gfre,
     pointwise_lfre,
 )
+from mlipspace.metrics import reconstruction as rec
 
-sk = pytest.importorskip("skmatter.metrics")
 RTOL = 1e-6
 
 
@@ -29,7 +29,9 @@ def _data(n, dx, dy, noise, seed, rank=None):
     rng = np.random.default_rng(seed)
     Z = rng.standard_normal((n, rank or dx))
     X = Z @ rng.standard_normal((Z.shape[1], dx)) + 3.0
-    Y = np.tanh(X @ rng.standard_normal((dx, dy)) / np.sqrt(dx)) + noise * rng.standard_normal((n, dy))
+    Y = np.tanh(X @ rng.standard_normal((dx, dy)) / np.sqrt(dx)) + noise * rng.standard_normal(
+        (n, dy)
+    )
     return X, Y
 
 
@@ -69,8 +71,10 @@ def test_gfrd_equals_skmatter_where_it_runs(case):
     X, Y = _data(*case[:4], seed=2, rank=case[4])
     small, large = (X, Y) if X.shape[1] <= Y.shape[1] else (Y, X)
     np.testing.assert_allclose(
-        pointwise_gfrd(small, large), sk.pointwise_global_reconstruction_distortion(small, large),
-        rtol=RTOL, atol=1e-12,
+        pointwise_gfrd(small, large),
+        sk.pointwise_global_reconstruction_distortion(small, large),
+        rtol=RTOL,
+        atol=1e-12,
     )
     assert gfrd(small, large) == pytest.approx(
         sk.global_reconstruction_distortion(small, large), rel=RTOL
@@ -144,8 +148,9 @@ def iris():
     features = load_iris().data
     small = features[:20, [0, 1]]
     large = features[:20, [0, 1, 0, 1]]
-    rotation = randomized_range_finder(np.random.RandomState(0).rand(2, 2), size=2, n_iter=10,
-                                       random_state=0)
+    rotation = randomized_range_finder(
+        np.random.RandomState(0).rand(2, 2), size=2, n_iter=10, random_state=0
+    )
     return small, large, small @ rotation
 
 
@@ -206,8 +211,12 @@ def test_streamed_equals_in_memory(shape):
     X, Y = X.astype(np.float32), Y.astype(np.float32)
     test = np.random.default_rng(0).choice(n, 400, replace=False)
     chunks = lambda: rec.iter_row_chunks(X, Y, chunk_size=333)  # noqa: E731
-    assert gfre_streamed(chunks(), n, test_idx=test) == pytest.approx(gfre(X, Y, test_idx=test), rel=1e-7)
-    assert gfrd_streamed(chunks(), n, test_idx=test) == pytest.approx(gfrd(X, Y, test_idx=test), rel=1e-7)
+    assert gfre_streamed(chunks(), n, test_idx=test) == pytest.approx(
+        gfre(X, Y, test_idx=test), rel=1e-7
+    )
+    assert gfrd_streamed(chunks(), n, test_idx=test) == pytest.approx(
+        gfrd(X, Y, test_idx=test), rel=1e-7
+    )
     assert gfre_streamed(chunks(), n) == pytest.approx(gfre(X, Y), rel=1e-7)
 
 

@@ -48,13 +48,22 @@ def compare_command(
             progress.update(task, advance=1, description=message)
 
         df = compare(
-            fs, names, layer=layer, measures=_split_list(measures), n_test=n_test, seed=seed,
-            common_dim=common_dim, n_bootstrap=bootstrap, n_local_points=n_local_points,
+            fs,
+            names,
+            layer=layer,
+            measures=_split_list(measures),
+            n_test=n_test,
+            seed=seed,
+            common_dim=common_dim,
+            n_bootstrap=bootstrap,
+            n_local_points=n_local_points,
             progress=tick,
         )
     written = write_comparison(df, out)
     for measure, sub in df.groupby("measure", sort=False):
-        M = sub.pivot(index="source", columns="target", values="value").reindex(index=names, columns=names)
+        M = sub.pivot(index="source", columns="target", values="value").reindex(
+            index=names, columns=names
+        )
         table = Table(title=f"{measure} (row: source, column: target)")
         table.add_column("")
         for name in names:

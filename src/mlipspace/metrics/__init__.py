@@ -7,7 +7,14 @@ Representation Hypothesis definitions): :func:`cka`, :func:`mutual_knn`, :func:`
 :func:`compare_tables` / :func:`mlipspace.compare`.
 """
 
-from .compare import MEASURES, compare, compare_tables, effective_rank, pca_projection, write_comparison
+from .compare import (
+    MEASURES,
+    compare,
+    compare_tables,
+    effective_rank,
+    pca_projection,
+    write_comparison,
+)
 from .reconstruction import (
     gfrd,
     gfrd_streamed,

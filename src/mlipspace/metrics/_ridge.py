@@ -36,13 +36,17 @@ GRAM_RESOLUTION = 1e-8
 CUTOFF_MARGIN = 1e-7
 
 
-def fold_indices(n: int, random_state: int = SKMATTER_RANDOM_STATE) -> tuple[np.ndarray, np.ndarray]:
+def fold_indices(
+    n: int, random_state: int = SKMATTER_RANDOM_STATE
+) -> tuple[np.ndarray, np.ndarray]:
     """The two folds of ``KFold(2, shuffle=True, random_state)`` on ``n`` rows (first split)."""
     from sklearn.model_selection import KFold
 
     if n < 2:
         raise ValueError(f"2-fold cross-validation needs at least 2 rows, got {n}")
-    fold1, fold2 = next(KFold(n_splits=2, shuffle=True, random_state=random_state).split(np.empty(n)))
+    fold1, fold2 = next(
+        KFold(n_splits=2, shuffle=True, random_state=random_state).split(np.empty(n))
+    )
     return fold1, fold2
 
 
@@ -155,7 +159,9 @@ def cv_scores(f12: Factors, y2, f21: Factors, y1, cutoffs, rcond) -> np.ndarray:
     return (s1 + s2) / 2
 
 
-def scaled_cutoffs(s1: np.ndarray, s2: np.ndarray, alphas: np.ndarray = DEFAULT_ALPHAS) -> np.ndarray:
+def scaled_cutoffs(
+    s1: np.ndarray, s2: np.ndarray, alphas: np.ndarray = DEFAULT_ALPHAS
+) -> np.ndarray:
     """Relative alphas times the largest singular value of the two folds."""
     return np.asarray(alphas) * max(np.max(s1, initial=0.0), np.max(s2, initial=0.0))
 

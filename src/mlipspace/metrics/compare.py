@@ -49,9 +49,22 @@ SYMMETRIC: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
 MEASURES = (*ASYMMETRIC, *SYMMETRIC)
 
 COLUMNS = [
-    "source", "target", "measure", "value", "uncertainty", "n_train", "n_test", "seed",
-    "dim_source", "dim_target", "effective_rank_source", "effective_rank_target", "layer",
-    "common_dim", "n_local_points", "n_bootstrap",
+    "source",
+    "target",
+    "measure",
+    "value",
+    "uncertainty",
+    "n_train",
+    "n_test",
+    "seed",
+    "dim_source",
+    "dim_target",
+    "effective_rank_source",
+    "effective_rank_target",
+    "layer",
+    "common_dim",
+    "n_local_points",
+    "n_bootstrap",
 ]
 
 
@@ -152,7 +165,9 @@ def compare_tables(
         raise MetricInputError(f"the models share only {n} atoms; need at least 4")
     n_test_eff = min(int(n_test), n // 2)
     if n_test_eff < n_test:
-        log.warning("only %d shared atoms: using %d test atoms instead of %d", n, n_test_eff, n_test)
+        log.warning(
+            "only %d shared atoms: using %d test atoms instead of %d", n, n_test_eff, n_test
+        )
     train, test = stratified_split(first.subset, n_test=n_test_eff, seed=seed)
     feats: dict[str, np.ndarray] = {}
     for name in names:
@@ -167,10 +182,22 @@ def compare_tables(
     def add(src, tgt, measure, value, unc, k=None):
         rows.append(
             dict(
-                source=src, target=tgt, measure=measure, value=float(value), uncertainty=unc,
-                n_train=len(train), n_test=len(test), seed=seed, dim_source=dims[src],
-                dim_target=dims[tgt], effective_rank_source=eff[src], effective_rank_target=eff[tgt],
-                layer=layer, common_dim=common_dim, n_local_points=k, n_bootstrap=n_bootstrap,
+                source=src,
+                target=tgt,
+                measure=measure,
+                value=float(value),
+                uncertainty=unc,
+                n_train=len(train),
+                n_test=len(test),
+                seed=seed,
+                dim_source=dims[src],
+                dim_target=dims[tgt],
+                effective_rank_source=eff[src],
+                effective_rank_target=eff[tgt],
+                layer=layer,
+                common_dim=common_dim,
+                n_local_points=k,
+                n_bootstrap=n_bootstrap,
             )
         )
 
@@ -229,14 +256,21 @@ def compare(
     tables = store.aligned([(m, layer) for m in models])
     by_name = {key[0] if isinstance(key, tuple) else key: t for key, t in tables.items()}
     return compare_tables(
-        by_name, measures=measures, n_test=n_test, seed=seed, common_dim=common_dim,
-        n_bootstrap=n_bootstrap, **kwargs,
+        by_name,
+        measures=measures,
+        n_test=n_test,
+        seed=seed,
+        common_dim=common_dim,
+        n_bootstrap=n_bootstrap,
+        **kwargs,
     )
 
 
 def _matrix(df: pd.DataFrame, measure: str, names: list[str]) -> pd.DataFrame:
     sub = df[df["measure"] == measure]
-    return sub.pivot(index="source", columns="target", values="value").reindex(index=names, columns=names)
+    return sub.pivot(index="source", columns="target", values="value").reindex(
+        index=names, columns=names
+    )
 
 
 def write_comparison(
@@ -294,13 +328,23 @@ def write_comparison(
             M = _matrix(df, measure, names)
             fig = go.Figure(
                 go.Heatmap(
-                    z=M.to_numpy(dtype=float), x=names, y=names, colorscale="Viridis",
+                    z=M.to_numpy(dtype=float),
+                    x=names,
+                    y=names,
+                    colorscale="Viridis",
                     text=np.vectorize(lambda v: f"{v:.4g}")(M.to_numpy(dtype=float)),
-                    texttemplate="%{text}", hovertemplate="source %{y}<br>target %{x}<br>%{z}<extra></extra>",
+                    texttemplate="%{text}",
+                    hovertemplate="source %{y}<br>target %{x}<br>%{z}<extra></extra>",
                 )
             )
-            fig.update_layout(title=measure, xaxis_title="target", yaxis_title="source",
-                              yaxis_autorange="reversed", width=650, height=550)
+            fig.update_layout(
+                title=measure,
+                xaxis_title="target",
+                yaxis_title="source",
+                yaxis_autorange="reversed",
+                width=650,
+                height=550,
+            )
             parts.append(fig.to_html(full_html=False, include_plotlyjs=(i == 0)))
         path = out / f"{stem}.html"
         path.write_text(

@@ -68,7 +68,9 @@ __all__ = [
 def _as_2d_finite(A, name: str) -> np.ndarray:
     A = np.asarray(A)
     if A.ndim != 2:
-        raise MetricInputError(f"{name} must be a 2-D array (samples × features), got shape {A.shape}")
+        raise MetricInputError(
+            f"{name} must be a 2-D array (samples × features), got shape {A.shape}"
+        )
     if not np.issubdtype(A.dtype, np.number) or np.iscomplexobj(A):
         raise MetricInputError(f"{name} must be a real numeric array, got dtype {A.dtype}")
     if A.shape[1] == 0:
@@ -127,7 +129,10 @@ def resolve_split(n: int, train_idx=None, test_idx=None) -> tuple[np.ndarray, np
         if n < 4:
             raise MetricInputError(f"need at least 4 samples for the default 50/50 split, got {n}")
         train, test = train_test_split(
-            np.arange(n), test_size=0.5, train_size=0.5, random_state=rr.SKMATTER_RANDOM_STATE,
+            np.arange(n),
+            test_size=0.5,
+            train_size=0.5,
+            random_state=rr.SKMATTER_RANDOM_STATE,
             shuffle=True,
         )
     elif train_idx is None:
@@ -450,10 +455,14 @@ def pointwise_lfre(
         k = len(train)
     X_train, X_test, Y_train, Y_test = _prepare(X, Y, train, test, scaler)
     prob = _LocalProblem(folds=rr.fold_indices(k), rcond=rr.rcond_for((k, X.shape[1])))
-    return _pointwise_lfre_scaled(X_train, X_test, Y_train, Y_test, k, prob, estimator, n_jobs, chunk_size)
+    return _pointwise_lfre_scaled(
+        X_train, X_test, Y_train, Y_test, k, prob, estimator, n_jobs, chunk_size
+    )
 
 
-def _pointwise_lfre_scaled(X_train, X_test, Y_train, Y_test, k, prob, estimator, n_jobs, chunk_size):
+def _pointwise_lfre_scaled(
+    X_train, X_test, Y_train, Y_test, k, prob, estimator, n_jobs, chunk_size
+):
     def run(start: int) -> np.ndarray:
         stop = min(start + chunk_size, len(X_test))
         neigh = nearest_train_rows(X_train, X_test[start:stop], k)
@@ -463,7 +472,9 @@ def _pointwise_lfre_scaled(X_train, X_test, Y_train, Y_test, k, prob, estimator,
             if estimator is None:
                 out[j] = _local_error(X_train[rows], Y_train[rows], X_test[i], Y_test[i], prob)
             else:
-                out[j] = _local_error_estimator(X_train[rows], Y_train[rows], X_test[i], Y_test[i], estimator)
+                out[j] = _local_error_estimator(
+                    X_train[rows], Y_train[rows], X_test[i], Y_test[i], estimator
+                )
         return out
 
     starts = range(0, len(X_test), chunk_size)
@@ -496,7 +507,9 @@ def lfre(
     n_jobs: int | None = None,
 ) -> float:
     """Local feature reconstruction error (RMS of :func:`pointwise_lfre`)."""
-    return _rms(pointwise_lfre(X, Y, n_local_points, train_idx, test_idx, scaler, estimator, n_jobs))
+    return _rms(
+        pointwise_lfre(X, Y, n_local_points, train_idx, test_idx, scaler, estimator, n_jobs)
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -517,7 +530,9 @@ class _GroupStats:
 
     @classmethod
     def zeros(cls, dx: int, dy: int) -> _GroupStats:
-        return cls(0, np.zeros(dx), np.zeros(dy), np.zeros((dx, dx)), np.zeros((dx, dy)), np.zeros(dy))
+        return cls(
+            0, np.zeros(dx), np.zeros(dy), np.zeros((dx, dx)), np.zeros((dx, dy)), np.zeros(dy)
+        )
 
     def add(self, X: np.ndarray, Y: np.ndarray) -> None:
         self.n += len(X)
@@ -529,8 +544,12 @@ class _GroupStats:
 
     def __add__(self, other: _GroupStats) -> _GroupStats:
         return _GroupStats(
-            self.n + other.n, self.sx + other.sx, self.sy + other.sy, self.xx + other.xx,
-            self.xy + other.xy, self.yy + other.yy,
+            self.n + other.n,
+            self.sx + other.sx,
+            self.sy + other.sy,
+            self.xx + other.xx,
+            self.xy + other.xy,
+            self.yy + other.yy,
         )
 
 
@@ -692,8 +711,10 @@ def gfre_streamed(
     equations (relative ~1e-8 for well-conditioned features; singular values below
     ``1e-6 · s_max`` are treated as zero). Parameters as in :func:`reconstruction_stats`.
     """
-    stats = chunks if isinstance(chunks, ReconstructionStats) else reconstruction_stats(
-        chunks, n_samples, train_idx, test_idx
+    stats = (
+        chunks
+        if isinstance(chunks, ReconstructionStats)
+        else reconstruction_stats(chunks, n_samples, train_idx, test_idx)
     )
     W, (_, _, test) = _streamed_weights(stats)
     sse = test.yy.sum() - 2.0 * np.sum(W * test.xy) + np.sum(W * (test.xx @ W))
@@ -707,8 +728,10 @@ def gfrd_streamed(
     test_idx=None,
 ) -> float:
     """GFRD of ``Y`` from ``X`` read chunk by chunk (see :func:`gfre_streamed`)."""
-    stats = chunks if isinstance(chunks, ReconstructionStats) else reconstruction_stats(
-        chunks, n_samples, train_idx, test_idx
+    stats = (
+        chunks
+        if isinstance(chunks, ReconstructionStats)
+        else reconstruction_stats(chunks, n_samples, train_idx, test_idx)
     )
     W, (f1, f2, test) = _streamed_weights(stats)
     dx, dy = W.shape

@@ -25,9 +25,9 @@ import numpy as np
 from ..errors import MetricInputError
 
 __all__ = [
-    "clip_outliers",
     "cka",
     "cknna",
+    "clip_outliers",
     "hsic_biased",
     "hsic_unbiased",
     "knn_indices",
@@ -46,7 +46,9 @@ def _check_pair(X, Y, normalize: bool, min_samples: int = 2) -> tuple[np.ndarray
     for A, name in ((X, "X"), (Y, "Y")):
         A = np.asarray(A)
         if A.ndim != 2 or A.shape[1] == 0:
-            raise MetricInputError(f"{name} must be a 2-D array (samples × features), got {A.shape}")
+            raise MetricInputError(
+                f"{name} must be a 2-D array (samples × features), got {A.shape}"
+            )
         if not np.all(np.isfinite(A)):
             raise MetricInputError(f"{name} contains NaN or inf")
         A = A.astype(np.float64, copy=False)
@@ -301,7 +303,9 @@ def procrustes_distance(X, Y, normalize: bool = True) -> float:
     return float(max(2.0 - 2.0 * nuclear, 0.0))
 
 
-def rsa(X, Y, normalize: bool = True, max_samples: int | None = 2000, random_state: int = 0) -> float:
+def rsa(
+    X, Y, normalize: bool = True, max_samples: int | None = 2000, random_state: int = 0
+) -> float:
     """Representational similarity analysis: Spearman correlation of pairwise Euclidean distances.
 
     Uses the upper triangle of both distance matrices. With more than ``max_samples`` rows a
@@ -312,7 +316,9 @@ def rsa(X, Y, normalize: bool = True, max_samples: int | None = 2000, random_sta
 
     X, Y = _check_pair(X, Y, normalize, min_samples=3)
     if max_samples is not None and len(X) > max_samples:
-        rows = np.sort(np.random.default_rng(random_state).choice(len(X), max_samples, replace=False))
+        rows = np.sort(
+            np.random.default_rng(random_state).choice(len(X), max_samples, replace=False)
+        )
         X, Y = X[rows], Y[rows]
     dx, dy = pdist(X), pdist(Y)
     if np.ptp(dx) == 0 or np.ptp(dy) == 0:

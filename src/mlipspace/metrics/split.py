@@ -36,17 +36,23 @@ def stratified_split(subsets, n_test: int = 1000, seed: int = 0) -> tuple[np.nda
     n = len(labels)
     n_test = int(n_test)
     if n_test < 1 or n - n_test < 2:
-        raise MetricInputError(f"cannot take {n_test} test rows out of {n} (need >= 2 training rows)")
+        raise MetricInputError(
+            f"cannot take {n_test} test rows out of {n} (need >= 2 training rows)"
+        )
     values, counts = np.unique(labels, return_counts=True)
     singletons = set(values[counts < 2])
     if singletons:
         labels = np.where(np.isin(labels, list(singletons)), "\x00pooled", labels)
     strata = np.unique(labels)
-    stratify = labels if len(strata) > 1 and n_test >= len(strata) and n - n_test >= len(strata) else None
+    stratify = (
+        labels if len(strata) > 1 and n_test >= len(strata) and n - n_test >= len(strata) else None
+    )
     try:
         train, test = train_test_split(
             np.arange(n), test_size=n_test, random_state=seed, shuffle=True, stratify=stratify
         )
     except ValueError:  # a pooled stratum still too small: fall back to a plain shuffled split
-        train, test = train_test_split(np.arange(n), test_size=n_test, random_state=seed, shuffle=True)
+        train, test = train_test_split(
+            np.arange(n), test_size=n_test, random_state=seed, shuffle=True
+        )
     return np.sort(train), np.sort(test)

@@ -1,0 +1,116 @@
+"""Speed of mlipspace's reconstruction measures against scikit-matter 0.4.1, in the same run.
+
+    OMP_NUM_THREADS=2 python benchmarks/metrics.py            # full run (a few minutes)
+    python benchmarks/metrics.py --skmatter-points 100 --stream-rows 200000   # quicker
+
+Prints, for LFRE (n_train=4000, n_test=1000, d=128, n_local_points=128, 2 threads), GFRE and
+GFRD: our time, scikit-matter's time, the ratio and the largest relative difference; then the
+time and peak memory of the streamed GFRE on synthetic float32 chunks (2M × 256 by default).
+scikit-matter's LFRE is timed on ``--skmatter-points`` test rows and scaled to 1000 (its cost is
+the same for every test row); the equality check uses those rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+import tracemalloc
+import warnings
+
+import numpy as np
+
+from mlipspace.metrics import gfrd, gfre, gfre_streamed, pointwise_lfre
+
+
+def synthetic(n: int, dx: int, dy: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, dx)) @ rng.standard_normal((dx, dx)) / np.sqrt(dx)
+    Y = np.tanh(X @ rng.standard_normal((dx, dy)) / np.sqrt(dx)) + 0.1 * rng.standard_normal(
+        (n, dy)
+    )
+    return X, Y
+
+
+def timed(fn, *args, **kwargs):
+    t = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - t
+
+
+def bench_lfre(n_skmatter: int, n_jobs: int) -> None:
+    from skmatter.metrics import pointwise_local_reconstruction_error as sk_plre
+
+    X, Y = synthetic(5000, 128, 128)
+    test, train = np.arange(1000), np.arange(1000, 5000)
+    ours, t_ours = timed(pointwise_lfre, X, Y, 128, train_idx=train, test_idx=test, n_jobs=n_jobs)
+    sub = test[:n_skmatter]
+    ref, t_ref = timed(sk_plre, X, Y, 128, train_idx=train, test_idx=sub, n_jobs=n_jobs)
+    t_ref_full = t_ref / len(sub) * len(test)
+    diff = np.max(np.abs(ours[: len(sub)] - ref) / np.abs(ref))
+    print(
+        f"LFRE  n_train=4000 n_test=1000 d=128 k=128 n_jobs={n_jobs}: ours {t_ours:.2f} s, "
+        f"skmatter {t_ref_full:.1f} s ({t_ref / len(sub) * 1e3:.1f} ms/point over {len(sub)} points) "
+        f"-> {t_ref_full / t_ours:.1f}x faster; max rel. diff {diff:.1e}"
+    )
+
+
+def bench_global(n: int, d: int) -> None:
+    from skmatter.metrics import global_reconstruction_distortion, global_reconstruction_error
+
+    X, Y = synthetic(n, d, d)
+    for name, ours_fn, ref_fn in (
+        ("GFRE", gfre, global_reconstruction_error),
+        ("GFRD", gfrd, global_reconstruction_distortion),
+    ):
+        a, ta = timed(ours_fn, X, Y)
+        b, tb = timed(ref_fn, X, Y)
+        print(
+            f"{name}  n={n} d={d}: ours {ta:.2f} s, skmatter {tb:.2f} s -> {tb / ta:.2f}x; "
+            f"rel. diff {abs(a - b) / b:.1e}"
+        )
+
+
+def bench_streamed(n_rows: int, d: int, chunk: int) -> None:
+    rng = np.random.default_rng(1)
+    mix = rng.standard_normal((d, d)).astype(np.float32) / np.sqrt(d)
+    test = np.sort(rng.choice(n_rows, 1000, replace=False))
+
+    def chunks():
+        gen = np.random.default_rng(2)
+        for start in range(0, n_rows, chunk):
+            m = min(chunk, n_rows - start)
+            X = gen.standard_normal((m, d), dtype=np.float32)
+            Y = np.tanh(X @ mix) + np.float32(0.1) * gen.standard_normal((m, d), dtype=np.float32)
+            yield X, Y
+
+    tracemalloc.start()
+    value, t = timed(gfre_streamed, chunks(), n_rows, test_idx=test)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    data_gb = n_rows * d * 2 * 4 / 1e9
+    print(
+        f"streamed GFRE  {n_rows} x {d} float32 pair ({data_gb:.1f} GB) in {chunk}-row chunks: "
+        f"{t:.1f} s, GFRE={value:.4f}, peak traced memory {peak / 1e6:.0f} MB, "
+        f"process max RSS {rss:.0f} MB"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skmatter-points", type=int, default=200)
+    parser.add_argument("--n-jobs", type=int, default=2)
+    parser.add_argument("--global-rows", type=int, default=20000)
+    parser.add_argument("--stream-rows", type=int, default=2_000_000)
+    parser.add_argument("--stream-dim", type=int, default=256)
+    parser.add_argument("--chunk", type=int, default=50_000)
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    bench_lfre(args.skmatter_points, args.n_jobs)
+    bench_global(args.global_rows, 128)
+    bench_streamed(args.stream_rows, args.stream_dim, args.chunk)
+
+
+if __name__ == "__main__":
+    main()
