@@ -477,13 +477,17 @@ def _pointwise_lfre_scaled(
                 )
         return out
 
+    from threadpoolctl import threadpool_limits
+
     starts = range(0, len(X_test), chunk_size)
     threads = _n_threads(n_jobs)
-    if threads == 1:
-        parts = [run(s) for s in starts]
-    else:
-        with ThreadPoolExecutor(threads) as pool:
-            parts = list(pool.map(run, starts))
+    # the local problems are small: one BLAS thread each, parallelism over test rows instead
+    with threadpool_limits(limits=1, user_api="blas"):
+        if threads == 1:
+            parts = [run(s) for s in starts]
+        else:
+            with ThreadPoolExecutor(threads) as pool:
+                parts = list(pool.map(run, starts))
     return _finite_result(np.concatenate(parts), "LFRE")
 
 

@@ -101,6 +101,8 @@ class CHGNetAdapter(ModelAdapter):
         if model.composition_model is not None:  # it builds float32 inputs itself
             model.composition_model.float()
         self.cutoff = float(model.model_args["atom_graph_cutoff"])
+        # an atom without neighbours inside the cutoff breaks CHGNet: fail, naming it
+        model.graph_converter.set_isolated_atom_response("error")
 
     # -- interface -------------------------------------------------------------------
     def layer_dims(self) -> dict[str, int]:

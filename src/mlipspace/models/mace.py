@@ -99,9 +99,19 @@ def _quiet() -> Any:
             logging.root.setLevel(previous)
 
 
-def _import_mace() -> Any:
+def import_mace() -> Any:
+    """Import mace-torch (and e3nn) quietly; a clear error where it is not installed.
+
+    e3nn 0.4.4 (pinned by mace-torch) reads its ``constants.pt`` with a bare
+    ``torch.load``, which torch >= 2.6 refuses (``weights_only=True`` by default) because
+    the file holds ``slice`` objects; ``slice`` is allow-listed first, which is safe.
+    """
+    import torch
+
+    torch.serialization.add_safe_globals([slice])
     try:
         with _quiet():
+            import e3nn.o3  # noqa: F401  (loads constants.pt)
             import mace.modules
     except ModuleNotFoundError as exc:
         raise ModelError(
@@ -125,14 +135,14 @@ def build_random_mace(seed: int, num_elements: int | None = None) -> Any:
     """
     import torch
 
-    _import_mace()
+    import_mace()
     from e3nn import o3
     from mace import modules
 
     arch = RANDOM_ARCHITECTURE
     numbers = arch["atomic_numbers"][: num_elements or None]
     interaction = modules.interaction_classes["RealAgnosticResidualInteractionBlock"]
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), _quiet():
         torch.manual_seed(int(seed))
         model = modules.ScaleShiftMACE(
             r_max=arch["r_max"],
@@ -192,7 +202,7 @@ class MACEAdapter(ModelAdapter):
         provenance: dict[str, Any] | None = None,
         head: str | None = None,
     ):
-        mace = _import_mace()
+        mace = import_mace()
         from mace.tools.utils import AtomicNumberTable
 
         set_threads()
@@ -354,7 +364,7 @@ def load_mace_file(path: str | Path, dtype: str = "float32", device: str = "cpu"
     """The adapter of a MACE ``.model`` file (a pickled module, as ``torch.save`` writes it)."""
     import torch
 
-    _import_mace()
+    import_mace()
     path = Path(path).expanduser()
     if not path.is_file():
         raise ModelError(f"mace:{path}: no such model file")
@@ -412,4 +422,4 @@ SPECS = [
     ),
 ]
 
-__all__ = ["SPECS", "MACEAdapter", "build_random_mace", "load_mace_file"]
+__all__ = ["SPECS", "MACEAdapter", "build_random_mace", "import_mace", "load_mace_file"]

@@ -65,6 +65,8 @@ CATION_FOR_PROTOTYPE = {
 PEROVSKITE_A = ("Sr", "Ba", "Ca", "K", "Na", "La", "Pb", "Bi", "Y", "Cs")
 PEROVSKITE_B = ("Ti", "Zr", "Nb", "Ta", "Mn", "Fe", "Co", "Ni", "Al", "Sn", "Cr", "V", "Ga", "Hf")
 SIZES = {"small": 0.1, "default": 1.0}
+#: info keys naming isostructural families (prototype, element on the varied site, the rest)
+FAMILY_KEYS = ("prototype", "substituted", "host")
 
 
 def _radius(symbol: str) -> float:
@@ -104,10 +106,14 @@ def _binary(prototype: str, cation: str, anion: str, rng: np.random.Generator) -
     }[prototype]
     if prototype == "wurtzite":
         atoms = bulk(cation + anion, "wurtzite", a=a, c=a * np.sqrt(8 / 3))
-        return atoms.repeat((2, 2, 1)) if rng.random() < 0.5 else atoms
-    formula = cation + anion + ("2" if prototype == "fluorite" else "")
-    atoms = bulk(formula, prototype, a=a, cubic=bool(rng.random() < 0.7))
-    return atoms.repeat((2, 2, 2)) if len(atoms) <= 2 else atoms
+        atoms = atoms.repeat((2, 2, 1)) if rng.random() < 0.5 else atoms
+    else:
+        formula = cation + anion + ("2" if prototype == "fluorite" else "")
+        atoms = bulk(formula, prototype, a=a, cubic=bool(rng.random() < 0.7))
+        atoms = atoms.repeat((2, 2, 2)) if len(atoms) <= 2 else atoms
+    # isostructural families for embedding arithmetic: same prototype, cell and anion
+    atoms.info.update(prototype=f"{prototype}-{len(atoms)}", substituted=cation, host=anion)
+    return atoms
 
 
 def _perovskite(a_site: str, b_site: str, tilt: float) -> Atoms:
@@ -119,6 +125,7 @@ def _perovskite(a_site: str, b_site: str, tilt: float) -> Atoms:
         cell=np.diag([a, a, a * (1 + tilt)]),
         pbc=True,
     )
+    atoms.info.update(prototype=f"perovskite-{tilt:g}", substituted=a_site, host=b_site)
     return atoms
 
 
@@ -252,7 +259,9 @@ def demo_structures(size: Literal["small", "default"] = "default", seed: int = 0
     for a_site, b_site in _take(perovskites, 0.5 * fraction, rng):
         atoms = _perovskite(a_site, b_site, tilt=float(rng.choice([0.0, 0.0, 0.03])))
         reps = [(1, 1, 1), (1, 1, 2), (2, 2, 2)][int(rng.choice(3, p=[0.4, 0.3, 0.3]))]
-        parents.append((atoms.repeat(reps), "perovskite"))
+        supercell = atoms.repeat(reps)
+        supercell.info["prototype"] += f"-{len(supercell)}"
+        parents.append((supercell, "perovskite"))
     n = max(2, round(110 * fraction))
     parents += [(_alloy(rng), "alloy") for _ in range(n)]
     parents += [(_random_packing(rng), "random") for _ in range(n)]
@@ -269,7 +278,10 @@ def demo_structures(size: Literal["small", "default"] = "default", seed: int = 0
 
     def add(atoms: Atoms, subset: str, parent_hash: str = "") -> str | None:
         snap_to_hash_grid(atoms)
-        atoms.info = {"subset": subset, "parent": parent_hash}
+        # only intact prototypes form families (vacancies and copies inherit info from parents)
+        keep = subset in {"binary", "perovskite"}
+        family = {k: atoms.info[k] for k in FAMILY_KEYS if k in atoms.info and keep}
+        atoms.info = {"subset": subset, "parent": parent_hash, **family}
         key = structure_hash(atoms)
         if key in seen or _too_close(atoms):
             return None

@@ -1,0 +1,125 @@
+"""``mlipspace models`` (the model zoo) and ``mlipspace featurize`` (fill a feature store)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from .app import app, console, out
+
+
+def _split(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _env_state(family: str) -> str:
+    from ..featurize import envs
+
+    if family == envs.MAIN_FAMILY:
+        return "yes (main)"
+    if envs.runs_here(family):
+        return "yes (this env)"
+    try:
+        status = envs.env_status(family)
+    except Exception as exc:  # noqa: BLE001 - a listing must not fail on one family
+        return f"no ({exc})"
+    return "yes" if status.ready else f"no ({status.detail})"
+
+
+def _weights_state(spec) -> str:
+    if spec.weights_available is None:
+        return "n/a" if spec.parametrised else "?"
+    try:
+        return "yes" if spec.weights_available() else "no"
+    except Exception as exc:  # noqa: BLE001
+        return f"no ({exc})"
+
+
+def _format_layers(layers: dict[str, int]) -> str:
+    standard = [f"{k} {v}" for k, v in layers.items() if not k.startswith("layer:")]
+    indices = [k.split(":", 1)[1] for k in layers if k.startswith("layer:")]
+    if indices:
+        standard.append(f"layer:{indices[0]}..{indices[-1]}")
+    return ", ".join(standard)
+
+
+@app.command("models")
+def models_command() -> None:
+    """List the registered models: family, layers and dimensions, weights and environment."""
+    from ..models.registry import model_specs
+
+    table = Table(title="models")
+    for column in ("name", "family", "layers (dim)", "weights", "environment", "description"):
+        table.add_column(column)
+    for name, spec in sorted(model_specs().items()):
+        shown = name + "<arg>" if spec.parametrised else name
+        table.add_row(
+            shown,
+            spec.family,
+            _format_layers(spec.layers),
+            _weights_state(spec),
+            _env_state(spec.family),
+            spec.description,
+        )
+    out.print(table)
+
+
+@app.command("featurize")
+def featurize_command(
+    structures: Annotated[list[str], typer.Argument(help="Files, globs, folders or ASE databases.")],
+    models: Annotated[str, typer.Option("--models", "-m", help="Comma-separated model names.")],
+    store: Annotated[Path, typer.Option("--store", "-s", help="Feature store to write into.")],
+    layers: Annotated[str, typer.Option("--layers", "-l", help="Comma-separated layers.")] = "ll",
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", help="Structures per forward pass.")
+    ] = None,
+    on_unsupported: Annotated[
+        str, typer.Option("--on-unsupported", help="error | skip structures with unknown elements.")
+    ] = "error",
+    dtype: Annotated[str, typer.Option("--dtype", help="float32 | float64")] = "float32",
+    device: Annotated[str, typer.Option("--device", help="Torch device.")] = "cpu",
+) -> None:
+    """Featurize STRUCTURES with every model into a store, resuming what is already there."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from ..featurize import featurize
+    from ..store import FeatureStore
+    from ..structures import read_structures
+
+    model_names = _split(models)
+    layer_names = _split(layers)
+    if not model_names or not layer_names:
+        raise typer.BadParameter("give at least one model and one layer")
+    atoms = read_structures(*structures)
+    console.print(f"{len(atoms)} structures, {sum(len(a) for a in atoms)} atoms")
+    fs = FeatureStore(store)
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
+        tasks = {name: bar.add_task(name, total=len(atoms)) for name in model_names}
+        for name in model_names:
+            task = tasks[name]
+            featurize(
+                atoms,
+                name,
+                layer=layer_names,
+                store=fs,
+                batch_size=batch_size,
+                device=device,
+                dtype=dtype,
+                on_unsupported=on_unsupported,
+                progress=lambda done, total, task=task: bar.update(task, completed=done, total=total),
+            )
+    for name in model_names:
+        for layer in layer_names:
+            skipped = fs.skipped(name, layer)
+            if len(skipped):
+                console.print(f"[yellow]{name}/{layer}: {len(skipped)} structures skipped[/]")
+    console.print(f"store: {store}")

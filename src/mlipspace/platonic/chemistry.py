@@ -1,0 +1,289 @@
+"""Embedding arithmetic, zero-shot stitching, bias maps and atypicality (Li & Walsh §6–§7).
+
+All functions work on a :class:`~mlipspace.platonic.space.CommonSpace`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from itertools import combinations
+
+import numpy as np
+import pandas as pd
+from ase import Atoms
+from ase.data import chemical_symbols
+from ase.neighborlist import natural_cutoffs, neighbor_list
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+from ..anchors.projection import unit_rows
+from ..errors import MetricInputError
+from .agreement import rowwise_cosine
+from .space import CommonSpace, is_control, sample_rows
+
+# ----------------------------------------------------------------------------- labels
+
+
+def element_group(numbers: np.ndarray) -> np.ndarray:
+    """Periodic-table group (1–18; lanthanides and actinides as 3) of every atomic number."""
+    from pymatgen.core.periodic_table import Element
+
+    lookup = {}
+    for z in np.unique(numbers):
+        element = Element.from_Z(int(z))
+        lookup[int(z)] = 3 if element.is_lanthanoid or element.is_actinoid else int(element.group)
+    return np.array([lookup[int(z)] for z in numbers])
+
+
+def coordination_numbers(structures: Sequence[Atoms], scale: float = 1.2) -> dict[str, np.ndarray]:
+    """Neighbours within ``scale`` × the sum of covalent radii, per structure hash."""
+    out = {}
+    for atoms in structures:
+        i = neighbor_list("i", atoms, [scale * c for c in natural_cutoffs(atoms)])
+        out[atoms.info["structure_hash"]] = np.bincount(i, minlength=len(atoms))
+    return out
+
+
+def atom_coordination(space: CommonSpace, structures: Sequence[Atoms]) -> np.ndarray:
+    """Coordination number of every row of ``space`` (-1 where the structure is not given)."""
+    cn = coordination_numbers(structures)
+    out = np.full(len(space.atoms), -1)
+    for row, (h, site) in enumerate(zip(space.atoms.structure_hash, space.atoms.site, strict=True)):
+        if h in cn:
+            out[row] = cn[h][site]
+    return out
+
+
+# ----------------------------------------------------------------------------- stitching
+
+
+def _fit_head(X: np.ndarray, y: np.ndarray, random_state: int):
+    scaler = StandardScaler().fit(X)
+    head = LogisticRegression(max_iter=2000, random_state=random_state).fit(scaler.transform(X), y)
+    return lambda A: head.predict(scaler.transform(A))
+
+
+def _pad(A: np.ndarray, width: int) -> np.ndarray:
+    return np.pad(A, ((0, 0), (0, width - A.shape[1])))
+
+
+def stitching(
+    space: CommonSpace,
+    labels: dict[str, np.ndarray],
+    n_atoms: int = 3000,
+    random_state: int = 0,
+) -> pd.DataFrame:
+    """Zero-shot stitching: a head trained on model A's projection, applied unchanged to model B's.
+
+    For every label (e.g. element group, coordination number), every ordered pair (A, B):
+    ``zero_shot`` = accuracy on B's test atoms of a logistic head trained on A's training
+    atoms in the common space; ``in_model`` = the same head trained on B (upper bound);
+    ``raw`` = the head trained on A's raw features (zero-padded to a common width) applied to
+    B's raw features (the naive attempt); ``chance`` = frequency of the most common class.
+    """
+    rows = sample_rows(len(space.atoms), n_atoms, random_state)
+    rng = np.random.default_rng(random_state)
+    order = rng.permutation(len(rows))
+    train, test = rows[order[: len(rows) // 2]], rows[order[len(rows) // 2 :]]
+    width = max(E.shape[1] for E in space.E.values())
+    out = []
+    for label_name, y in labels.items():
+        valid_train = train[y[train] >= 0]
+        valid_test = test[y[test] >= 0]
+        if len(np.unique(y[valid_train])) < 2:
+            raise MetricInputError(f"label {label_name!r} has a single class on the training atoms")
+        heads_z = {m: _fit_head(space.Z[m][valid_train], y[valid_train], random_state) for m in space.models}
+        heads_raw = {
+            m: _fit_head(_pad(space.E[m][valid_train], width), y[valid_train], random_state) for m in space.models
+        }
+        chance = float(np.max(np.bincount(y[valid_test])) / len(valid_test))
+        truth = y[valid_test]
+        in_model = {m: float(np.mean(heads_z[m](space.Z[m][valid_test]) == truth)) for m in space.models}
+        for a in space.models:
+            for b in space.models:
+                if a == b:
+                    continue
+                out.append(
+                    {
+                        "label": label_name,
+                        "source": a,
+                        "target": b,
+                        "zero_shot": float(np.mean(heads_z[a](space.Z[b][valid_test]) == truth)),
+                        "in_model": in_model[b],
+                        "raw": float(np.mean(heads_raw[a](_pad(space.E[b][valid_test], width)) == truth)),
+                        "chance": chance,
+                        "n_train": len(valid_train),
+                        "n_test": len(valid_test),
+                    }
+                )
+    return pd.DataFrame(out)
+
+
+# ----------------------------------------------------------------------------- arithmetic
+
+
+def substitution_sites(space: CommonSpace, structures: Sequence[Atoms]) -> pd.DataFrame:
+    """One row per structure of a prototype family: its substituted element and site rows.
+
+    Uses ``info["prototype"]`` and ``info["substituted"]`` (the element on the varied site)
+    and ``info["host"]`` (the rest of the composition) that the demo set records for binary
+    prototypes and perovskites. Structures without them are ignored.
+    """
+    row_of = defaultdict(list)
+    for row, h in enumerate(space.atoms.structure_hash):
+        row_of[h].append(row)
+    records = []
+    for atoms in structures:
+        info = atoms.info
+        h = info.get("structure_hash")
+        if "prototype" not in info or h not in row_of:
+            continue
+        element = info["substituted"]
+        rows = [r for r in row_of[h] if chemical_symbols[space.atoms.numbers[r]] == element]
+        if rows:
+            records.append(
+                {"structure_hash": h, "family": f"{info['prototype']}|{info['host']}", "element": element, "rows": rows}
+            )
+    return pd.DataFrame(records, columns=["structure_hash", "family", "element", "rows"])
+
+
+def _site_vectors(Z: np.ndarray, sites: pd.DataFrame) -> np.ndarray:
+    return np.stack([Z[rows].mean(axis=0) for rows in sites["rows"]])
+
+
+def substitution_pairs(sites: pd.DataFrame) -> dict[tuple[str, str], list[tuple[int, int]]]:
+    """Isostructural pairs (same family, X on the varied site in one, Y in the other)."""
+    pairs: dict[tuple[str, str], list[tuple[int, int]]] = defaultdict(list)
+    for _, group in sites.groupby("family"):
+        idx = list(group.index)
+        for i, j in combinations(idx, 2):
+            x, y = sites.at[i, "element"], sites.at[j, "element"]
+            if x != y:
+                pairs[(x, y)].append((i, j))
+                pairs[(y, x)].append((j, i))
+    return pairs
+
+
+def embedding_arithmetic(space: CommonSpace, structures: Sequence[Atoms]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Substitution vectors Δ(X→Y) and their retrieval accuracy, leave-one-pair-out.
+
+    For every element pair with at least two isostructural pairs, Δ(X→Y) is the mean of
+    ``z(site_Y) − z(site_X)`` over the other pairs; ``z(site_X') + Δ`` must retrieve
+    ``site_Y'`` (nearest by cosine among all varied sites of that prototype family's
+    siblings). Also applied across models (Δ from model A on model B's z).
+
+    Returns
+    -------
+    accuracy : DataFrame
+        ``source`` (where Δ was built), ``target`` (where it is applied), ``top1``,
+        ``baseline_top1`` (no Δ), ``n_tests``.
+    parallel : DataFrame
+        Mean cosine between Δ(X→Y) of every model pair, over element pairs.
+    """
+    sites = substitution_sites(space, structures)
+    if sites.empty:
+        raise MetricInputError("no structure records a prototype: embedding arithmetic needs the demo set")
+    pairs = {k: v for k, v in substitution_pairs(sites).items() if len(v) >= 2}
+    if not pairs:
+        raise MetricInputError("no element substitution has two isostructural pairs")
+    vectors = {m: _site_vectors(space.Z[m], sites) for m in space.models}
+    candidates = sites.groupby("family").groups
+    out = []
+    for a in space.models:
+        for b in space.models:
+            hits, base_hits, n = 0, 0, 0
+            for plist in pairs.values():
+                for k, (i, j) in enumerate(plist):
+                    others = plist[:k] + plist[k + 1 :]
+                    delta = np.mean([vectors[a][y] - vectors[a][x] for x, y in others], axis=0)
+                    cand = np.array(candidates[sites.at[i, "family"]])
+                    cand = cand[cand != i]
+                    V = unit_rows(vectors[b][cand])
+                    for query, counter in ((vectors[b][i] + delta, "hit"), (vectors[b][i], "base")):
+                        best = cand[np.argmax(V @ (query / np.linalg.norm(query)))]
+                        if best == j:
+                            if counter == "hit":
+                                hits += 1
+                            else:
+                                base_hits += 1
+                    n += 1
+            out.append({"source": a, "target": b, "top1": hits / n, "baseline_top1": base_hits / n, "n_tests": n})
+    deltas = {
+        m: {key: np.mean([vectors[m][y] - vectors[m][x] for x, y in plist], axis=0) for key, plist in pairs.items()}
+        for m in space.models
+    }
+    parallel = []
+    for a, b in combinations(space.models, 2):
+        cosines = [
+            float(rowwise_cosine(deltas[a][key][None], deltas[b][key][None])[0]) for key in pairs
+        ]
+        parallel.append({"source": a, "target": b, "delta_cosine": float(np.mean(cosines)), "n_pairs": len(pairs)})
+    return pd.DataFrame(out), pd.DataFrame(parallel)
+
+
+# ----------------------------------------------------------------------------- bias and atypicality
+
+
+def consensus(space: CommonSpace, models: Sequence[str] | None = None) -> np.ndarray:
+    """Mean projected vector over the trained models (controls excluded) of every atom."""
+    models = list(models) if models is not None else [m for m in space.models if not is_control(m)]
+    if not models:
+        raise MetricInputError("no trained model to build a consensus from")
+    return np.mean([space.Z[m] for m in models], axis=0)
+
+
+def bias_map(space: CommonSpace, models: Sequence[str] | None = None) -> pd.DataFrame:
+    """Mean deviation ``1 − cos(z_i^(m), consensus_i)`` per element (rows) and model (columns)."""
+    center = consensus(space, models)
+    frame = pd.DataFrame(
+        {m: 1.0 - rowwise_cosine(space.Z[m], center) for m in space.models},
+    )
+    frame["element"] = [chemical_symbols[z] for z in space.atoms.numbers]
+    table = frame.groupby("element").mean()
+    order = sorted(table.index, key=chemical_symbols.index)
+    return table.loc[order]
+
+
+def dispersion(space: CommonSpace, models: Sequence[str] | None = None) -> np.ndarray:
+    """Per-atom cross-model dispersion: mean over model pairs of ``1 − cos(z^A, z^B)``."""
+    models = list(models) if models is not None else [m for m in space.models if not is_control(m)]
+    if len(models) < 2:
+        raise MetricInputError("dispersion needs at least two trained models")
+    pairs = list(combinations(models, 2))
+    return np.mean([1.0 - rowwise_cosine(space.Z[a], space.Z[b]) for a, b in pairs], axis=0)
+
+
+def atypical_structures(space: CommonSpace, models: Sequence[str] | None = None) -> pd.DataFrame:
+    """Structures ranked by the mean (and max) cross-model dispersion of their atoms."""
+    d = dispersion(space, models)
+    frame = pd.DataFrame({"structure": space.atoms.structure_index, "dispersion": d})
+    stats = frame.groupby("structure")["dispersion"].agg(["mean", "max"])
+    table = space.atoms.structures.iloc[stats.index].reset_index(drop=True)
+    table["dispersion_mean"] = stats["mean"].to_numpy()
+    table["dispersion_max"] = stats["max"].to_numpy()
+    table["elements"] = [
+        "".join(sorted({chemical_symbols[z] for z in space.atoms.numbers[space.atoms.structure_index == s]}))
+        for s in stats.index
+    ]
+    return table.sort_values("dispersion_mean", ascending=False).reset_index(drop=True)
+
+
+def fine_tune_report(space: CommonSpace, tuned: str, base: str) -> dict[str, float]:
+    """How close a fine-tuned model stays to its base in the common space, against other pairs."""
+    for name in (tuned, base):
+        if name not in space.Z:
+            raise MetricInputError(f"model {name!r} is not in the common space")
+    trained = [m for m in space.models if not is_control(m)]
+    others = [
+        float(rowwise_cosine(space.Z[a], space.Z[b]).mean())
+        for a, b in combinations(trained, 2)
+        if {a, b} != {tuned, base}
+    ]
+    return {
+        "tuned": tuned,
+        "base": base,
+        "cosine_tuned_base": float(rowwise_cosine(space.Z[tuned], space.Z[base]).mean()),
+        "cosine_other_pairs_mean": float(np.mean(others)) if others else float("nan"),
+        "cosine_other_pairs_max": float(np.max(others)) if others else float("nan"),
+    }

@@ -1,0 +1,147 @@
+"""Shared fixtures and model checks.
+
+Model packages write into ``$HOME`` on import (diep creates ``~/.cache/diep``,
+matplotlib ``~/.config/matplotlib``), so HOME and the cache variables point at a
+scratch folder for the whole session, before anything imports them.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import bulk, molecule
+
+_SCRATCH = tempfile.mkdtemp(prefix="mlipspace-test-home-")
+os.environ["HOME"] = _SCRATCH
+os.environ["XDG_CACHE_HOME"] = os.path.join(_SCRATCH, ".cache")
+os.environ["XDG_CONFIG_HOME"] = os.path.join(_SCRATCH, ".config")
+os.environ["MPLCONFIGDIR"] = os.path.join(_SCRATCH, "matplotlib")
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+os.environ.setdefault("TORCHANI_NO_WARN_EXTENSIONS", "1")
+
+
+# -- structures ----------------------------------------------------------------------
+
+
+def perovskite(a: float = 3.905) -> Atoms:
+    """Cubic SrTiO3 (5 atoms)."""
+    return Atoms(
+        "SrTiO3",
+        scaled_positions=[[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
+        cell=np.eye(3) * a,
+        pbc=True,
+    )
+
+
+def small_structure_set() -> list[Atoms]:
+    """Four small, generic (rattled, hence chiral) structures of varied chemistry."""
+    si = bulk("Si", cubic=True)
+    si.rattle(0.05, seed=1)
+    nacl = bulk("NaCl", "rocksalt", a=5.64)
+    nacl.rattle(0.05, seed=2)
+    water = molecule("H2O")
+    water.cell = np.eye(3) * 10.0
+    water.pbc = True
+    water.center()
+    water.rattle(0.02, seed=3)
+    sto = perovskite()
+    sto.rattle(0.05, seed=4)
+    for i, atoms in enumerate((si, nacl, water, sto)):
+        atoms.info["source"] = f"test@{i}"
+    return [si, nacl, water, sto]
+
+
+@pytest.fixture
+def small_structures() -> list[Atoms]:
+    return small_structure_set()
+
+
+# -- symmetry operations -------------------------------------------------------------
+
+
+def transform(
+    atoms: Atoms, rotation: np.ndarray, shift: np.ndarray, permutation: np.ndarray
+) -> Atoms:
+    """Rotate (positions and cell), translate, then reorder the atoms of ``atoms``."""
+    out = Atoms(
+        numbers=atoms.numbers[permutation],
+        positions=(atoms.positions @ rotation.T + shift)[permutation],
+        cell=atoms.cell.array @ rotation.T,
+        pbc=atoms.pbc,
+    )
+    out.info["source"] = atoms.info.get("source", "") + "+transformed"
+    return out
+
+
+def random_rotation(seed: int, proper: bool = True) -> np.ndarray:
+    from scipy.spatial.transform import Rotation
+
+    rotation = Rotation.random(random_state=seed).as_matrix()
+    return rotation if proper else rotation @ np.diag([1.0, 1.0, -1.0])
+
+
+@dataclass
+class ModelChecks:
+    """Symmetry and consistency measurements of one model, from one batched forward."""
+
+    name: str
+    scale: dict[str, float] = field(default_factory=dict)
+    proper: dict[str, float] = field(default_factory=dict)
+    mirror: dict[str, float] = field(default_factory=dict)
+    supercell: dict[str, float] = field(default_factory=dict)
+    finite: bool = True
+    energies: np.ndarray | None = None
+
+
+def run_model_checks(adapter, structures: Sequence[Atoms], layers: Sequence[str], seed: int = 7) -> ModelChecks:
+    """Featurize originals, rotated+translated+permuted copies, mirrored copies and 2×2×2
+    supercells of the first two structures in one call; report relative max differences."""
+    rng = np.random.default_rng(seed)
+    proper, mirrored, perms = [], [], []
+    for i, atoms in enumerate(structures):
+        perm = rng.permutation(len(atoms))
+        shift = rng.normal(size=3) * 3.0
+        perms.append(perm)
+        proper.append(transform(atoms, random_rotation(seed + i), shift, perm))
+        mirrored.append(transform(atoms, random_rotation(seed + i, proper=False), shift, perm))
+    supercells = [a.repeat((2, 2, 2)) for a in structures[:2]]
+    batch = [*structures, *proper, *mirrored, *supercells]
+    if hasattr(adapter, "forward"):
+        features, energies = adapter.forward(batch, layers)
+    else:
+        features, energies = adapter.compute(batch, layers), None
+    n = len(structures)
+    checks = ModelChecks(adapter.name)
+    if energies is not None:
+        checks.energies = energies[:n]
+    for layer in layers:
+        f = features[layer]
+        checks.finite &= all(np.isfinite(x).all() for x in f)
+        scale = max(float(np.abs(x).max()) for x in f[:n])
+        checks.scale[layer] = scale
+        checks.proper[layer] = max(
+            float(np.abs(f[n + i] - f[i][perms[i]]).max()) for i in range(n)
+        ) / scale
+        checks.mirror[layer] = max(
+            float(np.abs(f[2 * n + i] - f[i][perms[i]]).max()) for i in range(n)
+        ) / scale
+        checks.supercell[layer] = max(
+            float(np.abs(f[3 * n + j] - np.tile(f[j], (8, 1))).max()) for j in range(len(supercells))
+        ) / scale
+    return checks
+
+
+def calculator_energies(calculator, structures: Sequence[Atoms]) -> np.ndarray:
+    """Energies (eV) from the package's own ASE calculator, one structure at a time."""
+    out = []
+    for atoms in structures:
+        atoms = atoms.copy()
+        atoms.calc = calculator
+        out.append(atoms.get_potential_energy())
+    return np.array(out)

@@ -1,0 +1,126 @@
+"""DIEP adapter on the real diep_fold1 model shipped in the diep wheel."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase import Atoms
+from conftest import calculator_energies, run_model_checks, small_structure_set
+
+from mlipspace.featurize import load_model
+from mlipspace.models import model_specs
+
+pytestmark = pytest.mark.models
+pytest.importorskip("diep")
+
+LAYERS = ["ll", "node", "bb", "layer:0", "layer:1"]
+TOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def checked():
+    adapter = load_model("diep")
+    structures = small_structure_set()
+    return adapter, structures, run_model_checks(adapter, structures, LAYERS)
+
+
+def test_layer_dims_match_the_spec_and_the_output(checked):
+    adapter, structures, _ = checked
+    dims = adapter.layer_dims()
+    assert dims == model_specs()["diep"].layers
+    assert (dims["ll"], dims["node"], dims["bb"]) == (128, 64, 192)
+    features = adapter.compute(structures[:2], ["ll", "bb"])
+    assert [f.shape for f in features["ll"]] == [(len(a), 128) for a in structures[:2]]
+
+
+def test_invariant_under_rotation_translation_permutation(checked):
+    _, _, checks = checked
+    assert checks.finite
+    for layer, err in checks.proper.items():
+        assert err <= TOL, (layer, err)
+
+
+def test_supercell_site_has_primitive_features(checked):
+    _, _, checks = checked
+    for layer, err in checks.supercell.items():
+        assert err <= TOL, (layer, err)
+
+
+def test_mirror(checked):
+    _, _, checks = checked
+    print(checks.name, "mirror", checks.mirror)
+    for layer, err in checks.mirror.items():
+        assert err <= TOL, (layer, err)
+
+
+def test_energy_of_the_feature_pass_equals_the_calculator(checked):
+    adapter, structures, checks = checked
+    reference = calculator_energies(adapter.calculator(), structures)
+    per_atom = np.abs(checks.energies - reference) / [len(a) for a in structures]
+    assert per_atom.max() <= 1e-5
+
+
+def test_node_features_equal_the_official_predict_structure(checked):
+    adapter, structures, _ = checked
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    atoms = structures[0]
+    official = adapter.potential.model.predict_structure(
+        AseAtomsAdaptor.get_structure(atoms), return_features=True
+    )
+    ours = adapter.compute([atoms], ["layer:1", "node"])
+    np.testing.assert_allclose(ours["layer:1"][0], official["gc_1"]["node_feat"].detach(), atol=1e-4)
+    np.testing.assert_allclose(ours["node"][0], official["gc_3"]["node_feat"].detach(), atol=1e-4)
+
+
+def test_ll_reproduces_the_atomic_energies(checked):
+    # the read-out is (w.a + b) * sigmoid(v.c + d) of ll = [a | c]
+    import torch
+
+    adapter, structures, _ = checked
+    gated = adapter.potential.model.final_layer.gated
+    ll = torch.as_tensor(adapter.compute(structures[:1], ["ll"])["ll"][0])
+    value, gate = ll[:, :64], ll[:, 64:]
+    atomic = gated.layers[-1](value) * gated.gates[-1](gated.gates[-2](gate))
+    node = torch.as_tensor(adapter.compute(structures[:1], ["node"])["node"][0])
+    np.testing.assert_allclose(atomic.detach(), gated(node).detach(), atol=1e-5)
+
+
+def test_no_gradient_is_computed(checked, monkeypatch):
+    import torch
+
+    adapter, structures, _ = checked
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("autograd.grad called while only features were asked for")
+
+    monkeypatch.setattr(torch.autograd, "grad", forbidden)
+    assert np.isfinite(adapter.compute(structures[:2], ["ll"])["ll"][0]).all()
+
+
+def test_float64_matches_float32():
+    structures = small_structure_set()
+    a32, a64 = load_model("diep"), load_model("diep", dtype="float64")
+    f32, e32 = a32.forward(structures, ["bb"])
+    f64, e64 = a64.forward(structures, ["bb"])
+    assert f64["bb"][0].dtype == np.float64
+    scale = max(np.abs(x).max() for x in f64["bb"])
+    assert max(np.abs(x - y).max() for x, y in zip(f32["bb"], f64["bb"])) <= 1e-4 * scale
+    np.testing.assert_allclose(e32, e64, atol=1e-4 * max(len(a) for a in structures))
+    import torch
+
+    assert torch.get_default_dtype() == torch.float32  # restored after the float64 pass
+
+
+def test_isolated_atom_works():
+    adapter = load_model("diep")
+    lone = Atoms("Cu", positions=[[0, 0, 0]], cell=np.eye(3) * 15, pbc=True)
+    features, energy = adapter.forward([lone], ["ll"])
+    assert np.isfinite(features["ll"][0]).all()
+    np.testing.assert_allclose(energy, calculator_energies(adapter.calculator(), [lone]), atol=1e-5)
+
+
+def test_unsupported_elements():
+    adapter = load_model("diep")
+    assert 84 not in adapter.supported_elements()  # Po is excluded from DIEP's elements
+    assert {1, 8, 26, 94} <= adapter.supported_elements()

@@ -1,0 +1,145 @@
+"""SevenNet adapters on the real checkpoints shipped in the sevenn wheel."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase import Atoms
+from conftest import calculator_energies, run_model_checks, small_structure_set
+
+from mlipspace.errors import ModelError
+from mlipspace.featurize import load_model
+from mlipspace.models import get_model, model_specs
+
+pytestmark = pytest.mark.models
+pytest.importorskip("sevenn")
+
+NAMES = [
+    "sevennet-0",
+    "sevennet-0-22may2024",
+    "sevennet-l3i5",
+    "sevennet-mf-0:PBE",
+    "sevennet-mf-0:R2SCAN",
+]
+LAYERS = ["ll", "node", "bb", "layer:0", "layer:2"]
+TOL = 1e-4
+
+
+@pytest.fixture(scope="module", params=NAMES)
+def checked(request):
+    adapter = load_model(request.param)
+    structures = small_structure_set()
+    return adapter, structures, run_model_checks(adapter, structures, LAYERS)
+
+
+def test_layer_dims_match_the_spec_and_the_output(checked):
+    adapter, structures, _ = checked
+    dims = adapter.layer_dims()
+    assert dims == model_specs()[adapter.name].layers
+    assert dims["ll"] == 128 and dims["bb"] == 5 * 128
+    features = adapter.compute(structures[:2], ["bb"])
+    assert [f.shape for f in features["bb"]] == [(len(a), 640) for a in structures[:2]]
+
+
+def test_invariant_under_rotation_translation_permutation(checked):
+    _, _, checks = checked
+    assert checks.finite
+    for layer, err in checks.proper.items():
+        assert err <= TOL, (layer, err)
+
+
+def test_supercell_site_has_primitive_features(checked):
+    _, _, checks = checked
+    for layer, err in checks.supercell.items():
+        assert err <= TOL, (layer, err)
+
+
+def test_mirror_sensitivity_is_measured(checked):
+    # is_parity=False: the 0e channels are SO(3)- but not O(3)-invariant. Measured and
+    # recorded in docs/models.md; here only: reflections move the deep features far more
+    # than proper rotations do (round-off), while the element embedding does not move.
+    _, _, checks = checked
+    print(checks.name, "mirror", checks.mirror, "proper", checks.proper)
+    assert checks.mirror["layer:0"] <= TOL
+    assert checks.mirror["bb"] > 10 * checks.proper["bb"]
+
+
+def test_energy_of_the_feature_pass_equals_the_calculator(checked):
+    adapter, structures, checks = checked
+    reference = calculator_energies(adapter.calculator(), structures)
+    per_atom = np.abs(checks.energies - reference) / [len(a) for a in structures]
+    assert per_atom.max() <= 1e-5
+
+
+def test_features_equal_the_calculators_readout_input(checked):
+    # hook the package's own calculator (full E+F+S pass) at the read-out input
+    adapter, structures, _ = checked
+    calc = adapter.calculator()
+    captured = {}
+    module = calc.model._modules["reduce_input_to_hidden"]
+    handle = module.register_forward_pre_hook(
+        lambda m, args: captured.__setitem__("x", args[0]["x"].detach().clone())
+    )
+    try:
+        calculator_energies(calc, structures[:1])
+    finally:
+        handle.remove()
+    ours = adapter.compute(structures[:1], ["node"])["node"][0]
+    np.testing.assert_allclose(ours, captured["x"][:, :128].numpy(), atol=1e-4)
+
+
+def test_batched_equals_one_by_one(checked):
+    adapter, structures, _ = checked
+    together = adapter.compute(structures, ["bb"])["bb"]
+    alone = [adapter.compute([a], ["bb"])["bb"][0] for a in structures]
+    scale = max(np.abs(x).max() for x in alone)
+    assert max(np.abs(x - y).max() for x, y in zip(together, alone)) <= 1e-5 * scale
+
+
+def test_no_gradient_is_computed(checked, monkeypatch):
+    import torch
+
+    adapter, structures, _ = checked
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("autograd.grad called while only features were asked for")
+
+    monkeypatch.setattr(torch.autograd, "grad", forbidden)
+    assert np.isfinite(adapter.compute(structures[:2], ["ll"])["ll"][0]).all()
+
+
+def test_fidelity_heads_differ():
+    structures = small_structure_set()[:1]
+    pbe = load_model("sevennet-mf-0:PBE").compute(structures, ["layer:0", "ll"])
+    r2 = load_model("sevennet-mf-0:R2SCAN").compute(structures, ["layer:0", "ll"])
+    np.testing.assert_array_equal(pbe["layer:0"][0], r2["layer:0"][0])  # element embedding
+    assert np.abs(pbe["ll"][0] - r2["ll"][0]).max() > 0.1
+
+
+def test_float64_matches_float32():
+    structures = small_structure_set()
+    a32, a64 = load_model("sevennet-0"), load_model("sevennet-0", dtype="float64")
+    f32, e32 = a32.forward(structures, ["bb"])
+    f64, e64 = a64.forward(structures, ["bb"])
+    assert f64["bb"][0].dtype == np.float64
+    scale = max(np.abs(x).max() for x in f64["bb"])
+    assert max(np.abs(x - y).max() for x, y in zip(f32["bb"], f64["bb"])) <= 1e-4 * scale
+    np.testing.assert_allclose(e32, e64, atol=1e-4 * max(len(a) for a in structures))
+
+
+def test_isolated_atom_works():
+    adapter = load_model("sevennet-0")
+    lone = Atoms("Cu", positions=[[0, 0, 0]], cell=np.eye(3) * 15, pbc=True)
+    features, energy = adapter.forward([lone], ["ll", "layer:0"])
+    assert np.isfinite(features["ll"][0]).all()
+    reference = calculator_energies(adapter.calculator(), [lone])
+    np.testing.assert_allclose(energy, reference, atol=1e-5)
+
+
+def test_unknown_fidelity_and_metadata():
+    with pytest.raises(ModelError, match="unknown model"):
+        get_model("sevennet-mf-0:pbe")
+    adapter = load_model("sevennet-0")
+    assert 8 in adapter.supported_elements() and 84 not in adapter.supported_elements()
+    meta = adapter.metadata()
+    assert meta["package_version"] == "0.13.0" and meta["checkpoint"] == "checkpoint_sevennet_0.pth"
