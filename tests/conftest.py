@@ -99,7 +99,9 @@ class ModelChecks:
     energies: np.ndarray | None = None
 
 
-def run_model_checks(adapter, structures: Sequence[Atoms], layers: Sequence[str], seed: int = 7) -> ModelChecks:
+def run_model_checks(
+    adapter, structures: Sequence[Atoms], layers: Sequence[str], seed: int = 7
+) -> ModelChecks:
     """Featurize originals, rotated+translated+permuted copies, mirrored copies and 2×2×2
     supercells of the first two structures in one call; report relative max differences."""
     rng = np.random.default_rng(seed)
@@ -125,15 +127,19 @@ def run_model_checks(adapter, structures: Sequence[Atoms], layers: Sequence[str]
         checks.finite &= all(np.isfinite(x).all() for x in f)
         scale = max(float(np.abs(x).max()) for x in f[:n])
         checks.scale[layer] = scale
-        checks.proper[layer] = max(
-            float(np.abs(f[n + i] - f[i][perms[i]]).max()) for i in range(n)
-        ) / scale
-        checks.mirror[layer] = max(
-            float(np.abs(f[2 * n + i] - f[i][perms[i]]).max()) for i in range(n)
-        ) / scale
-        checks.supercell[layer] = max(
-            float(np.abs(f[3 * n + j] - np.tile(f[j], (8, 1))).max()) for j in range(len(supercells))
-        ) / scale
+        checks.proper[layer] = (
+            max(float(np.abs(f[n + i] - f[i][perms[i]]).max()) for i in range(n)) / scale
+        )
+        checks.mirror[layer] = (
+            max(float(np.abs(f[2 * n + i] - f[i][perms[i]]).max()) for i in range(n)) / scale
+        )
+        checks.supercell[layer] = (
+            max(
+                float(np.abs(f[3 * n + j] - np.tile(f[j], (8, 1))).max())
+                for j in range(len(supercells))
+            )
+            / scale
+        )
     return checks
 
 

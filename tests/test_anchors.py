@@ -76,7 +76,11 @@ def test_direct_equals_transcribed_maml(n, d, k, threshold, seed):
 def test_direct_equals_maml_direct_sampler(n, d, k, threshold, seed):
     direct = pytest.importorskip("maml.sampling.direct")
     logging.getLogger("maml").setLevel(logging.WARNING)
-    for name in ("maml.sampling.pca", "maml.sampling.clustering", "maml.sampling.stratified_sampling"):
+    for name in (
+        "maml.sampling.pca",
+        "maml.sampling.clustering",
+        "maml.sampling.stratified_sampling",
+    ):
         logging.getLogger(name).setLevel(logging.WARNING)
     X = correlated(n, d, seed)
     sampler = direct.DIRECTSampler(
@@ -192,9 +196,7 @@ def test_projection_invariant_to_rotation_and_scale(center):
     np.testing.assert_allclose(Z_rot, Z, atol=1e-12)
     if not center:  # per-vector positive rescaling too
         s = rng.uniform(0.1, 10, size=(200, 1))
-        np.testing.assert_allclose(
-            RelativeProjector().fit(anchors).transform(s * E), Z, atol=1e-12
-        )
+        np.testing.assert_allclose(RelativeProjector().fit(anchors).transform(s * E), Z, atol=1e-12)
     # a general linear map changes z
     M = rng.normal(size=(d, d))
     Z_lin = RelativeProjector(center=center).fit(anchors @ M).transform(E @ M)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from math import factorial
 
 import numpy as np
@@ -118,7 +118,7 @@ def test_raw_moments_give_the_same_cumulants_as_central():
 # ------------------------------------------------------------------ exact values on data
 
 
-@lru_cache(maxsize=None)
+@cache
 def cumulants_of_raw_moments(order: int) -> tuple:
     """κ1..κn as polynomials in raw moments m1..mn: n!·[t^n] log(1 + Σ_p m_p t^p / p!)."""
     t = sp.Symbol("t")
@@ -131,7 +131,9 @@ def cumulants_of_raw_moments(order: int) -> tuple:
 def exact_cumulants(values: list[int], order: int) -> list:
     """Cumulants of the empirical distribution of integers, in exact rational arithmetic."""
     m, kappa = cumulants_of_raw_moments(order)
-    raw = {m[p - 1]: sp.Rational(sum(v**p for v in values), len(values)) for p in range(1, order + 1)}
+    raw = {
+        m[p - 1]: sp.Rational(sum(v**p for v in values), len(values)) for p in range(1, order + 1)
+    }
     return [k.subs(raw) for k in kappa]
 
 
@@ -263,7 +265,9 @@ def test_streaming_equals_in_memory(chunk):
     feats = atom_features(X, rng.integers(0, 23, size=500))
     feats = feats.take(rng.permutation(len(feats)))  # structures interleaved over chunks
     ref = cumulants(feats)
-    parts = (feats.take(np.arange(i, min(i + chunk, len(feats)))) for i in range(0, len(feats), chunk))
+    parts = (
+        feats.take(np.arange(i, min(i + chunk, len(feats)))) for i in range(0, len(feats), chunk)
+    )
     got = cumulants_streaming(parts)
     order = pd.Index(got.structure_hash).get_indexer(ref.structure_hash)
     np.testing.assert_allclose(got.X[order], ref.X, rtol=1e-9, atol=1e-9)

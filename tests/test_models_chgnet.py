@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from ase import Atoms
-from conftest import calculator_energies, run_model_checks, small_structure_set
 
+from conftest import calculator_energies, run_model_checks, small_structure_set
 from mlipspace.errors import ModelError
 from mlipspace.featurize import load_model
 from mlipspace.models import model_specs
@@ -100,7 +100,10 @@ def test_float64_matches_float32():
     assert f64["bb"][0].dtype == np.float64 and f32["bb"][0].dtype == np.float32
     for layer in ("ll", "bb"):
         scale = max(np.abs(x).max() for x in f64[layer])
-        assert max(np.abs(x - y).max() for x, y in zip(f32[layer], f64[layer])) <= 1e-4 * scale
+        assert (
+            max(np.abs(x - y).max() for x, y in zip(f32[layer], f64[layer], strict=True))
+            <= 1e-4 * scale
+        )
     np.testing.assert_allclose(e32, e64, atol=1e-4 * max(len(a) for a in structures))
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from ase import Atoms
-from conftest import calculator_energies, run_model_checks, small_structure_set
 
+from conftest import calculator_energies, run_model_checks, small_structure_set
 from mlipspace.featurize import load_model
 from mlipspace.models import model_specs
 
@@ -69,7 +69,9 @@ def test_node_features_equal_the_official_predict_structure(checked):
         AseAtomsAdaptor.get_structure(atoms), return_features=True
     )
     ours = adapter.compute([atoms], ["layer:1", "node"])
-    np.testing.assert_allclose(ours["layer:1"][0], official["gc_1"]["node_feat"].detach(), atol=1e-4)
+    np.testing.assert_allclose(
+        ours["layer:1"][0], official["gc_1"]["node_feat"].detach(), atol=1e-4
+    )
     np.testing.assert_allclose(ours["node"][0], official["gc_3"]["node_feat"].detach(), atol=1e-4)
 
 
@@ -105,7 +107,9 @@ def test_float64_matches_float32():
     f64, e64 = a64.forward(structures, ["bb"])
     assert f64["bb"][0].dtype == np.float64
     scale = max(np.abs(x).max() for x in f64["bb"])
-    assert max(np.abs(x - y).max() for x, y in zip(f32["bb"], f64["bb"])) <= 1e-4 * scale
+    assert (
+        max(np.abs(x - y).max() for x, y in zip(f32["bb"], f64["bb"], strict=True)) <= 1e-4 * scale
+    )
     np.testing.assert_allclose(e32, e64, atol=1e-4 * max(len(a) for a in structures))
     import torch
 

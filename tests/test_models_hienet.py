@@ -139,7 +139,7 @@ def test_energy_is_the_readout_of_ll(adapter, base):
     structures, features, energy = base
     modules = adapter.model._modules
     for s, atoms in enumerate(structures):
-        data = adapter.graph(atoms)
+        data = modules["onehot_idx_to_onehot"](adapter.graph(atoms))  # sets atom types
         data["x"] = torch.as_tensor(features["ll"][s])
         with torch.no_grad():
             for name in ("reduce_input_to_hidden", "reduce_hidden_to_energy",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from ase import Atoms
-from conftest import calculator_energies, run_model_checks, small_structure_set
 
+from conftest import calculator_energies, run_model_checks, small_structure_set
 from mlipspace.errors import ModelError
 from mlipspace.featurize import load_model
 from mlipspace.models import get_model, model_specs
@@ -93,7 +93,7 @@ def test_batched_equals_one_by_one(checked):
     together = adapter.compute(structures, ["bb"])["bb"]
     alone = [adapter.compute([a], ["bb"])["bb"][0] for a in structures]
     scale = max(np.abs(x).max() for x in alone)
-    assert max(np.abs(x - y).max() for x, y in zip(together, alone)) <= 1e-5 * scale
+    assert max(np.abs(x - y).max() for x, y in zip(together, alone, strict=True)) <= 1e-5 * scale
 
 
 def test_no_gradient_is_computed(checked, monkeypatch):
@@ -123,7 +123,9 @@ def test_float64_matches_float32():
     f64, e64 = a64.forward(structures, ["bb"])
     assert f64["bb"][0].dtype == np.float64
     scale = max(np.abs(x).max() for x in f64["bb"])
-    assert max(np.abs(x - y).max() for x, y in zip(f32["bb"], f64["bb"])) <= 1e-4 * scale
+    assert (
+        max(np.abs(x - y).max() for x, y in zip(f32["bb"], f64["bb"], strict=True)) <= 1e-4 * scale
+    )
     np.testing.assert_allclose(e32, e64, atol=1e-4 * max(len(a) for a in structures))
 
 

@@ -50,7 +50,9 @@ def direct_pca_features(X: np.ndarray, weighting_pcs: bool = True) -> np.ndarray
 
     Xs = StandardScaler().fit_transform(X)
     if not Xs.any():
-        raise MetricInputError("DIRECT: no principal component has eigenvalue > 1 (every feature is constant)")
+        raise MetricInputError(
+            "DIRECT: no principal component has eigenvalue > 1 (every feature is constant)"
+        )
     pca = PCA().fit(Xs)
     m = int(np.sum(pca.explained_variance_ > 1))
     if m == 0:
@@ -98,6 +100,7 @@ def direct_sample(
     n_distinct = len(np.unique(Z, axis=0))
     if k > n_distinct:
         raise MetricInputError(f"DIRECT: k={k} exceeds the {n_distinct} distinct rows")
+
     def birch(threshold: float) -> Birch:
         with warnings.catch_warnings():  # "fewer subclusters than n_clusters" is handled below
             warnings.simplefilter("ignore", ConvergenceWarning)
@@ -109,7 +112,9 @@ def direct_sample(
     while len(set(model.subcluster_labels_)) < k:
         refits += 1
         if refits > max_refits:
-            raise MetricInputError(f"DIRECT: BIRCH did not reach {k} clusters after {max_refits} refits")
+            raise MetricInputError(
+                f"DIRECT: BIRCH did not reach {k} clusters after {max_refits} refits"
+            )
         threshold = threshold / k * len(set(model.subcluster_labels_))
         model = birch(threshold)
     labels = model.predict(Z)
@@ -190,7 +195,9 @@ def select_anchors(
     if kwargs:
         raise MetricInputError(f"method {method!r} takes no options, got {sorted(kwargs)}")
     if method == "fps":
-        start = 0 if random_state is None else int(np.random.default_rng(random_state).integers(len(X)))
+        start = (
+            0 if random_state is None else int(np.random.default_rng(random_state).integers(len(X)))
+        )
         return farthest_point_sample(X, k, initialize=start)
     if method == "kmeans":
         return _kmeans_sample(X, k, random_state)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 from rich.table import Table
 
@@ -56,14 +58,16 @@ def list_() -> None:
     for column in ("family", "path", "ready", "detail"):
         table.add_column(column)
     for info in envs.list_envs():
+        ready, detail, path = info.ready, info.detail, str(info.path)
         if info.family == envs.MAIN_FAMILY:
+            # main-family models run in the calling environment: that is what must match
             problems = envs.pin_mismatches(info.family)
-            here = "runs in this environment" + (
-                f"; differs from pins: {'; '.join(problems)}" if problems else ""
+            ready = not problems
+            path = sys.prefix
+            detail = "models run in this environment" + (
+                f"; differs from the pins: {'; '.join(problems)}" if problems else ""
             )
-            detail = f"{info.detail}; {here}"
-        else:
-            detail = info.detail
-        mark = "[green]yes[/]" if info.ready else "[red]no[/]"
-        table.add_row(info.family, str(info.path), mark, detail)
+            detail += f"; isolated copy at {info.path}: {info.detail}"
+        mark = "[green]yes[/]" if ready else "[red]no[/]"
+        table.add_row(info.family, path, mark, detail)
     console.print(table)

@@ -24,7 +24,7 @@ def _env_state(family: str) -> str:
         return "yes (this env)"
     try:
         status = envs.env_status(family)
-    except Exception as exc:  # noqa: BLE001 - a listing must not fail on one family
+    except Exception as exc:
         return f"no ({exc})"
     return "yes" if status.ready else f"no ({status.detail})"
 
@@ -34,7 +34,7 @@ def _weights_state(spec) -> str:
         return "n/a" if spec.parametrised else "?"
     try:
         return "yes" if spec.weights_available() else "no"
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return f"no ({exc})"
 
 
@@ -52,7 +52,9 @@ def models_command() -> None:
     from ..models.registry import model_specs
 
     table = Table(title="models")
-    for column in ("name", "family", "layers (dim)", "weights", "environment", "description"):
+    table.add_column("name", no_wrap=True)
+    table.add_column("family", no_wrap=True)
+    for column in ("layers (dim)", "weights", "environment", "description"):
         table.add_column(column)
     for name, spec in sorted(model_specs().items()):
         shown = name + "<arg>" if spec.parametrised else name
@@ -69,7 +71,9 @@ def models_command() -> None:
 
 @app.command("featurize")
 def featurize_command(
-    structures: Annotated[list[str], typer.Argument(help="Files, globs, folders or ASE databases.")],
+    structures: Annotated[
+        list[str], typer.Argument(help="Files, globs, folders or ASE databases.")
+    ],
     models: Annotated[str, typer.Option("--models", "-m", help="Comma-separated model names.")],
     store: Annotated[Path, typer.Option("--store", "-s", help="Feature store to write into.")],
     layers: Annotated[str, typer.Option("--layers", "-l", help="Comma-separated layers.")] = "ll",
@@ -115,7 +119,9 @@ def featurize_command(
                 device=device,
                 dtype=dtype,
                 on_unsupported=on_unsupported,
-                progress=lambda done, total, task=task: bar.update(task, completed=done, total=total),
+                progress=lambda done, total, task=task: bar.update(
+                    task, completed=done, total=total
+                ),
             )
     for name in model_names:
         for layer in layer_names:

@@ -12,9 +12,9 @@ import sys
 import types
 from typing import Any
 
-from .api import as_structures, featurize, featurize_with, features_table, load_model
+from .api import as_structures, features_table, featurize, featurize_with, load_model
 
-__all__ = ["as_structures", "featurize", "features_table", "featurize_with", "load_model"]
+__all__ = ["as_structures", "features_table", "featurize", "featurize_with", "load_model"]
 
 
 class _CallablePackage(types.ModuleType):

@@ -41,7 +41,9 @@ def as_structures(structures: Any) -> list[Atoms]:
     if isinstance(structures, Atoms):
         structures = [structures]
     prepared = isinstance(structures, Sequence) and not isinstance(structures, str | bytes)
-    if not (prepared and all(isinstance(a, Atoms) and "structure_hash" in a.info for a in structures)):
+    if not (
+        prepared and all(isinstance(a, Atoms) and "structure_hash" in a.info for a in structures)
+    ):
         return list(read_structures(structures))
     out, seen = [], set()
     for atoms in structures:
@@ -166,7 +168,9 @@ def unsupported_elements(adapter: ModelAdapter, atoms: Atoms) -> list[int]:
     return sorted({int(z) for z in atoms.numbers} - supported)
 
 
-def _check_batch(adapter: ModelAdapter, batch: Sequence[Atoms], features: dict, layers: list[str]) -> None:
+def _check_batch(
+    adapter: ModelAdapter, batch: Sequence[Atoms], features: dict, layers: list[str]
+) -> None:
     dims = adapter.layer_dims()
     for layer in layers:
         arrays = features.get(layer)
@@ -222,7 +226,9 @@ def featurize_with(
             known = set(store.skipped(name, layer)["structure_hash"])
             new = [i for i, a in enumerate(skipped) if a.info["structure_hash"] not in known]
             if new:
-                store.write_skipped(name, layer, [skipped[i] for i in new], [reasons[i] for i in new])
+                store.write_skipped(
+                    name, layer, [skipped[i] for i in new], [reasons[i] for i in new]
+                )
 
     todo = kept
     if store is not None:
@@ -240,7 +246,9 @@ def featurize_with(
         _check_batch(adapter, batch, features, layers)
         for layer in layers:
             if store is not None:
-                store.write(name, layer, batch, features[layer], metadata={**metadata, "layer": layer})
+                store.write(
+                    name, layer, batch, features[layer], metadata={**metadata, "layer": layer}
+                )
             else:
                 collected[layer].extend(features[layer])
         done += len(batch)

@@ -160,7 +160,9 @@ def layer_dims(ll: int, node: int, per_layer: Sequence[int]) -> dict[str, int]:
     return dims
 
 
-def check_layers(layers: str | Iterable[str], available: Mapping[str, int], model: str) -> list[str]:
+def check_layers(
+    layers: str | Iterable[str], available: Mapping[str, int], model: str
+) -> list[str]:
     """Validate requested layer names against a model's ``layer_dims()``."""
     requested = [layers] if isinstance(layers, str) else list(layers)
     if not requested:

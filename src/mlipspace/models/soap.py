@@ -42,7 +42,11 @@ from .base import ModelAdapter, ModelSpec
 HYPERS: dict[str, Any] = {
     "cutoff": {"radius": 5.0, "smoothing": {"type": "ShiftedCosine", "width": 0.5}},
     "density": {"type": "Gaussian", "width": 0.3},
-    "basis": {"type": "TensorProduct", "max_angular": 3, "radial": {"type": "Gto", "max_radial": 3}},
+    "basis": {
+        "type": "TensorProduct",
+        "max_angular": 3,
+        "radial": {"type": "Gto", "max_radial": 3},
+    },
 }
 S_BLOCK = (3, 4, 11, 12, 19, 20, 37, 38, 55, 56, 87, 88)
 DF_BLOCK = (*range(21, 31), *range(39, 49), *range(57, 81), *range(89, 95))
@@ -107,11 +111,17 @@ class SOAPAdapter(ModelAdapter):
 
     def relabel(self, atoms: Atoms) -> Atoms:
         """A copy of ``atoms`` whose atomic numbers are replaced by their class (1–4)."""
-        copy = Atoms(numbers=self._classes[atoms.numbers], positions=atoms.positions,
-                     cell=atoms.cell, pbc=atoms.pbc)
+        copy = Atoms(
+            numbers=self._classes[atoms.numbers],
+            positions=atoms.positions,
+            cell=atoms.cell,
+            pbc=atoms.pbc,
+        )
         return copy
 
-    def compute(self, structures: Sequence[Atoms], layers: Sequence[str]) -> dict[str, list[np.ndarray]]:
+    def compute(
+        self, structures: Sequence[Atoms], layers: Sequence[str]
+    ) -> dict[str, list[np.ndarray]]:
         from metatensor import Labels
 
         layers = check_layers(layers, self.layer_dims(), self.name)
@@ -139,7 +149,9 @@ class SOAPAdapter(ModelAdapter):
         return {name: list(out) for name in layers}
 
 
-def _factory(argument: str | None = None, dtype: str = "float32", device: str = "cpu") -> SOAPAdapter:
+def _factory(
+    argument: str | None = None, dtype: str = "float32", device: str = "cpu"
+) -> SOAPAdapter:
     return SOAPAdapter(dtype=dtype, device=device)
 
 

@@ -22,6 +22,8 @@ from ..transport import match, matching_accuracy, w2_matrix
 from .space import CommonSpace, sample_rows
 
 _CHUNK = 2048
+#: cosines closer than this count as ties (float32 features carry ~1e-7 relative noise)
+TIE_TOLERANCE = 1e-6
 
 
 def rowwise_cosine(A: np.ndarray, B: np.ndarray) -> np.ndarray:
@@ -35,7 +37,9 @@ def retrieval_ranks(A: np.ndarray, B: np.ndarray) -> tuple[np.ndarray, np.ndarra
     Returns
     -------
     ranks : ndarray of int
-        ``1 + #{j : cos(a_i, b_j) > cos(a_i, b_i)}``: 1 means retrieved first.
+        ``1 + #{j : cos(a_i, b_j) > cos(a_i, b_i) + TIE_TOLERANCE}``: 1 means retrieved first.
+        Symmetry-equivalent atoms have equal features up to float32 round-off; they tie
+        with the true atom instead of outranking it.
     nearest : ndarray of int
         ``argmax_j cos(a_i, b_j)``.
     """
@@ -45,7 +49,7 @@ def retrieval_ranks(A: np.ndarray, B: np.ndarray) -> tuple[np.ndarray, np.ndarra
     for start in range(0, len(A), _CHUNK):
         S = An[start : start + _CHUNK] @ Bn.T
         own = S[np.arange(len(S)), np.arange(start, start + len(S))]
-        ranks[start : start + len(S)] = 1 + np.sum(S > own[:, None], axis=1)
+        ranks[start : start + len(S)] = 1 + np.sum(S > own[:, None] + TIE_TOLERANCE, axis=1)
         nearest[start : start + len(S)] = np.argmax(S, axis=1)
     return ranks, nearest
 
@@ -59,13 +63,29 @@ def procrustes_align(EA: np.ndarray, EB: np.ndarray, anchor_rows: np.ndarray) ->
     return A @ R, B
 
 
-def _retrieval_summary(ranks: np.ndarray, nearest: np.ndarray, classes: np.ndarray, numbers: np.ndarray) -> dict:
+def _retrieval_summary(
+    ranks: np.ndarray, nearest: np.ndarray, classes: np.ndarray, numbers: np.ndarray
+) -> dict:
     return {
         "median_rank": float(np.median(ranks)),
         "top1": float(np.mean(ranks == 1)),
         "top10": float(np.mean(ranks <= 10)),
         "top1_class": float(np.mean(classes[nearest] == classes)),
         "top1_element": float(np.mean(numbers[nearest] == numbers)),
+    }
+
+
+def _geometry(ZA: np.ndarray, ZB: np.ndarray, EA: np.ndarray, EB: np.ndarray) -> dict[str, float]:
+    """CKA and mutual kNN on projected and raw features (rows with a zero vector left out:
+    an atom unlike every anchor, e.g. of an element no anchor has, has z = 0)."""
+    keep = (np.linalg.norm(ZA, axis=1) > 0) & (np.linalg.norm(ZB, axis=1) > 0)
+    keep &= (np.linalg.norm(EA, axis=1) > 0) & (np.linalg.norm(EB, axis=1) > 0)
+    ZA, ZB, EA, EB = ZA[keep], ZB[keep], EA[keep], EB[keep]
+    return {
+        "cka_z": sim.cka(ZA, ZB),
+        "cka_raw": sim.cka(EA, EB),
+        "mknn_z": sim.mutual_knn(ZA, ZB, k=10),
+        "mknn_raw": sim.mutual_knn(EA, EB, k=10),
     }
 
 
@@ -97,24 +117,38 @@ def pair_agreement(
             ZA, ZB = space.Z[a][rows_idx], space.Z[b][rows_idx]
             cos = rowwise_cosine(ZA, ZB)
             ranks, nearest = retrieval_ranks(ZA, ZB)
-            row = {"source": a, "target": b, "cosine_mean": float(cos.mean()), "cosine_median": float(np.median(cos))}
+            row = {
+                "source": a,
+                "target": b,
+                "cosine_mean": float(cos.mean()),
+                "cosine_median": float(np.median(cos)),
+            }
             row.update(_retrieval_summary(ranks, nearest, classes, numbers))
             RA, RB = procrustes_align(space.E[a], space.E[b], anchor_in_sample)
             raw_ranks, raw_nearest = retrieval_ranks(RA[rows_idx], RB[rows_idx])
             row["raw_cosine_mean"] = float(rowwise_cosine(RA[rows_idx], RB[rows_idx]).mean())
-            row.update({f"raw_{k}": v for k, v in _retrieval_summary(raw_ranks, raw_nearest, classes, numbers).items()})
+            row.update(
+                {
+                    f"raw_{k}": v
+                    for k, v in _retrieval_summary(raw_ranks, raw_nearest, classes, numbers).items()
+                }
+            )
             if a < b:  # symmetric measures once per unordered pair
-                row["cka_z"] = sim.cka(ZA, ZB)
-                row["cka_raw"] = sim.cka(space.E[a][rows_idx], space.E[b][rows_idx])
-                row["mknn_z"] = sim.mutual_knn(ZA, ZB, k=10)
-                row["mknn_raw"] = sim.mutual_knn(space.E[a][rows_idx], space.E[b][rows_idx], k=10)
+                row.update(_geometry(ZA, ZB, space.E[a][rows_idx], space.E[b][rows_idx]))
             rows.append(row)
     df = pd.DataFrame(rows)
     # fill the symmetric measures of the mirrored pair
     for col in ("cka_z", "cka_raw", "mknn_z", "mknn_raw"):
         if col in df:
-            lookup = {(r.source, r.target): getattr(r, col) for r in df.itertuples() if r.source < r.target}
-            df[col] = [lookup[(s, t)] if s < t else lookup[(t, s)] for s, t in zip(df.source, df.target, strict=True)]
+            lookup = {
+                (r.source, r.target): getattr(r, col)
+                for r in df.itertuples()
+                if r.source < r.target
+            }
+            df[col] = [
+                lookup[(s, t)] if s < t else lookup[(t, s)]
+                for s, t in zip(df.source, df.target, strict=True)
+            ]
     df.attrs["n_atoms"] = len(rows_idx)
     return df
 
@@ -155,7 +189,7 @@ def transport_agreement(
             true = np.argsort(perm)
             ZA, ZB = space.Z[a][rows_idx], space.Z[b][rows_idx][perm]
             emd = match(ZA, ZB, method="emd")
-            sinkhorn = match(ZA, ZB, method="sinkhorn", reg=0.05)
+            sinkhorn = match(ZA, ZB, method="sinkhorn", reg=0.05, num_iter_max=1000)
             gw_perm = rng.permutation(len(gw_idx))
             gw = gromov_wasserstein_match(space.E[a][gw_idx], space.E[b][gw_idx][gw_perm])
             out.append(

@@ -93,13 +93,19 @@ def stitching(
         valid_test = test[y[test] >= 0]
         if len(np.unique(y[valid_train])) < 2:
             raise MetricInputError(f"label {label_name!r} has a single class on the training atoms")
-        heads_z = {m: _fit_head(space.Z[m][valid_train], y[valid_train], random_state) for m in space.models}
+        heads_z = {
+            m: _fit_head(space.Z[m][valid_train], y[valid_train], random_state)
+            for m in space.models
+        }
         heads_raw = {
-            m: _fit_head(_pad(space.E[m][valid_train], width), y[valid_train], random_state) for m in space.models
+            m: _fit_head(_pad(space.E[m][valid_train], width), y[valid_train], random_state)
+            for m in space.models
         }
         chance = float(np.max(np.bincount(y[valid_test])) / len(valid_test))
         truth = y[valid_test]
-        in_model = {m: float(np.mean(heads_z[m](space.Z[m][valid_test]) == truth)) for m in space.models}
+        in_model = {
+            m: float(np.mean(heads_z[m](space.Z[m][valid_test]) == truth)) for m in space.models
+        }
         for a in space.models:
             for b in space.models:
                 if a == b:
@@ -111,7 +117,9 @@ def stitching(
                         "target": b,
                         "zero_shot": float(np.mean(heads_z[a](space.Z[b][valid_test]) == truth)),
                         "in_model": in_model[b],
-                        "raw": float(np.mean(heads_raw[a](_pad(space.E[b][valid_test], width)) == truth)),
+                        "raw": float(
+                            np.mean(heads_raw[a](_pad(space.E[b][valid_test], width)) == truth)
+                        ),
                         "chance": chance,
                         "n_train": len(valid_train),
                         "n_test": len(valid_test),
@@ -143,7 +151,12 @@ def substitution_sites(space: CommonSpace, structures: Sequence[Atoms]) -> pd.Da
         rows = [r for r in row_of[h] if chemical_symbols[space.atoms.numbers[r]] == element]
         if rows:
             records.append(
-                {"structure_hash": h, "family": f"{info['prototype']}|{info['host']}", "element": element, "rows": rows}
+                {
+                    "structure_hash": h,
+                    "family": f"{info['prototype']}|{info['host']}",
+                    "element": element,
+                    "rows": rows,
+                }
             )
     return pd.DataFrame(records, columns=["structure_hash", "family", "element", "rows"])
 
@@ -165,7 +178,9 @@ def substitution_pairs(sites: pd.DataFrame) -> dict[tuple[str, str], list[tuple[
     return pairs
 
 
-def embedding_arithmetic(space: CommonSpace, structures: Sequence[Atoms]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def embedding_arithmetic(
+    space: CommonSpace, structures: Sequence[Atoms]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Substitution vectors Δ(X→Y) and their retrieval accuracy, leave-one-pair-out.
 
     For every element pair with at least two isostructural pairs, Δ(X→Y) is the mean of
@@ -183,7 +198,9 @@ def embedding_arithmetic(space: CommonSpace, structures: Sequence[Atoms]) -> tup
     """
     sites = substitution_sites(space, structures)
     if sites.empty:
-        raise MetricInputError("no structure records a prototype: embedding arithmetic needs the demo set")
+        raise MetricInputError(
+            "no structure records a prototype: embedding arithmetic needs the demo set"
+        )
     pairs = {k: v for k, v in substitution_pairs(sites).items() if len(v) >= 2}
     if not pairs:
         raise MetricInputError("no element substitution has two isostructural pairs")
@@ -208,9 +225,20 @@ def embedding_arithmetic(space: CommonSpace, structures: Sequence[Atoms]) -> tup
                             else:
                                 base_hits += 1
                     n += 1
-            out.append({"source": a, "target": b, "top1": hits / n, "baseline_top1": base_hits / n, "n_tests": n})
+            out.append(
+                {
+                    "source": a,
+                    "target": b,
+                    "top1": hits / n,
+                    "baseline_top1": base_hits / n,
+                    "n_tests": n,
+                }
+            )
     deltas = {
-        m: {key: np.mean([vectors[m][y] - vectors[m][x] for x, y in plist], axis=0) for key, plist in pairs.items()}
+        m: {
+            key: np.mean([vectors[m][y] - vectors[m][x] for x, y in plist], axis=0)
+            for key, plist in pairs.items()
+        }
         for m in space.models
     }
     parallel = []
@@ -218,7 +246,14 @@ def embedding_arithmetic(space: CommonSpace, structures: Sequence[Atoms]) -> tup
         cosines = [
             float(rowwise_cosine(deltas[a][key][None], deltas[b][key][None])[0]) for key in pairs
         ]
-        parallel.append({"source": a, "target": b, "delta_cosine": float(np.mean(cosines)), "n_pairs": len(pairs)})
+        parallel.append(
+            {
+                "source": a,
+                "target": b,
+                "delta_cosine": float(np.mean(cosines)),
+                "n_pairs": len(pairs),
+            }
+        )
     return pd.DataFrame(out), pd.DataFrame(parallel)
 
 
@@ -263,7 +298,11 @@ def atypical_structures(space: CommonSpace, models: Sequence[str] | None = None)
     table["dispersion_mean"] = stats["mean"].to_numpy()
     table["dispersion_max"] = stats["max"].to_numpy()
     table["elements"] = [
-        "".join(sorted({chemical_symbols[z] for z in space.atoms.numbers[space.atoms.structure_index == s]}))
+        "".join(
+            sorted(
+                {chemical_symbols[z] for z in space.atoms.numbers[space.atoms.structure_index == s]}
+            )
+        )
         for s in stats.index
     ]
     return table.sort_values("dispersion_mean", ascending=False).reset_index(drop=True)

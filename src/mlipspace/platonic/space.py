@@ -117,7 +117,9 @@ def build_common_space(
             raise MetricInputError(f"{name}: rows are not aligned with the anchor features")
     if n_anchors > len(first) // 2:
         raise MetricInputError(f"{n_anchors} anchors is too many for {len(first)} atoms")
-    rows = np.asarray(select_anchors(anchor_features.X, n_anchors, method=method, random_state=random_state))
+    rows = np.asarray(
+        select_anchors(anchor_features.X, n_anchors, method=method, random_state=random_state)
+    )
     Z = {name: project(t.X, rows, center) for name, t in tables.items()}
     E = {name: np.asarray(t.X, dtype=np.float64) for name, t in tables.items()}
     return CommonSpace(
@@ -126,7 +128,7 @@ def build_common_space(
         atoms=anchor_features,
         anchor_rows=rows,
         settings={
-            "n_anchors": int(len(rows)),
+            "n_anchors": len(rows),
             "method": method,
             "center": center,
             "random_state": random_state,
@@ -157,7 +159,9 @@ def common_space_from_store(
     return build_common_space(tables, aligned[anchor_key], n_anchors, method, center, random_state)
 
 
-def with_controls(space: CommonSpace, shuffled: Sequence[str] = (), random_state: int = 0) -> CommonSpace:
+def with_controls(
+    space: CommonSpace, shuffled: Sequence[str] = (), random_state: int = 0
+) -> CommonSpace:
     """Add negative controls: the element one-hot baseline and shuffled-anchor copies.
 
     ``shuffled:<model>`` permutes the anchor columns of ``<model>``: the coordinates keep
@@ -175,7 +179,9 @@ def with_controls(space: CommonSpace, shuffled: Sequence[str] = (), random_state
         perm = rng.permutation(space.Z[name].shape[1])
         Z[SHUFFLED_PREFIX + name] = space.Z[name][:, perm]
         E[SHUFFLED_PREFIX + name] = space.E[name]
-    return CommonSpace(Z=Z, E=E, atoms=space.atoms, anchor_rows=space.anchor_rows, settings=dict(space.settings))
+    return CommonSpace(
+        Z=Z, E=E, atoms=space.atoms, anchor_rows=space.anchor_rows, settings=dict(space.settings)
+    )
 
 
 def sample_rows(n: int, size: int, random_state: int = 0) -> np.ndarray:

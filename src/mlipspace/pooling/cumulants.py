@@ -92,8 +92,10 @@ class StructureFeatures:
                 f"structures {len(self.structures)}"
             )
         if self.order < 1 or self.X.shape[1] % self.order:
-            raise ValueError(f"StructureFeatures: {self.X.shape[1]} columns is not a multiple of "
-                             f"order {self.order}")
+            raise ValueError(
+                f"StructureFeatures: {self.X.shape[1]} columns is not a multiple of "
+                f"order {self.order}"
+            )
 
     def __len__(self) -> int:
         return self.X.shape[0]
@@ -116,7 +118,9 @@ class StructureFeatures:
 
     def _check_order(self, p: int) -> None:
         if not 1 <= p <= self.order:
-            raise MetricInputError(f"order {p} is outside 1..{self.order} of this {self.pooling} table")
+            raise MetricInputError(
+                f"order {p} is outside 1..{self.order} of this {self.pooling} table"
+            )
 
 
 # --------------------------------------------------------------------------------------
@@ -269,7 +273,9 @@ def _check_order(max_order: int) -> int:
 def _check_X(X: Any) -> np.ndarray:
     X = np.asarray(X)
     if X.ndim != 2:
-        raise MetricInputError(f"atom features must be 2-D (n_atoms, n_features), got shape {X.shape}")
+        raise MetricInputError(
+            f"atom features must be 2-D (n_atoms, n_features), got shape {X.shape}"
+        )
     if X.shape[0] == 0 or X.shape[1] == 0:
         raise MetricInputError(f"atom features are empty, shape {X.shape}")
     if not np.issubdtype(X.dtype, np.number):
@@ -296,9 +302,19 @@ def _grouping(
         X = _check_X(features.X)
         structures = features.structures.reset_index(drop=True)
         hashes = structures["structure_hash"].to_numpy().astype(str)
-        provenance = {"model": features.model, "layer": features.layer,
-                      "metadata": dict(features.metadata)}
-        return X, np.asarray(features.structure_index), len(structures), hashes, structures, provenance
+        provenance = {
+            "model": features.model,
+            "layer": features.layer,
+            "metadata": dict(features.metadata),
+        }
+        return (
+            X,
+            np.asarray(features.structure_index),
+            len(structures),
+            hashes,
+            structures,
+            provenance,
+        )
     X = _check_X(features)
     if structure_index is None:
         raise MetricInputError("an X array needs structure_index: one structure label per row")
@@ -394,7 +410,9 @@ def pool(
     X, inverse, n_groups, hashes, structures, prov = _grouping(features, structure_index)
     order, starts, count = _segments(inverse, n_groups)
     if (count == 0).any():
-        raise MetricInputError(f"structures {np.flatnonzero(count == 0)[:5].tolist()} have no atoms")
+        raise MetricInputError(
+            f"structures {np.flatnonzero(count == 0)[:5].tolist()} have no atoms"
+        )
     Xs = np.asarray(X[order], dtype=np.float64)
     if method == "max":
         out = np.maximum.reduceat(Xs, starts, axis=0)
@@ -486,8 +504,11 @@ class CumulantAccumulator:
         for row in features.structures.to_dict("records"):
             self._structure_rows.setdefault(str(row["structure_hash"]), row)
         if not self._provenance:
-            self._provenance = {"model": features.model, "layer": features.layer,
-                                "metadata": dict(features.metadata)}
+            self._provenance = {
+                "model": features.model,
+                "layer": features.layer,
+                "metadata": dict(features.metadata),
+            }
         return self.update(features.X, features.structure_hash)
 
     def result(self, scaled: bool = True) -> StructureFeatures:

@@ -1,0 +1,180 @@
+"""Throughput of mlipspace featurization against the models' own code paths.
+
+For each model, on the same structures (the first 200 demo structures) and in the same
+run, atoms per second of:
+
+* ``mlipspace``: ``featurize(..., layer=["ll", "bb"])`` with the adapter's preferred batch
+  size (features of every layer and the energy come from one no-grad forward pass);
+* ``(a) own forward, energy only``: the package's own energy-only path
+  (CHGNet ``predict_structure(task="e")`` in its default batches of 16; SevenNet's model
+  with ``force_output`` removed, called structure by structure under no_grad as its
+  calculator would; DIEP ``Potential`` with forces and stress off);
+* ``(b) ASE calculator loop``: ``atoms.get_potential_energy()`` with the package's
+  calculator, structure by structure (what most users write).
+
+It prints the ratios mlipspace/(a) and mlipspace/(b). Targets for CHGNet and SevenNet-0:
+≥ 0.9× (a) and ≥ 2× (b). ``--batch-sizes 1,4,16`` also times mlipspace at several batch
+sizes (how ``preferred_batch_size`` was chosen).
+
+Run: ``OMP_NUM_THREADS=2 python benchmarks/featurize.py [--models chgnet-0.3.0,sevennet-0]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from ase import Atoms
+
+
+def demo_set(n: int) -> list[Atoms]:
+    import mlipspace
+
+    return list(mlipspace.demo_structures("default"))[:n]
+
+
+def timed(fn: Callable[[], object], repeats: int) -> float:
+    """Best wall time of ``repeats`` calls."""
+    best = np.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return float(best)
+
+
+def own_forward(name: str, adapter) -> Callable[[Sequence[Atoms]], object]:
+    """The package's own energy-only path for ``name``."""
+    import torch
+
+    if name.startswith("chgnet"):
+        from pymatgen.io.ase import AseAtomsAdaptor
+
+        def run(structures):
+            pmg = [AseAtomsAdaptor.get_structure(a) for a in structures]
+            with contextlib.redirect_stdout(io.StringIO()):
+                return adapter.model.predict_structure(pmg, task="e", batch_size=16)
+
+        return run
+    if name.startswith("sevennet"):
+        import sevenn.util
+        from sevenn.atom_graph_data import AtomGraphData
+        from sevenn.train.dataload import unlabeled_atoms_to_graph
+
+        model = sevenn.util.load_checkpoint(str(adapter.path)).build_model().eval()
+        model.delete_module_by_key("force_output")
+        model.set_is_batch_data(False)
+
+        def run(structures):
+            out = []
+            with torch.no_grad():
+                for atoms in structures:
+                    data = AtomGraphData.from_numpy_dict(
+                        unlabeled_atoms_to_graph(atoms, adapter.cutoff)
+                    )
+                    if adapter.modal:
+                        data["data_modality"] = adapter.modal
+                    out.append(model(data)["inferred_total_energy"])
+            return out
+
+        return run
+    if name == "diep":
+        from diep.pretrained import load_potential
+
+        pot = load_potential(adapter.path, stress=False)
+        pot.calc_forces = False
+
+        def run(structures):
+            out = []
+            with torch.no_grad():
+                for atoms in structures:
+                    wrapped = atoms.copy()
+                    wrapped.wrap()
+                    g, lat, state = adapter.graph_converter.get_graph(wrapped)
+                    out.append(pot(g, lat, torch.as_tensor(np.asarray(state)))[0])
+            return out
+
+        return run
+    raise SystemExit(f"no reference path for {name}")
+
+
+def calculator_loop(adapter) -> Callable[[Sequence[Atoms]], object]:
+    calc = adapter.calculator()
+
+    def run(structures):
+        out = []
+        for atoms in structures:
+            atoms = atoms.copy()
+            atoms.calc = calc
+            out.append(atoms.get_potential_energy())
+        return out
+
+    return run
+
+
+def bench_model(
+    name: str, structures: Sequence[Atoms], repeats: int, batch_sizes: Sequence[int]
+) -> list[tuple[str, str, float]]:
+    """Rows (model, path, atoms/s or ratio) for one model."""
+    from mlipspace.featurize import featurize, load_model
+
+    n_atoms = sum(len(a) for a in structures)
+    adapter = load_model(name)
+    own = own_forward(name, adapter)
+    loop = calculator_loop(adapter)
+    warm = structures[:4]  # compile / first-call costs are not throughput
+    featurize(warm, adapter, layer=["ll", "bb"], progress=False)
+    own(warm)
+    loop(warm)
+
+    def ours(batch_size=None):
+        return featurize(
+            structures, adapter, layer=["ll", "bb"], batch_size=batch_size, progress=False
+        )
+
+    t_ours = timed(ours, repeats)
+    t_own = timed(lambda: own(structures), repeats)
+    t_loop = timed(lambda: loop(structures), max(1, repeats - 1))
+    rows = [
+        (name, f"mlipspace (batch {adapter.preferred_batch_size()})", n_atoms / t_ours),
+        (name, "(a) own forward, energy only", n_atoms / t_own),
+        (name, "(b) ASE calculator loop", n_atoms / t_loop),
+    ]
+    for size in batch_sizes:
+        rows.append((name, f"mlipspace batch {size}", n_atoms / timed(lambda s=size: ours(s), 1)))
+    rows.append((name, "ratio mlipspace / (a)", t_own / t_ours))
+    rows.append((name, "ratio mlipspace / (b)", t_loop / t_ours))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default="chgnet-0.3.0,sevennet-0")
+    parser.add_argument("--n", type=int, default=200, help="number of demo structures")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--batch-sizes", default="", help="also time mlipspace at these sizes")
+    args = parser.parse_args()
+
+    from mlipspace.models._torch import set_threads
+
+    threads = set_threads()
+    structures = demo_set(args.n)
+    n_atoms = sum(len(a) for a in structures)
+    print(f"{len(structures)} structures, {n_atoms} atoms, torch threads {threads}")
+    header = f"{'model':<22}{'path':<34}{'atoms/s':>10}"
+    rows = []
+    for name in args.models.split(","):
+        sizes = [int(s) for s in args.batch_sizes.split(",") if s]
+        rows += bench_model(name, structures, args.repeats, sizes)
+    print(header)
+    for name, path, value in rows:
+        unit = f"{value:>10.2f}x" if path.startswith("ratio") else f"{value:>10.0f}"
+        print(f"{name:<22}{path:<34}{unit}")
+
+
+if __name__ == "__main__":
+    main()

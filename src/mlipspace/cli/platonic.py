@@ -1,0 +1,67 @@
+"""``mlipspace platonic``: the common anchor space of all models and its analyses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .app import app, console, out
+
+
+@app.command("platonic")
+def platonic_command(
+    store: Annotated[Path, typer.Option(help="Feature store.")],
+    models: Annotated[str, typer.Option(help="Comma-separated models.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("platonic"),
+    structures: Annotated[
+        list[str] | None,
+        typer.Option(help="Structure files (for coordination numbers and embedding arithmetic)."),
+    ] = None,
+    layer: Annotated[
+        str, typer.Option(help="Layer projected (the embedding of Li & Walsh: node).")
+    ] = "node",
+    anchors: Annotated[int, typer.Option(help="Number of anchor atoms.")] = 256,
+    anchor_model: Annotated[
+        str, typer.Option(help="Model whose features choose the anchors.")
+    ] = "soap",
+    method: Annotated[
+        str, typer.Option(help="Anchor selection: direct, fps, kmeans, random.")
+    ] = "direct",
+    center: Annotated[
+        bool, typer.Option(help="Centre on the anchors' mean before the cosine.")
+    ] = False,
+    n_atoms: Annotated[
+        int, typer.Option("--atoms", help="Atoms sampled for agreement and retrieval.")
+    ] = 2000,
+    ot_atoms: Annotated[int, typer.Option(help="Atoms sampled for optimal transport.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of anchors and samples.")] = 0,
+) -> None:
+    """Project every model on shared anchors; agreement, OT, arithmetic, stitching, bias, atypicality."""
+    from ..platonic import run_platonic
+    from ..store import FeatureStore
+    from ..structures import read_structures
+
+    fs = FeatureStore(store, mode="r")
+    atoms = read_structures(*structures, deduplicate=False) if structures else None
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    with console.status("platonic") as status:
+        summary = run_platonic(
+            fs,
+            names,
+            out_dir,
+            structures=atoms,
+            layer=layer,
+            n_anchors=anchors,
+            anchor_model=anchor_model,
+            method=method,
+            center=center,
+            n_atoms=n_atoms,
+            ot_atoms=ot_atoms,
+            seed=seed,
+            progress=lambda text: status.update(f"platonic: {text}"),
+        )
+    out.print_json(json.dumps(summary, default=float))
+    console.print(f"tables and figures written to {out_dir}")

@@ -1,0 +1,199 @@
+"""The featurize API and the ``mlipspace models`` / ``mlipspace featurize`` commands."""
+
+from __future__ import annotations
+
+import ase.io
+import numpy as np
+import pytest
+from ase.build import bulk
+
+import mlipspace
+from conftest import small_structure_set
+from mlipspace import FeatureStore, featurize
+from mlipspace.errors import ModelError, UnsupportedElementError
+from mlipspace.featurize import api, load_model
+from mlipspace.models.soap import SOAPAdapter
+
+pytest.importorskip("featomic")
+
+
+def _structures():
+    return mlipspace.read_structures(small_structure_set())
+
+
+class CountingSOAP(SOAPAdapter):
+    """The SOAP adapter, counting the structures it is asked to compute."""
+
+    seen = 0
+
+    def compute(self, structures, layers):
+        self.seen += len(structures)
+        return super().compute(structures, layers)
+
+
+def test_returns_atom_features_with_identities():
+    structures = _structures()
+    feats = featurize(structures, "soap", progress=False)
+    assert isinstance(feats, mlipspace.AtomFeatures)
+    assert feats.X.shape == (sum(len(a) for a in structures), 640)
+    assert (feats.model, feats.layer) == ("soap", "ll")
+    first = structures[0]
+    rows = feats.structure_hash == first.info["structure_hash"]
+    np.testing.assert_array_equal(feats.site[rows], np.arange(len(first)))
+    np.testing.assert_array_equal(feats.numbers[rows], first.numbers)
+    assert list(feats.structures["structure_hash"]) == [
+        a.info["structure_hash"] for a in structures
+    ]
+    direct = load_model("soap").compute([first], ["ll"])["ll"][0]
+    np.testing.assert_array_equal(feats.X[rows], direct)
+
+
+def test_layer_list_gives_dict_and_package_is_callable():
+    result = mlipspace.featurize(_structures()[:2], "soap", layer=["ll", "bb"], progress=False)
+    assert set(result) == {"ll", "bb"}
+    np.testing.assert_array_equal(result["ll"].X, result["bb"].X)
+
+
+def test_batch_size_does_not_change_features():
+    structures = _structures()
+    one = featurize(structures, "chgnet-0.2.0", layer="bb", batch_size=1, progress=False)
+    all_ = featurize(
+        structures, "chgnet-0.2.0", layer="bb", batch_size=len(structures), progress=False
+    )
+    assert np.abs(one.X - all_.X).max() <= 1e-5 * np.abs(one.X).max()
+
+
+def test_reads_files_and_raw_atoms(tmp_path):
+    path = tmp_path / "s.extxyz"
+    ase.io.write(path, [bulk("Cu"), bulk("Si")])
+    from_file = featurize(str(path), "soap", progress=False)
+    from_atoms = featurize([bulk("Cu"), bulk("Si")], "soap", progress=False)
+    assert len(from_file.structures) == 2 and from_file.structures["subset"][0] == "s"
+    np.testing.assert_allclose(from_file.X, from_atoms.X, atol=1e-6)
+
+
+def test_store_writes_every_layer_and_resumes(tmp_path):
+    structures = _structures()
+    store = FeatureStore(tmp_path / "store.zarr")
+    counting = CountingSOAP()
+    calls = []
+    first = featurize(structures[:2], counting, layer=["ll", "bb"], store=store, progress=False)
+    assert counting.seen == 2
+    assert set(store.entries()) == {("soap", "ll"), ("soap", "bb")}
+    assert store.metadata("soap", "ll")["package"] == "featomic"
+    again = featurize(
+        structures,
+        counting,
+        layer=["ll", "bb"],
+        store=store,
+        progress=lambda done, total: calls.append((done, total)),
+    )
+    assert counting.seen == 4  # only the two new structures were computed
+    assert calls[0] == (2, 4) and calls[-1] == (4, 4)
+    assert len(again["ll"].structures) == 4
+    np.testing.assert_array_equal(again["ll"].X[: len(first["ll"])], first["ll"].X)
+    # a path works as well as a FeatureStore
+    third = featurize(
+        structures, counting, layer="bb", store=tmp_path / "store.zarr", progress=False
+    )
+    assert counting.seen == 4 and third.X.shape == again["bb"].X.shape
+
+
+def _polonium():
+    po = bulk("Po", "sc", a=3.35)
+    po.info["source"] = "polonium-cube"
+    return po
+
+
+def test_unsupported_element_error_names_structure_and_element():
+    with pytest.raises(
+        UnsupportedElementError, match=r"Po \(Z=84\) found in structure 1 \(memory@1"
+    ):
+        featurize([bulk("Si"), _polonium()], "diep", progress=False)
+
+
+def test_unsupported_element_skip_is_recorded(tmp_path):
+    store = FeatureStore(tmp_path / "store.zarr")
+    structures = mlipspace.read_structures([bulk("Si"), _polonium()])
+    feats = featurize(
+        structures, "diep", layer="node", store=store, on_unsupported="skip", progress=False
+    )
+    assert len(feats.structures) == 1 and set(feats.numbers) == {14}
+    skipped = store.skipped("diep", "node")
+    assert list(skipped["structure_hash"]) == [structures[1].info["structure_hash"]]
+    assert "Po" in skipped["reason"][0]
+    memory = featurize(structures, "diep", layer="node", on_unsupported="skip", progress=False)
+    np.testing.assert_allclose(memory.X, feats.X, atol=1e-6)
+
+
+def test_clear_errors():
+    structures = [bulk("Cu")]
+    with pytest.raises(ModelError, match="unknown model"):
+        featurize(structures, "no-such-model", progress=False)
+    with pytest.raises(ModelError, match="no layer 'layer:9'"):
+        featurize(structures, "soap", layer="layer:9", progress=False)
+    with pytest.raises(ModelError, match="on_unsupported"):
+        featurize(structures, "soap", on_unsupported="ignore", progress=False)
+    with pytest.raises(ModelError, match="dtype"):
+        featurize(structures, "soap", dtype="float16", progress=False)
+
+
+def test_float64_features():
+    feats = featurize([bulk("Si")], "chgnet-0.2.0", dtype="float64", progress=False)
+    assert feats.X.dtype == np.float64
+
+
+def test_models_of_other_families_go_to_a_worker(monkeypatch):
+    from mlipspace.featurize import worker
+    from mlipspace.models import ModelSpec, register
+
+    register(ModelSpec(name="fake-family-model", family="fake", factory=lambda *a, **k: None))
+    seen = {}
+
+    def fake_in_env(structures, model, layers, **kwargs):
+        seen.update(model=model, layers=layers, n=len(structures), **kwargs)
+        return {layer: f"table {layer}" for layer in layers}
+
+    monkeypatch.setattr(api, "_runs_in_process", lambda family: family != "fake")
+    monkeypatch.setattr(worker, "featurize_in_env", fake_in_env)
+    out = featurize(
+        [bulk("Cu"), bulk("Si")], "fake-family-model", layer="bb", batch_size=3, progress=False
+    )
+    assert out == "table bb"
+    assert seen["model"] == "fake-family-model" and seen["layers"] == ["bb"] and seen["n"] == 2
+    assert seen["batch_size"] == 3
+
+
+def test_cli_models_and_featurize(tmp_path):
+    from typer.testing import CliRunner
+
+    import mlipspace.cli.models  # noqa: F401  (attaches the commands)
+    from mlipspace.cli.app import app
+
+    runner = CliRunner()
+    listing = runner.invoke(app, ["models"])
+    assert listing.exit_code == 0, listing.output
+    for name in ("chgnet-0.3.0", "sevennet-mf-0:R2SCAN", "diep", "soap"):
+        assert name in listing.output
+    path = tmp_path / "s.extxyz"
+    ase.io.write(path, [bulk("Cu"), bulk("Si"), _polonium()])
+    store = tmp_path / "store.zarr"
+    args = [
+        "featurize",
+        str(path),
+        "--models",
+        "soap,diep",
+        "--layers",
+        "ll,bb",
+        "--store",
+        str(store),
+        "--on-unsupported",
+        "skip",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    fs = FeatureStore(store)
+    assert set(fs.entries()) == {("soap", "ll"), ("soap", "bb"), ("diep", "ll"), ("diep", "bb")}
+    assert len(fs.read("soap", "ll").structures) == 3
+    assert len(fs.read("diep", "bb").structures) == 2 and len(fs.skipped("diep", "bb")) == 1
+    assert runner.invoke(app, args).exit_code == 0  # resumes: nothing left to do
