@@ -8,10 +8,12 @@ import warnings
 import numpy as np
 import pytest
 from scipy.stats import ortho_group
+from sklearn.cluster import Birch
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from mlipspace.anchors import (
     RelativeProjector,
+    direct_pca_features,
     direct_sample,
     farthest_point_sample,
     select_anchors,
@@ -101,6 +103,23 @@ def test_direct_takes_one_anchor_per_separated_blob():
     assert sorted(labels[chosen].tolist()) == list(range(8))
     # the chosen member is the one nearest its blob's centre in the weighted PC space
     np.testing.assert_array_equal(chosen, select_anchors(X, 8, method="direct"))
+
+
+def test_direct_caps_the_number_of_birch_subclusters():
+    X = correlated(1500, 10, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the maml path: no search, no warning
+        maml_like = direct_sample(X, 10, threshold_init=1e-4, max_subclusters=None)
+    with pytest.warns(RuntimeWarning, match="subclusters") as record:
+        capped = direct_sample(X, 10, threshold_init=1e-4, max_subclusters=60)
+    assert len(maml_like) == len(capped) == 10
+    threshold = float(str(record[0].message).split("searched to threshold ")[1].split(" ")[0])
+    n_sub = len(
+        Birch(threshold=threshold, n_clusters=None).fit(direct_pca_features(X)).subcluster_centers_
+    )
+    assert 10 <= n_sub <= 60
+    with pytest.raises(MetricInputError, match="below k"):
+        direct_sample(X, 10, max_subclusters=5)
 
 
 def test_direct_is_deterministic_and_ignores_random_state():

@@ -222,6 +222,21 @@ def test_worker_features_equal_in_env_features(probe, tmp_path):
     assert out["ll"].model == "mace-random:0"
 
 
+def test_worker_not_started_when_everything_is_stored(probe, tmp_path, monkeypatch):
+    """Resuming: a store holding every structure is read back without any worker."""
+    _mace_python()
+    from mlipspace.featurize.worker import featurize_in_env
+
+    base = [bulk("Cu"), bulk("Si")]
+    store = tmp_path / "store.zarr"
+    first = featurize_in_env(base, "mace-random:0", ["ll"], store, progress=False)
+    monkeypatch.setenv(envs.ENV_DIR_VARIABLE, str(tmp_path / "no-envs"))  # no worker possible
+    again = featurize_in_env(base, "mace-random:0", ["ll"], store, progress=False)
+    np.testing.assert_array_equal(first["ll"].X, again["ll"].X)
+    with pytest.raises(EnvironmentSetupError, match="mlipspace env create mace"):
+        featurize_in_env([bulk("Al")], "mace-random:0", ["ll"], store, progress=False)
+
+
 def test_worker_error_names_model_and_family(tmp_path):
     _mace_python()
     from mlipspace.featurize.worker import featurize_in_env
@@ -242,3 +257,20 @@ def test_unsupported_element_through_worker(tmp_path):
     bad.numbers[:] = 94  # Pu: outside mace-random's elements 1-89
     with pytest.raises(UnsupportedElementError, match=r"Pu"):
         featurize_in_env([bad], "mace-random:0", ["ll"], tmp_path / "s.zarr", progress=False)
+
+
+def test_skip_unsupported_through_worker(tmp_path):
+    _mace_python()
+    from mlipspace.featurize.worker import featurize_in_env
+    from mlipspace.store import FeatureStore
+
+    bad = bulk("Cu")
+    bad.numbers[:] = 94
+    good = bulk("Si")
+    store = tmp_path / "s.zarr"
+    out = featurize_in_env(
+        [bad, good], "mace-random:0", ["ll"], store, on_unsupported="skip", progress=False
+    )
+    assert len(out["ll"]) == 2 and set(out["ll"].numbers) == {14}
+    skipped = FeatureStore(store).skipped("mace-random:0", "ll")
+    assert len(skipped) == 1 and "Pu" in skipped["reason"][0]

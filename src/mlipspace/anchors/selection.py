@@ -12,6 +12,10 @@ arXiv:2307.13710) follows maml's ``DIRECTSampler`` with ``structure_encoder=None
 4. per cluster, the member nearest the cluster's "centre". As in maml, the centre of a
    label is the *last* subcluster centre carrying that label (maml builds a dict from
    ``zip(subcluster_labels_, subcluster_centers_)``), not the true centroid.
+
+One guard departs from maml, with a warning when it acts: a threshold giving more than
+``max_subclusters`` BIRCH subclusters is replaced by a searched one (see
+:func:`direct_sample`), since the final agglomerative step is quadratic in their number.
 """
 
 from __future__ import annotations
@@ -23,7 +27,13 @@ import numpy as np
 
 from ..errors import MetricInputError
 
-__all__ = ["METHODS", "direct_sample", "farthest_point_sample", "select_anchors"]
+__all__ = [
+    "METHODS",
+    "direct_pca_features",
+    "direct_sample",
+    "farthest_point_sample",
+    "select_anchors",
+]
 
 METHODS = ("direct", "fps", "kmeans", "random")
 
@@ -63,11 +73,45 @@ def direct_pca_features(X: np.ndarray, weighting_pcs: bool = True) -> np.ndarray
     return scores * pca.explained_variance_ratio_[:m] if weighting_pcs else scores
 
 
+def _n_subclusters(Z: np.ndarray, threshold: float) -> int:
+    """Leaves of the BIRCH CF-tree at ``threshold`` (the tree does not depend on n_clusters)."""
+    from sklearn.cluster import Birch
+
+    return len(
+        Birch(n_clusters=None, threshold=threshold, compute_labels=False).fit(Z).subcluster_centers_
+    )
+
+
+def _bisect_threshold(
+    Z: np.ndarray, k: int, max_subclusters: int, lo: float, hi: float | None, max_steps: int
+) -> tuple[float, int]:
+    """A threshold giving k..max_subclusters subclusters; too many at ``lo``, too few at ``hi``."""
+    steps = 0
+    while hi is None:  # no upper bracket yet: grow the threshold
+        t = 2.0 * lo
+        n_sub = _n_subclusters(Z, t)
+        if k <= n_sub <= max_subclusters:
+            return t, n_sub
+        lo, hi = (t, None) if n_sub > max_subclusters else (lo, t)
+        steps += 1
+        if steps > max_steps:
+            break
+    while steps <= max_steps:
+        t = 0.5 * (lo + hi)
+        n_sub = _n_subclusters(Z, t)
+        if k <= n_sub <= max_subclusters:
+            return t, n_sub
+        lo, hi = (t, hi) if n_sub > max_subclusters else (lo, t)
+        steps += 1
+    raise MetricInputError(f"DIRECT: no BIRCH threshold gives {k}..{max_subclusters} subclusters")
+
+
 def direct_sample(
     X: np.ndarray,
     k: int,
     threshold_init: float = 0.5,
     weighting_pcs: bool = True,
+    max_subclusters: int | None = 8000,
     max_refits: int = 200,
 ) -> np.ndarray:
     """DIRECT sampling as in maml's ``DIRECTSampler`` (see the module docstring).
@@ -80,10 +124,20 @@ def direct_sample(
         Number of BIRCH clusters; one row is taken from each.
     threshold_init : float, default=0.5
         Initial BIRCH threshold, lowered automatically until ``k`` clusters form.
+        Variance-weighted PC scores are small, so with many rows a smaller start (0.01 to
+        0.1) often avoids the refits.
     weighting_pcs : bool, default=True
         Weight the kept PC scores by their explained-variance ratio.
+    max_subclusters : int or None, default=8000
+        maml's rule ``t ← t · n_found / k`` can overshoot to a threshold where every row
+        is its own subcluster, and the final agglomerative step then needs time and
+        memory quadratic in the number of subclusters (a crash for 10⁵ atoms). If the
+        threshold reached (or ``threshold_init`` itself) gives more than
+        ``max_subclusters`` subclusters, it is searched instead (doubling, then
+        bisection) to give ``k..max_subclusters``, with a ``RuntimeWarning``: the
+        selection then differs from maml's. ``None`` follows maml whatever the cost.
     max_refits : int, default=200
-        Give up (with an error) after this many threshold reductions.
+        Give up (with an error) after this many threshold changes.
 
     Returns
     -------
@@ -100,23 +154,35 @@ def direct_sample(
     n_distinct = len(np.unique(Z, axis=0))
     if k > n_distinct:
         raise MetricInputError(f"DIRECT: k={k} exceeds the {n_distinct} distinct rows")
+    if max_subclusters is not None and max_subclusters < k:
+        raise MetricInputError(f"DIRECT: max_subclusters={max_subclusters} is below k={k}")
 
-    def birch(threshold: float) -> Birch:
-        with warnings.catch_warnings():  # "fewer subclusters than n_clusters" is handled below
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            return Birch(n_clusters=k, threshold=threshold).fit(Z)
-
-    threshold = float(threshold_init)
-    model = birch(threshold)
+    # maml's loop, counting subclusters on the cheap CF-tree alone (identical counts:
+    # with n_clusters=k, len(set(subcluster_labels_)) is min(n_subclusters, k))
+    threshold, too_high = float(threshold_init), None
+    n_sub = _n_subclusters(Z, threshold)
     refits = 0
-    while len(set(model.subcluster_labels_)) < k:
+    while n_sub < k:
         refits += 1
         if refits > max_refits:
             raise MetricInputError(
                 f"DIRECT: BIRCH did not reach {k} clusters after {max_refits} refits"
             )
-        threshold = threshold / k * len(set(model.subcluster_labels_))
-        model = birch(threshold)
+        too_high, threshold = threshold, threshold / k * n_sub
+        n_sub = _n_subclusters(Z, threshold)
+    if max_subclusters is not None and n_sub > max_subclusters:
+        threshold, n_sub = _bisect_threshold(Z, k, max_subclusters, threshold, too_high, max_refits)
+        warnings.warn(
+            f"DIRECT: the BIRCH threshold reached by maml's rule gave more than "
+            f"{max_subclusters} subclusters; searched to threshold {threshold:.6g} ({n_sub} "
+            "subclusters), so the anchors differ from maml's. Pass threshold_init="
+            f"{threshold:.6g} to start there, or max_subclusters=None to follow maml.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = Birch(n_clusters=k, threshold=threshold).fit(Z)
     labels = model.predict(Z)
     centres = dict(zip(model.subcluster_labels_, model.subcluster_centers_, strict=True))
     selected = []

@@ -18,6 +18,8 @@ COMMAND_MODULES = (
     "mlipspace.cli.compare",
     "mlipspace.cli.cumulants",
     "mlipspace.cli.platonic",
+    "mlipspace.cli.env",
+    "mlipspace.cli.report",
 )
 
 

@@ -78,9 +78,58 @@ def demo_command(
     models: Annotated[
         str | None, typer.Option(help="Comma-separated models (default: every offline model).")
     ] = None,
+    force: Annotated[
+        list[str] | None, typer.Option(help="Redo this stage and the ones after it (repeatable).")
+    ] = None,
 ) -> None:
-    """Run the main job on the embedded demo data and say where the results are."""
+    """Run the main job (examples/demo.toml) on the embedded demo data; say where the results are."""
     from ..demo import run_demo
 
-    results = run_demo(out=out, size=size, models=models.split(",") if models else None)
-    console.print(f"[bold green]done.[/] results in {results}")
+    results = run_demo(
+        out=out,
+        size=size,
+        models=models.split(",") if models else None,
+        force=force or (),
+        progress=lambda text: console.print(f"[cyan]{text}[/]"),
+    )
+    _print_results(results)
+
+
+def _print_results(results: Path) -> None:
+    console.print(f"[bold green]done.[/] results in {results}/")
+    for name in ("report.html", "summary.md", "compare", "cumulants", "platonic", "store.zarr"):
+        if (results / name).exists():
+            console.print(f"  {results / name}")
+
+
+@app.command("run")
+def run_command(
+    study: Annotated[Path, typer.Argument(help="Study file (TOML); `mlipspace init` writes one.")],
+    force: Annotated[
+        list[str] | None, typer.Option(help="Redo this stage and the ones after it (repeatable).")
+    ] = None,
+) -> None:
+    """Run a study: structures, featurize, compare, cumulants, platonic, report (cached stages)."""
+    from ..study import load_study, run_study
+
+    results = run_study(
+        load_study(study),
+        force=force or (),
+        progress=lambda text: console.print(f"[cyan]{text}[/]"),
+    )
+    _print_results(results)
+
+
+@app.command("init")
+def init_command(
+    path: Annotated[Path, typer.Argument(help="Where to write the example study.")] = Path(
+        "study.toml"
+    ),
+) -> None:
+    """Write a commented example study file."""
+    from ..study import demo_study_text
+
+    if path.exists():
+        raise typer.BadParameter(f"{path} exists; not overwriting it")
+    path.write_text(demo_study_text(), encoding="utf-8")
+    console.print(f"wrote {path}; edit it, then `mlipspace run {path}`")

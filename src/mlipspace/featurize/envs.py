@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -285,8 +286,6 @@ def create_env(
     if env_status(family).ready and not force:
         return env_status(family)
     if path.exists():
-        import shutil
-
         shutil.rmtree(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     log = path.parent / f"{family}.log"

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import contextlib
 import json
 import os
 import subprocess
@@ -28,7 +27,7 @@ import sys
 import tempfile
 import threading
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -39,6 +38,7 @@ from .. import errors
 from ..errors import EnvironmentSetupError, ModelError
 from ..features import AtomFeatures
 from . import envs
+from .api import as_structures, progress_callback
 
 PROTOCOL_PREFIX = "@mlipspace-worker "
 STDERR_TAIL = 40
@@ -96,56 +96,12 @@ def read_structures(path: str | os.PathLike) -> list[Atoms]:
 # -- caller side ---------------------------------------------------------------------
 
 
-def _hash_of(atoms: Atoms) -> str:
-    from ..structures import structure_hash
-
-    return atoms.info.get("structure_hash") or structure_hash(atoms)
-
-
-def _with_hashes(structures: Sequence[Atoms]) -> list[Atoms]:
-    out = []
-    for atoms in structures:
-        if "structure_hash" not in atoms.info:
-            atoms = atoms.copy()
-            atoms.info["structure_hash"] = _hash_of(atoms)
-        out.append(atoms)
-    return out
-
-
 def _open_store(store: Any) -> Any:
     from ..store import FeatureStore
 
     if isinstance(store, FeatureStore):
         return store
     return FeatureStore(store)
-
-
-@contextlib.contextmanager
-def _progress_bar(progress: bool | ProgressCallback, label: str) -> Iterator[ProgressCallback]:
-    if callable(progress):
-        yield progress
-        return
-    if not progress:
-        yield lambda done, total: None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    from ..cli.app import console
-
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    ) as bar:
-        task = bar.add_task(label, total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield update
 
 
 def _raise_worker_error(event: dict[str, Any], model: str, family: str, tail: str) -> None:
@@ -280,11 +236,14 @@ def featurize_in_env(
             f"featurize_in_env called inside the {family!r} worker itself for {model}; "
             "the in-process featurizer must be used there"
         )
+    structures = as_structures(structures)
+    shared = _open_store(store) if store is not None else None
+    if shared is not None and _all_stored(shared, model, layers, structures):
+        return read_back(shared, model, layers, structures)  # nothing to compute: no worker
     python = envs.require_env(family)
-    structures = _with_hashes(structures)
-    with contextlib.ExitStack() as stack:
-        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mlipspace-worker-")))
-        store_obj = _open_store(scratch / "store.zarr" if store is None else store)
+    with tempfile.TemporaryDirectory(prefix="mlipspace-worker-") as folder:
+        scratch = Path(folder)
+        store_obj = shared if shared is not None else _open_store(scratch / "store.zarr")
         path = scratch / "structures.npz"
         write_structures(path, structures)
         arguments = [
@@ -298,16 +257,28 @@ def featurize_in_env(
         ]  # fmt: skip
         if batch_size is not None:
             arguments += ["--batch-size", str(int(batch_size))]
-        with _progress_bar(progress, f"{model} [{family}]") as update:
+        with progress_callback(progress, f"{model} (env {family})") as update:
             run_worker(python, arguments, family=family, model=model, on_progress=update)
         return read_back(store_obj, model, layers, structures)
+
+
+def _all_stored(store: Any, model: str, layers: Sequence[str], structures: Sequence[Atoms]) -> bool:
+    """Whether every structure is already stored (or recorded as skipped) for every layer."""
+    if (model, layers[0]) not in set(store.entries()):
+        return False
+    hashes = {a.info["structure_hash"] for a in structures}
+    for layer in layers:
+        done = store.hashes(model, layer) | set(store.skipped(model, layer)["structure_hash"])
+        if not hashes <= done:
+            return False
+    return True
 
 
 def read_back(
     store: Any, model: str, layers: Sequence[str], structures: Sequence[Atoms]
 ) -> dict[str, AtomFeatures]:
     """Features of ``structures`` from the store, leaving out those recorded as skipped."""
-    hashes = [_hash_of(a) for a in structures]
+    hashes = [a.info["structure_hash"] for a in structures]
     out = {}
     for layer in layers:
         skipped = set(store.skipped(model, layer)["structure_hash"])

@@ -83,7 +83,7 @@ def run_platonic(
     ot_pairs, w2 = transport_agreement(space, n_atoms=ot_atoms, random_state=seed, progress=say)
     ot_pairs.to_csv(out / "transport.csv", index=False)
     w2.to_csv(out / "w2.csv")
-    _dendrogram(w2.loc[base.models, base.models], out / "w2_dendrogram.png", plot_dendrogram)
+    _dendrogram(w2, out / "w2_dendrogram.png", plot_dendrogram)  # controls included, for scale
 
     say("bias and atypicality")
     bias = bias_map(space)

@@ -1,0 +1,303 @@
+"""One-command studies: ``mlipspace run STUDY.toml``.
+
+A study file (TOML; ``mlipspace init`` writes a commented example, the bundled demo is
+``examples/demo.toml``) names the structure sources, models, layers, measures, anchors and
+output folder. The stages run in order::
+
+    structures -> featurize -> compare -> cumulants -> platonic -> report
+
+Each stage records a key (a hash of its own settings and of the keys of the stages before
+it) in ``<out>/stages.json`` and is skipped when the key has not changed. ``force`` redoes
+a stage and every stage after it. Featurization resumes inside the store anyway.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import tomllib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from .errors import MlipspaceError
+
+STAGES = ("structures", "featurize", "compare", "cumulants", "platonic", "report")
+SECTIONS = ("study", *STAGES)
+STAGE_FILE = "stages.json"
+
+
+class StudyError(MlipspaceError, ValueError):
+    """A study file is missing, malformed, or asks for something unknown."""
+
+
+@dataclass
+class Study:
+    """A parsed study: the TOML sections and where results go."""
+
+    config: dict[str, dict[str, Any]]
+    path: Path | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def out(self) -> Path:
+        return Path(self.config["study"].get("out", "results"))
+
+    @property
+    def seed(self) -> int:
+        return int(self.config["study"].get("seed", 0))
+
+    def section(self, name: str) -> dict[str, Any]:
+        return dict(self.config.get(name, {}))
+
+
+def demo_study_text() -> str:
+    """The bundled, commented demo study (``examples/demo.toml``)."""
+    return files("mlipspace").joinpath("data/demo.toml").read_text(encoding="utf-8")
+
+
+def parse_study(text: str, path: Path | None = None) -> Study:
+    """Parse and check a study file's text."""
+    where = str(path) if path else "study"
+    try:
+        config = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise StudyError(f"{where}: not valid TOML ({exc})") from exc
+    unknown = sorted(set(config) - set(SECTIONS))
+    if unknown:
+        raise StudyError(f"{where}: unknown sections {unknown}; known: {list(SECTIONS)}")
+    config.setdefault("study", {})
+    if not config.get("structures", {}).get("sources"):
+        raise StudyError(f"{where}: [structures] needs sources = [...]")
+    if not config.get("featurize", {}).get("models"):
+        raise StudyError(f"{where}: [featurize] needs models = [...]")
+    return Study(config=config, path=path)
+
+
+def load_study(path: str | Path) -> Study:
+    """Read a study file."""
+    path = Path(path)
+    if not path.is_file():
+        raise StudyError(f"{path}: no such study file (`mlipspace init {path}` writes an example)")
+    return parse_study(path.read_text(encoding="utf-8"), path)
+
+
+def _key(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class _Runner:
+    def __init__(self, study: Study, force: Iterable[str], say: Callable[[str], None]):
+        self.study = study
+        self.out = study.out
+        self.say = say
+        force = list(force)
+        for name in force:
+            if name not in STAGES:
+                raise StudyError(f"--force {name}: unknown stage; stages are {list(STAGES)}")
+        first_forced = min((STAGES.index(n) for n in force), default=len(STAGES))
+        self.forced = set(STAGES[first_forced:])
+        self.record_path = self.out / STAGE_FILE
+        self.record = json.loads(self.record_path.read_text()) if self.record_path.exists() else {}
+        self.keys: dict[str, str] = {}
+        self.structures = None
+        self.store = None
+
+    def stage(self, name: str, key: str, work: Callable[[], dict[str, Any] | None]) -> None:
+        self.keys[name] = key
+        previous = self.record.get(name, {})
+        if name not in self.forced and previous.get("key") == key:
+            self.say(f"{name}: unchanged, skipped")
+            return
+        self.say(f"{name}: running")
+        start = time.perf_counter()
+        info = work() or {}
+        elapsed = time.perf_counter() - start
+        self.study.timings[name] = elapsed
+        self.record[name] = {"key": key, "seconds": round(elapsed, 1), **info}
+        self.out.mkdir(parents=True, exist_ok=True)
+        tmp = self.record_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.record, indent=2, default=str))
+        tmp.replace(self.record_path)
+
+
+def _read_sources(sources: list[str], on_error: str, seed: int):
+    from .structures import StructureList, demo_structures, read_structures
+
+    out = StructureList()
+    for source in sources:
+        if isinstance(source, str) and source.startswith("demo:"):
+            out.extend(demo_structures(source.split(":", 1)[1] or "default", seed=seed))
+        else:
+            part = read_structures(source, on_error=on_error)
+            out.extend(part)
+            out.report.errors.extend(part.report.errors)
+            out.report.duplicates.extend(part.report.duplicates)
+    return out
+
+
+def run_study(
+    study: Study,
+    force: Iterable[str] = (),
+    progress: Callable[[str], None] | None = None,
+) -> Path:
+    """Run every stage of ``study`` (skipping cached ones) and return the output folder."""
+    from ase.io import write
+
+    from .store import FeatureStore
+
+    say = progress or (lambda text: None)
+    runner = _Runner(study, force, say)
+    out, seed = study.out, study.seed
+    out.mkdir(parents=True, exist_ok=True)
+
+    # structures are always read (cheap), so the key reflects the actual content
+    cfg = study.section("structures")
+    structures = _read_sources(list(cfg["sources"]), cfg.get("on_error", "raise"), seed)
+    if not structures:
+        raise StudyError("the structure sources gave no structure")
+    runner.structures = structures
+    structure_key = _key([a.info["structure_hash"] for a in structures])
+
+    def write_structures():
+        write(out / "structures.extxyz", list(structures))
+        report = structures.report
+        return {"structures": len(structures), "problems": [str(e) for e in report.errors]}
+
+    runner.stage("structures", structure_key, write_structures)
+    store = FeatureStore(out / "store.zarr")
+    store.clean_staging()
+
+    fcfg = study.section("featurize")
+    models = list(fcfg["models"])
+    layers = list(fcfg.get("layers", ["ll"]))
+
+    def featurize_all():
+        from .featurize import featurize
+
+        for model in models:
+            featurize(
+                structures,
+                model,
+                layer=layers,
+                store=store,
+                on_unsupported=fcfg.get("on_unsupported", "error"),
+            )
+        return {"store": str(store.path)}
+
+    runner.stage("featurize", _key(structure_key, fcfg), featurize_all)
+    featurize_key = runner.keys["featurize"]
+    trained_models = [m for m in models if m != "soap"] if "soap" in models else models
+
+    if "compare" in study.config:
+        ccfg = study.section("compare")
+
+        def compare_stage():
+            from .metrics.compare import compare, write_comparison
+
+            layer = ccfg.get("layer", "ll")
+            df = compare(
+                store,
+                ccfg.get("models", trained_models),
+                layer=layer,
+                measures=tuple(ccfg.get("measures", ("gfre", "lfre", "cka", "mknn"))),
+                n_test=int(ccfg.get("n_test", 1000)),
+                seed=seed,
+                common_dim=ccfg.get("common_dim"),
+                n_bootstrap=int(ccfg.get("bootstrap", 0)),
+            )
+            write_comparison(df, out / "compare", stem=f"compare_{layer}")
+            return {"rows": len(df)}
+
+        runner.stage("compare", _key(featurize_key, ccfg, seed), compare_stage)
+
+    if "cumulants" in study.config:
+        kcfg = study.section("cumulants")
+
+        def cumulant_stage():
+            from .metrics.compare import write_comparison
+            from .pooling.information import cumulant_model_table, cumulant_order_table
+
+            layer, order = kcfg.get("layer", "ll"), int(kcfg.get("max_order", 8))
+            names = [m for m in kcfg.get("models", []) if m in models]
+            rising = {}
+            for model in names:
+                table = cumulant_order_table(store.read(model, layer), max_order=order, seed=seed)
+                write_comparison(table, out / "cumulants" / _folder(model), stem=f"orders_{layer}")
+                first = table[(table.measure == "gfre") & (table.source_order == 1)]
+                rising[model] = first.sort_values("target_order")["value"].round(4).tolist()
+            if len(names) >= 2:
+                aligned = store.aligned([(m, layer) for m in names])
+                table = cumulant_model_table(
+                    {m: t for (m, _), t in aligned.items()}, order=order, seed=seed
+                )
+                write_comparison(table, out / "cumulants" / "models", stem=f"models_{layer}")
+            return {"gfre_phi1_to_phin": rising}
+
+        runner.stage("cumulants", _key(featurize_key, kcfg, seed), cumulant_stage)
+
+    if "platonic" in study.config:
+        pcfg = study.section("platonic")
+
+        def platonic_stage():
+            from .platonic import run_platonic
+
+            anchor_model = pcfg.get("anchor_model", "soap")
+            names = pcfg.get("models", [m for m in models if m != anchor_model])
+            summary = run_platonic(
+                store,
+                names,
+                out / "platonic",
+                structures=structures,
+                layer=pcfg.get("layer", "node"),
+                n_anchors=int(pcfg.get("anchors", 256)),
+                anchor_model=anchor_model,
+                method=pcfg.get("method", "direct"),
+                center=bool(pcfg.get("center", False)),
+                n_atoms=int(pcfg.get("atoms", 2000)),
+                seed=seed,
+                progress=say,
+            )
+            return {"trained_pairs": summary["trained_pairs"]}
+
+        runner.stage("platonic", _key(featurize_key, pcfg, seed), platonic_stage)
+
+    if study.section("report").get("enabled", True) and "report" in study.config:
+
+        def report_stage():
+            from .report import build_report
+
+            return {"report": str(build_report(out))}
+
+        upstream = [runner.keys.get(s, "") for s in STAGES[:-1]]
+        runner.stage("report", _key(upstream, study.section("report")), report_stage)
+    write_summary(out, store, runner.record)
+    return out
+
+
+def write_summary(out: Path, store: Any, record: dict[str, Any]) -> Path:
+    """``summary.md``: the store's contents, each stage's time and headline numbers."""
+    import pandas as pd
+
+    lines = ["# mlipspace results", "", "## Feature store", "", store.info().to_markdown(index=False), ""]
+    compare_csv = sorted((out / "compare").glob("compare_*.csv")) if (out / "compare").is_dir() else []
+    for path in compare_csv:
+        df = pd.read_csv(path)
+        gfre = df[df.measure == "gfre"].pivot(index="source", columns="target", values="value")
+        lines += [f"## GFRE, row reconstructs column ({path.name})", "", gfre.round(3).to_markdown(), ""]
+    lines += ["## Stages", ""]
+    for name, info in record.items():
+        extras = {k: v for k, v in info.items() if k not in ("key", "seconds")}
+        lines.append(f"- **{name}** ({info.get('seconds', 0)} s): {json.dumps(extras, default=str)}")
+    path = out / "summary.md"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _folder(name: str) -> str:
+    from .store.zarr_store import safe_name
+
+    return safe_name(name)

@@ -1,0 +1,340 @@
+"""The HTML report on a results folder made by the real pipeline stages on synthetic models.
+
+A local descriptor stands in for the models (as in ``test_platonic``): ``model-b`` is
+``model-a`` rotated and scaled, so their anchored spaces must coincide, and ``model-c`` is
+another random map of the same descriptor. The real demo folder is reported by ``make demo``.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from ase.io import write
+from ase.neighborlist import neighbor_list
+
+import mlipspace
+from mlipspace.report import ReportError, build_report
+
+MODELS = ["model-a", "model-b", "model-c"]
+SECTION_IDS = (
+    "overview",
+    "models",
+    "compare",
+    "cumulants",
+    "pca",
+    "agreement",
+    "transport",
+    "bias",
+    "atypical",
+    "stitching",
+    "diagnostics",
+    "files",
+    "provenance",
+)
+
+
+def local_descriptor(atoms, shells=(0.0, 2.2, 2.8, 3.4, 4.2, 5.0)):
+    """Neighbour counts per atomic number class in radial shells, plus the atom's own class."""
+    from mlipspace.platonic.chemistry import element_group
+
+    groups = element_group(atoms.numbers) - 1
+    i, j, d = neighbor_list("ijd", atoms, shells[-1])
+    shell = np.digitize(d, shells) - 1
+    desc = np.zeros((len(atoms), 18 * (len(shells) - 1) + 18))
+    np.add.at(desc, (i, groups[j] * (len(shells) - 1) + shell), np.exp(-d))
+    desc[np.arange(len(atoms)), 18 * (len(shells) - 1) + groups] = 3.0
+    return desc
+
+
+def make_results(root: Path, n_structures: int = 60) -> Path:
+    """A results folder as ``run_demo`` writes it, from the real stages on synthetic features."""
+    from mlipspace.diagnostics import symmetry_scores
+    from mlipspace.metrics.compare import compare, write_comparison
+    from mlipspace.platonic import run_platonic
+    from mlipspace.pooling.information import cumulant_model_table, cumulant_order_table
+
+    root.mkdir(parents=True, exist_ok=True)
+    structures = list(mlipspace.demo_structures("small"))[:n_structures]
+    write(root / "structures.extxyz", structures)
+    desc = [local_descriptor(a) for a in structures]
+    rng = np.random.default_rng(0)
+    dim = desc[0].shape[1]
+    W, W2 = rng.normal(size=(dim, 40)), rng.normal(size=(dim, 24))
+    Q = np.linalg.qr(rng.normal(size=(40, 40)))[0]
+    features = {
+        "soap": desc,
+        "model-a": [np.tanh(d @ W) for d in desc],
+        "model-b": [2.5 * np.tanh(d @ W) @ Q for d in desc],
+        "model-c": [np.tanh(0.5 * d @ W2) for d in desc],
+    }
+    store = mlipspace.FeatureStore(root / "store.zarr")
+    for name, feats in features.items():
+        meta = {"package": "synthetic", "package_version": "1.0", "checkpoint": f"{name}.pt"}
+        for layer in ("ll", "node"):
+            store.write(name, layer, structures, feats, metadata=meta)
+    df = compare(store, MODELS, layer="ll", measures=("gfre", "lfre", "cka", "mknn"), seed=3)
+    write_comparison(df, root / "compare", formats=(), stem="compare_ll")
+    orders = cumulant_order_table(store.read("model-a", "ll"), max_order=3, n_test=15, seed=3)
+    write_comparison(orders, root / "cumulants" / "model-a", formats=(), stem="orders_ll")
+    aligned = store.aligned([(m, "ll") for m in MODELS[:2]])
+    cross = cumulant_model_table(
+        {m: t for (m, _), t in aligned.items()}, order=3, n_test=15, seed=3
+    )
+    write_comparison(cross, root / "cumulants" / "models", formats=(), stem="models_ll")
+    run_platonic(
+        store,
+        MODELS,
+        root / "platonic",
+        structures=structures,
+        layer="node",
+        n_anchors=32,
+        n_atoms=300,
+        ot_atoms=120,
+        seed=5,
+    )
+    (root / "diagnostics").mkdir()
+    symmetry_scores(structures[:8], {"model-a": store.read("model-a", "ll")}).to_csv(
+        root / "diagnostics" / "symmetry.csv", index=False
+    )
+    (root / "summary.md").write_text("# synthetic results\n", encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    return make_results(tmp_path_factory.mktemp("results") / "res")
+
+
+@pytest.fixture(scope="module")
+def report(results, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "report.html"
+    return build_report(results, out, max_atoms=400, random_state=1, strict=True)
+
+
+class _Tags(HTMLParser):
+    """Every tag with its attributes, and the text of every <script>."""
+
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.scripts: list[str] = []
+        self._in_script = False
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        self._in_script = tag == "script"
+        if self._in_script:
+            self.scripts.append("")
+
+    def handle_endtag(self, tag):
+        if tag == "script":
+            self._in_script = False
+
+    def handle_data(self, data):
+        if self._in_script:
+            self.scripts[-1] += data
+
+
+def parse(path: Path) -> _Tags:
+    parser = _Tags()
+    parser.feed(path.read_text(encoding="utf-8"))
+    return parser
+
+
+def plotly_figures(html: str) -> dict[str, list[dict]]:
+    """The data of every plotly figure, by div id (typed arrays decoded)."""
+    out = {}
+    for match in re.finditer(r'Plotly\.newPlot\(\s*"([^"]+)",\s*(\[.*?\]),\s*\{', html, re.S):
+        out[match.group(1)] = json.loads(match.group(2))
+    return out
+
+
+def decode(values) -> np.ndarray:
+    if isinstance(values, dict) and "bdata" in values:
+        arr = np.frombuffer(base64.b64decode(values["bdata"]), dtype=np.dtype(values["dtype"]))
+        shape = [int(s) for s in str(values.get("shape", len(arr))).split(",")]
+        return arr.reshape(shape)
+    return np.asarray(values, dtype=float)
+
+
+def test_every_section_is_there_and_nothing_is_fetched(report):
+    tags = parse(report)
+    ids = [a.get("id") for t, a in tags.tags if t == "section"]
+    assert ids == list(SECTION_IDS)
+    html = report.read_text(encoding="utf-8")
+    # every input exists, so no section reports missing files
+    notes = re.findall(r'<p class="note">(.*?)</p>', html)
+    assert not [n for n in notes if "not found" in n], notes
+    for tag, attrs in tags.tags:
+        for key in ("src", "href"):
+            value = attrs.get(key) or ""
+            assert not re.match(r"\s*(https?:)?//", value), (tag, key, value)
+        assert not (tag == "link" and attrs.get("rel") == "stylesheet"), attrs
+    # plotly.js embedded exactly once, before every figure
+    bundles = [i for i, s in enumerate(tags.scripts) if len(s) > 1_000_000]
+    assert len(bundles) == 1
+    figure_scripts = [i for i, s in enumerate(tags.scripts) if "Plotly.newPlot" in s]
+    assert figure_scripts and min(figure_scripts) > bundles[0]
+    assert "cdn.plot.ly" not in "".join(a.get("src", "") for t, a in tags.tags if t == "script")
+    divs = [a["id"] for t, a in tags.tags if t == "div" and a.get("class") == "plotly-graph-div"]
+    assert len(divs) == len(set(divs)) == len(plotly_figures(html))
+    # 4 compare measures, 2+2 cumulant tables, PCA, 5 agreement measures, W2, bias, 3 structures
+    assert len(divs) == 4 + 4 + 1 + 5 + 1 + 1 + 3
+    assert "data:image/png;base64," in html  # the dendrogram
+
+
+def test_heatmaps_hold_the_values_of_the_tables(report, results):
+    figures = plotly_figures(report.read_text(encoding="utf-8"))
+    df = pd.read_csv(results / "compare" / "compare_ll.csv")
+    for measure in ("gfre", "lfre", "cka", "mknn"):
+        (trace,) = figures[f"fig-compare_ll_{measure}"]
+        expected = (
+            df[df.measure == measure]
+            .pivot(index="source", columns="target", values="value")
+            .reindex(index=trace["y"], columns=trace["x"])
+        )
+        assert trace["y"] == MODELS  # row = source
+        np.testing.assert_allclose(decode(trace["z"]), expected.to_numpy(), equal_nan=True)
+    w2 = pd.read_csv(results / "platonic" / "w2.csv", index_col=0)
+    (trace,) = figures["fig-w2"]
+    np.testing.assert_allclose(decode(trace["z"]), w2.loc[trace["y"], trace["x"]].to_numpy())
+    bias = pd.read_csv(results / "platonic" / "bias_map.csv", index_col=0)
+    (trace,) = figures["fig-bias_map"]
+    assert trace["y"] == list(bias.index)
+    np.testing.assert_allclose(decode(trace["z"]), bias.to_numpy())
+    orders = pd.read_csv(results / "cumulants" / "model-a" / "orders_ll.csv")
+    (trace,) = figures["fig-cumulants_model-a_orders_ll_gfre"]
+    row = orders[
+        (orders.measure == "gfre") & (orders.source_order == 1) & (orders.target_order == 3)
+    ]
+    assert decode(trace["z"])[0, 2] == pytest.approx(row["value"].item())
+    assert np.isnan(decode(trace["z"])[0, 0])  # no Φ(m) → Φ(m) entry
+
+
+def test_atypical_structures_are_shown_in_3d(report, results):
+    figures = plotly_figures(report.read_text(encoding="utf-8"))
+    atypical = pd.read_csv(results / "platonic" / "atypical_structures.csv")
+    frames = {
+        a.info["structure_hash"]: a
+        for a in mlipspace.read_structures(results / "structures.extxyz")
+    }
+    for rank in (1, 2, 3):
+        traces = figures[f"fig-atypical-{rank}"]
+        atoms = frames[atypical.structure_hash[rank - 1]]
+        points = [t for t in traces if t["type"] == "scatter3d" and t["mode"] == "markers"]
+        assert sum(len(decode(t["x"])) for t in points) == len(atoms)
+        assert {t["name"] for t in points} == set(atoms.get_chemical_symbols())
+
+
+def test_pca_maps_and_chemiscope_file(report, results):
+    data = json.loads(gzip.decompress((report.parent / "chemiscope.json.gz").read_bytes()))
+    props = data["properties"]
+    n_atoms = sum(len(a) for a in mlipspace.read_structures(results / "structures.extxyz"))
+    assert len(data["environments"]) == min(400, n_atoms) == len(props["Z"]["values"])
+
+    def pc(name):
+        return np.column_stack([props[f"{name}[1]"]["values"], props[f"{name}[2]"]["values"]])
+
+    def same_up_to_sign(A, B, scale=1.0):
+        signs = np.sign(np.sum(A * B, axis=0))
+        return np.allclose(A * signs * scale, B, atol=1e-6 * np.abs(B).max())
+
+    # the anchored space forgets rotations and scale: model-b's map is model-a's
+    assert same_up_to_sign(pc("model-a anchored PCA"), pc("model-b anchored PCA"))
+    # PCA of the raw features is rotation invariant but not scale invariant (× 2.5)
+    assert same_up_to_sign(pc("model-a raw PCA"), pc("model-b raw PCA"), scale=2.5)
+    assert not same_up_to_sign(pc("model-a anchored PCA"), pc("model-c anchored PCA"))
+    groups = np.array(props["element group"]["values"])
+    Z = np.array(props["Z"]["values"], dtype=int)
+    from mlipspace.platonic.chemistry import element_group
+
+    np.testing.assert_array_equal(groups, element_group(Z))
+
+
+def test_static_figures_beside_the_report(report):
+    figures = report.parent / "figures"
+    for stem in (
+        "compare_ll_gfre",
+        "compare_ll_cka",
+        "cumulants_model-a_orders_ll_gfre",
+        "pca_maps",
+        "w2",
+        "w2_dendrogram",
+        "bias_map",
+        "agreement_cosine_mean",
+    ):
+        for ext in ("png", "svg"):
+            path = figures / f"{stem}.{ext}"
+            assert path.stat().st_size > 1000, path
+        assert (figures / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_versions_and_seeds(report):
+    html = report.read_text(encoding="utf-8")
+    section = html[html.index('<section id="provenance">') :]
+    assert f"<td>{mlipspace.__version__}</td>" in section
+    assert "<td>synthetic</td>" in section and "model-a.pt" in section
+    seeds = dict(re.findall(r"<td>([a-z ]+)</td>\s*<td>([0-9, ]+)</td>", section))
+    assert seeds == {"compare": "3", "cumulants": "3", "report subsample": "1", "platonic": "5"}
+
+
+def test_partial_results_render_with_notes(results, tmp_path):
+    partial = tmp_path / "partial"
+    (partial / "compare").mkdir(parents=True)
+    for name in ("compare_ll.csv",):
+        (partial / "compare" / name).write_bytes((results / "compare" / name).read_bytes())
+    out = build_report(partial, strict=True)
+    assert out == partial / "report.html"
+    html = out.read_text(encoding="utf-8")
+    assert len(plotly_figures(html)) == 4
+    for missing in (
+        "store.zarr",
+        "cumulants/",
+        "platonic/agreement.csv",
+        "platonic/w2.csv",
+        "diagnostics/*.csv",
+        "structures.extxyz",
+    ):
+        assert re.search(rf'<p class="note">[^<]*{re.escape(missing)}', html), missing
+    empty = build_report(tmp_path / "partial", tmp_path / "empty.html", strict=True)
+    assert empty.exists()
+    (tmp_path / "nothing").mkdir()
+    html = build_report(tmp_path / "nothing", strict=True).read_text(encoding="utf-8")
+    assert "Plotly.newPlot" not in html and html.count('class="note"') >= 10
+    with pytest.raises(ReportError, match="results folder not found"):
+        build_report(tmp_path / "absent")
+
+
+def test_a_broken_table_is_reported_in_its_section(results, tmp_path):
+    broken = tmp_path / "broken"
+    (broken / "compare").mkdir(parents=True)
+    (broken / "compare" / "compare_ll.csv").write_text("source,target\na,b\n")
+    with pytest.raises(
+        ReportError, match=r"compare_ll.csv: missing columns \['measure', 'value'\]"
+    ):
+        build_report(broken, strict=True)
+    html = build_report(broken).read_text(encoding="utf-8")
+    assert "This section could not be built: ReportError" in html
+
+
+def test_cli_report(results, tmp_path):
+    from typer.testing import CliRunner
+
+    import mlipspace.cli.report  # noqa: F401  (registers the command)
+    from mlipspace.cli.app import app
+
+    out = tmp_path / "r" / "index.html"
+    result = CliRunner().invoke(
+        app, ["report", str(results), "--out", str(out), "--max-atoms", "200", "--no-chemiscope"]
+    )
+    assert result.exit_code == 0, result.output
+    assert out.exists() and (out.parent / "figures" / "pca_maps.png").exists()
+    assert not (out.parent / "chemiscope.json.gz").exists()

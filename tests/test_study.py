@@ -1,0 +1,114 @@
+"""`mlipspace run STUDY.toml`: parsing, stage caching, --force, `mlipspace init`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from ase.io import write
+
+import mlipspace
+from mlipspace.study import StudyError, demo_study_text, load_study, parse_study, run_study
+
+STUDY = """
+[study]
+out = "{out}"
+seed = 1
+
+[structures]
+sources = ["{data}"]
+
+[featurize]
+models = ["soap", "chgnet-0.3.0"]
+layers = ["ll", "node"]
+
+[compare]
+layer = "ll"
+measures = ["gfre", "cka"]
+n_test = 60
+
+[cumulants]
+models = ["chgnet-0.3.0"]
+max_order = 2
+
+[platonic]
+anchors = 12
+atoms = 200
+"""
+
+
+@pytest.fixture
+def study_file(tmp_path):
+    structures = mlipspace.demo_structures("small")[:24]
+    write(tmp_path / "data.xyz", list(structures))
+    path = tmp_path / "study.toml"
+    path.write_text(STUDY.format(out=tmp_path / "out", data=tmp_path / "data.xyz"))
+    return path
+
+
+def test_bad_study_files_are_named(tmp_path):
+    with pytest.raises(StudyError, match="no such study file"):
+        load_study(tmp_path / "none.toml")
+    with pytest.raises(StudyError, match="not valid TOML"):
+        parse_study("[study\n")
+    with pytest.raises(StudyError, match=r"unknown sections \['analysis'\]"):
+        parse_study('[analysis]\n[structures]\nsources=["x"]\n[featurize]\nmodels=["soap"]\n')
+    with pytest.raises(StudyError, match="needs sources"):
+        parse_study('[featurize]\nmodels=["soap"]\n')
+
+
+def test_bundled_demo_study_parses():
+    study = parse_study(demo_study_text())
+    assert study.config["structures"]["sources"] == ["demo:default"]
+    assert "chgnet-0.3.0" in study.config["featurize"]["models"]
+
+
+def test_stages_are_cached_and_force_redoes_the_rest(study_file):
+    study = load_study(study_file)
+    out = run_study(study)
+    record = json.loads((out / "stages.json").read_text())
+    assert list(record) == ["structures", "featurize", "compare", "cumulants", "platonic"]
+    assert (out / "compare" / "compare_ll.csv").exists()
+    assert (out / "cumulants" / "chgnet-0.3.0" / "orders_ll.csv").exists()
+    assert (out / "platonic" / "summary.json").exists()
+    assert (out / "summary.md").read_text().startswith("# mlipspace results")
+
+    again = load_study(study_file)
+    run_study(again)
+    assert again.timings == {}  # nothing re-ran
+    forced = load_study(study_file)
+    run_study(forced, force=["cumulants"])
+    assert set(forced.timings) == {"cumulants", "platonic"}
+    with pytest.raises(StudyError, match="unknown stage"):
+        run_study(load_study(study_file), force=["nothing"])
+
+
+def test_changed_settings_rerun_only_what_depends_on_them(study_file):
+    run_study(load_study(study_file))
+    study_file.write_text(
+        study_file.read_text().replace('measures = ["gfre", "cka"]', 'measures = ["gfre"]')
+    )
+    changed = load_study(study_file)
+    run_study(changed)
+    assert set(changed.timings) == {"compare"}
+
+
+def test_init_writes_example(tmp_path):
+    target = tmp_path / "s.toml"
+    result = subprocess.run(
+        [sys.executable, "-m", "mlipspace", "init", str(target)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert load_study(target).config["study"]["name"] == "demo"
+    again = subprocess.run(
+        [sys.executable, "-m", "mlipspace", "init", str(target)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert again.returncode != 0 and "exists" in again.stderr
