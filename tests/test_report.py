@@ -54,7 +54,7 @@ def local_descriptor(atoms, shells=(0.0, 2.2, 2.8, 3.4, 4.2, 5.0)):
     return desc
 
 
-def make_results(root: Path, n_structures: int = 60) -> Path:
+def make_results(root: Path, n_structures: int = 40) -> Path:
     """A results folder as ``run_demo`` writes it, from the real stages on synthetic features."""
     from mlipspace.diagnostics import symmetry_scores
     from mlipspace.metrics.compare import compare, write_comparison
@@ -116,7 +116,7 @@ def results(tmp_path_factory):
 @pytest.fixture(scope="module")
 def report(results, tmp_path_factory):
     out = tmp_path_factory.mktemp("report") / "report.html"
-    return build_report(results, out, max_atoms=400, random_state=1, strict=True)
+    return build_report(results, out, max_atoms=200, random_state=1, strict=True)
 
 
 class _Tags(HTMLParser):
@@ -238,7 +238,7 @@ def test_pca_maps_and_chemiscope_file(report, results):
     data = json.loads(gzip.decompress((report.parent / "chemiscope.json.gz").read_bytes()))
     props = data["properties"]
     n_atoms = sum(len(a) for a in mlipspace.read_structures(results / "structures.extxyz"))
-    assert len(data["environments"]) == min(400, n_atoms) == len(props["Z"]["values"])
+    assert len(data["environments"]) == min(200, n_atoms) == len(props["Z"]["values"])
 
     def pc(name):
         return np.column_stack([props[f"{name}[1]"]["values"], props[f"{name}[2]"]["values"]])

@@ -23,6 +23,8 @@ from ..features import AtomFeatures
 from ..models.base import ModelAdapter
 
 ProgressCallback = Callable[[int, int], None]
+#: atoms computed before they are committed to the store as one segment
+FLUSH_ATOMS = 4096
 ON_UNSUPPORTED = ("error", "skip")
 
 
@@ -240,19 +242,30 @@ def featurize_with(
 
     metadata = {**adapter.metadata(), "model": name}
     collected: dict[str, list[np.ndarray]] = {layer: [] for layer in layers}
+    pending: list[Atoms] = []  # computed, not yet committed to the store
+
+    def flush() -> None:
+        # one store segment per FLUSH_ATOMS atoms, not per forward pass: fewer, larger
+        # segments read faster; a crash loses at most the work since the last flush
+        for layer in layers:
+            store.write(name, layer, pending, collected[layer], metadata={**metadata, "layer": layer})
+            collected[layer].clear()
+        pending.clear()
+
     for start in range(0, len(todo), batch_size):
         batch = todo[start : start + batch_size]
         features = adapter.compute(batch, layers)
         _check_batch(adapter, batch, features, layers)
         for layer in layers:
-            if store is not None:
-                store.write(
-                    name, layer, batch, features[layer], metadata={**metadata, "layer": layer}
-                )
-            else:
-                collected[layer].extend(features[layer])
+            collected[layer].extend(features[layer])
+        if store is not None:
+            pending.extend(batch)
+            if sum(len(a) for a in pending) >= FLUSH_ATOMS:
+                flush()
         done += len(batch)
         on_progress(done, total)
+    if store is not None and pending:
+        flush()
 
     if store is not None:
         hashes = [a.info["structure_hash"] for a in kept]

@@ -89,8 +89,14 @@ def run_platonic(
     bias = bias_map(space)
     bias.to_csv(out / "bias_map.csv")
     _heatmap(bias, out / "bias_map.png", "1 − cos(z, consensus) per element")
-    atypical = atypical_structures(space)
-    atypical.to_csv(out / "atypical_structures.csv", index=False)
+    if len(trained) >= 2:
+        atypical = atypical_structures(space)
+        atypical.to_csv(out / "atypical_structures.csv", index=False)
+        most_atypical = atypical.head(10)[
+            ["source", "subset", "elements", "dispersion_mean"]
+        ].to_dict(orient="records")
+    else:
+        most_atypical = {"skipped": "cross-model dispersion needs at least two trained models"}
     fine_tunes = [
         fine_tune_report(space, t, b) for t, b in FINE_TUNES if t in space.Z and b in space.Z
     ]
@@ -150,9 +156,7 @@ def run_platonic(
         .to_dict(orient="index"),
         "arithmetic": arithmetic_summary,
         "fine_tune": fine_tunes,
-        "most_atypical": atypical.head(10)[
-            ["source", "subset", "elements", "dispersion_mean"]
-        ].to_dict(orient="records"),
+        "most_atypical": most_atypical,
     }
     (out / "summary.json").write_text(
         json.dumps(summary, indent=2, default=float), encoding="utf-8"

@@ -277,9 +277,7 @@ class _Figures:
         import matplotlib.pyplot as plt
 
         z = M.to_numpy(dtype=np.float64)
-        fig, ax = plt.subplots(
-            figsize=(2.5 + 0.65 * z.shape[1], 1.8 + 0.4 * z.shape[0]), layout="constrained"
-        )
+        fig, ax = plt.subplots(figsize=(2.8 + 0.65 * z.shape[1], 2.2 + 0.4 * z.shape[0]))
         im = ax.imshow(z, cmap="viridis", aspect="auto")
         ax.set_xticks(range(z.shape[1]), [str(c) for c in M.columns], rotation=45, ha="right")
         ax.set_yticks(range(z.shape[0]), [str(i) for i in M.index])
@@ -303,6 +301,7 @@ class _Figures:
                             color=color,
                         )
         fig.colorbar(im, ax=ax)
+        fig.tight_layout()
         self.save(fig, name)
 
 
@@ -1073,7 +1072,7 @@ def write_chemiscope(ctx: _Context, path: Path) -> Path:
     first = data["models"][0]
     chemiscope.write_input(
         str(path),
-        frames=frames,
+        structures=frames,
         properties=properties,
         environments=environments,
         metadata={
@@ -1181,9 +1180,13 @@ def build_report(
             progress("chemiscope")
         target = out.parent / "chemiscope.json.gz"
         try:
+            if ctx.pca is None or ctx.structures() is None:
+                raise FileNotFoundError("it needs the PCA maps and structures.extxyz")
             write_chemiscope(ctx, target)
         except ImportError:
             files.note("chemiscope is not installed: `pip install chemiscope` to get the map file.")
+        except FileNotFoundError as exc:
+            files.note(f"chemiscope file not written: {exc}")
         except Exception as exc:
             if strict:
                 raise
