@@ -11,7 +11,7 @@ export MAX_JOBS ?= 2
 # Model packages write caches into $HOME (diep, matplotlib); keep them out of the user's home.
 export MPLCONFIGDIR ?= $(CURDIR)/.cache/matplotlib
 
-.PHONY: demo test install install-envs lint bench clean
+.PHONY: demo test install install-envs install-browser lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,10 +35,14 @@ $(MLIPSPACE_ENV_DIR)/.installed-mace: $(VENV)/.installed envs/mace.txt
 
 install-envs: $(MLIPSPACE_ENV_DIR)/.installed-mace
 
+# Debian's Chromium renders the HTML report in the browser test (tests/test_report_browser.py).
+install-browser:
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+
 demo: install install-envs
 	$(BIN)/mlipspace demo --out demo-results
 
-test: install install-envs
+test: install install-envs install-browser
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -q
 

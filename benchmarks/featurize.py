@@ -128,9 +128,13 @@ def calculator_loop(adapter) -> Callable[[Sequence[Atoms]], object]:
 
 
 def bench_model(
-    name: str, structures: Sequence[Atoms], repeats: int, batch_sizes: Sequence[int]
-) -> list[tuple[str, str, float]]:
-    """Rows (model, path, atoms/s or ratio) for one model."""
+    name: str,
+    structures: Sequence[Atoms],
+    repeats: int,
+    batch_sizes: Sequence[int],
+    report: Callable[[str, str, float], None],
+) -> None:
+    """Time one model; ``report(model, path, atoms/s or ratio)`` is called per result."""
     from mlipspace.featurize import featurize, load_model
 
     n_atoms = sum(len(a) for a in structures)
@@ -148,18 +152,15 @@ def bench_model(
         )
 
     t_ours = timed(ours, repeats)
+    report(name, f"mlipspace (batch {adapter.preferred_batch_size()})", n_atoms / t_ours)
     t_own = timed(lambda: own(structures), repeats)
+    report(name, "(a) own forward, energy only", n_atoms / t_own)
     t_loop = timed(lambda: loop(structures), max(1, repeats - 1))
-    rows = [
-        (name, f"mlipspace (batch {adapter.preferred_batch_size()})", n_atoms / t_ours),
-        (name, "(a) own forward, energy only", n_atoms / t_own),
-        (name, "(b) ASE calculator loop", n_atoms / t_loop),
-    ]
+    report(name, "(b) ASE calculator loop", n_atoms / t_loop)
+    report(name, "ratio mlipspace / (a)", t_own / t_ours)
+    report(name, "ratio mlipspace / (b)", t_loop / t_ours)
     for size in batch_sizes:
-        rows.append((name, f"mlipspace batch {size}", n_atoms / timed(lambda s=size: ours(s), 1)))
-    rows.append((name, "ratio mlipspace / (a)", t_own / t_ours))
-    rows.append((name, "ratio mlipspace / (b)", t_loop / t_ours))
-    return rows
+        report(name, f"mlipspace batch {size}", n_atoms / timed(lambda s=size: ours(s), 1))
 
 
 def main() -> None:
@@ -176,15 +177,15 @@ def main() -> None:
     structures = demo_set(args.n)
     n_atoms = sum(len(a) for a in structures)
     print(f"{len(structures)} structures, {n_atoms} atoms, torch threads {threads}")
-    header = f"{'model':<22}{'path':<34}{'atoms/s':>10}"
-    rows = []
+    print(f"{'model':<22}{'path':<34}{'atoms/s':>10}", flush=True)
     for name in args.models.split(","):
         sizes = [int(s) for s in args.batch_sizes.split(",") if s]
-        rows += bench_model(name, structures, args.repeats, sizes)
-    print(header)
-    for name, path, value in rows:
-        unit = f"{value:>10.2f}x" if path.startswith("ratio") else f"{value:>10.0f}"
-        print(f"{name:<22}{path:<34}{unit}")
+        bench_model(name, structures, args.repeats, sizes, report=_print_row)
+
+
+def _print_row(name: str, path: str, value: float) -> None:
+    unit = f"{value:>10.2f}x" if path.startswith("ratio") else f"{value:>10.0f}"
+    print(f"{name:<22}{path:<34}{unit}", flush=True)
 
 
 if __name__ == "__main__":

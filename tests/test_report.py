@@ -10,7 +10,10 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import os
 import re
+import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -326,15 +329,24 @@ def test_a_broken_table_is_reported_in_its_section(results, tmp_path):
 
 
 def test_cli_report(results, tmp_path):
-    from typer.testing import CliRunner
-
-    import mlipspace.cli.report  # noqa: F401  (registers the command)
-    from mlipspace.cli.app import app
-
     out = tmp_path / "r" / "index.html"
-    result = CliRunner().invoke(
-        app, ["report", str(results), "--out", str(out), "--max-atoms", "200", "--no-chemiscope"]
+    args = ["report", str(results), "--out", str(out), "--max-atoms", "200", "--no-chemiscope"]
+    result = subprocess.run(
+        [sys.executable, "-m", "mlipspace", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "COLUMNS": "200"},
     )
-    assert result.exit_code == 0, result.output
+    assert result.returncode == 0, result.stderr
+    assert "report written to" in result.stderr
     assert out.exists() and (out.parent / "figures" / "pca_maps.png").exists()
     assert not (out.parent / "chemiscope.json.gz").exists()
+    result = subprocess.run(
+        [sys.executable, "-m", "mlipspace", "report", str(tmp_path / "absent")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert result.returncode == 2 and "results folder not found" in result.stderr

@@ -282,16 +282,32 @@ def write_summary(out: Path, store: Any, record: dict[str, Any]) -> Path:
     """``summary.md``: the store's contents, each stage's time and headline numbers."""
     import pandas as pd
 
-    lines = ["# mlipspace results", "", "## Feature store", "", store.info().to_markdown(index=False), ""]
-    compare_csv = sorted((out / "compare").glob("compare_*.csv")) if (out / "compare").is_dir() else []
+    lines = [
+        "# mlipspace results",
+        "",
+        "## Feature store",
+        "",
+        store.info().to_markdown(index=False),
+        "",
+    ]
+    compare_csv = (
+        sorted((out / "compare").glob("compare_*.csv")) if (out / "compare").is_dir() else []
+    )
     for path in compare_csv:
         df = pd.read_csv(path)
         gfre = df[df.measure == "gfre"].pivot(index="source", columns="target", values="value")
-        lines += [f"## GFRE, row reconstructs column ({path.name})", "", gfre.round(3).to_markdown(), ""]
+        lines += [
+            f"## GFRE, row reconstructs column ({path.name})",
+            "",
+            gfre.round(3).to_markdown(),
+            "",
+        ]
     lines += ["## Stages", ""]
     for name, info in record.items():
         extras = {k: v for k, v in info.items() if k not in ("key", "seconds")}
-        lines.append(f"- **{name}** ({info.get('seconds', 0)} s): {json.dumps(extras, default=str)}")
+        lines.append(
+            f"- **{name}** ({info.get('seconds', 0)} s): {json.dumps(extras, default=str)}"
+        )
     path = out / "summary.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

@@ -248,7 +248,9 @@ def featurize_with(
         # one store segment per FLUSH_ATOMS atoms, not per forward pass: fewer, larger
         # segments read faster; a crash loses at most the work since the last flush
         for layer in layers:
-            store.write(name, layer, pending, collected[layer], metadata={**metadata, "layer": layer})
+            store.write(
+                name, layer, pending, collected[layer], metadata={**metadata, "layer": layer}
+            )
             collected[layer].clear()
         pending.clear()
 

@@ -347,6 +347,17 @@ class _Context:
             }
         return self._structures
 
+    def find_structure(self, key: str, source: str | None = None) -> Any:
+        """A structure by hash, else by ``info["source"]`` (None when not found)."""
+        structures = self.structures() or {}
+        if key in structures:
+            return structures[key]
+        if source:
+            for atoms in structures.values():
+                if atoms.info.get("source") == source:
+                    return atoms
+        return None
+
     def platonic_summary(self) -> dict[str, Any]:
         path = self.root / "platonic" / "summary.json"
         if self._summary is None:
@@ -848,7 +859,7 @@ def _atypical(ctx: _Context) -> Section:
         return sec
     figs = []
     for rank, row in enumerate(top.head(ctx.n_structures_3d).itertuples(), start=1):
-        atoms = structures.get(row.structure_hash)
+        atoms = ctx.find_structure(row.structure_hash, getattr(row, "source", None))
         if atoms is None:
             sec.note(f"structure {row.structure_hash} is not in structures.extxyz.")
             continue
@@ -879,7 +890,7 @@ def structure_figure(atoms: Any, title: str = ""):
                 mode="markers",
                 name=str(symbol),
                 marker={
-                    "size": float(6 + 10 * covalent_radii[z]),
+                    "size": float(4 + 8 * covalent_radii[z]),
                     "color": f"rgb({rgb})",
                     "line": {"width": 0.5, "color": "#333"},
                 },
