@@ -145,3 +145,10 @@ def test_unknown_fidelity_and_metadata():
     assert 8 in adapter.supported_elements() and 84 not in adapter.supported_elements()
     meta = adapter.metadata()
     assert meta["package_version"] == "0.13.0" and meta["checkpoint"] == "checkpoint_sevennet_0.pth"
+
+
+def test_structures_are_packed_into_passes_of_bounded_size():
+    from mlipspace.models.sevennet import _pack
+
+    sizes = [len(g) for g in _pack([Atoms("H" * n) for n in (100, 20, 10, 200, 5)], 128)]
+    assert sizes == [2, 1, 1, 1]  # 120 | 10 (+200 would overflow) | 200 alone | 5

@@ -63,9 +63,12 @@ CHECKPOINTS = {
 MF_MODALS = ("PBE", "R2SCAN")
 N_LAYERS = 5
 WIDTH = 128
-#: structures per forward. On 2 CPU cores batching was slower for SevenNet (larger graphs
-#: lose cache locality); see benchmarks/featurize.py.
-BATCH_SIZE = 1
+#: structures handed to ``compute`` at once; ``forward`` packs them into passes of at
+#: most ``ATOMS_PER_PASS`` atoms. On 2 CPU cores, batches of ~16 small demo structures
+#: (~110 atoms) ran 2-4x faster than one structure per pass, while 8 x 64 atoms in one
+#: pass ran slower than 64 atoms at a time (benchmarks/featurize.py, models-offline.md).
+BATCH_SIZE = 32
+ATOMS_PER_PASS = 128
 
 
 def _checkpoint_path(key: str) -> Path:
@@ -85,6 +88,19 @@ def _leading_scalars(irreps: Any) -> int:
             break
         n += mul
     return n
+
+
+def _pack(structures: Sequence[Atoms], max_atoms: int) -> list[list[Atoms]]:
+    """Consecutive groups of structures with at most ``max_atoms`` atoms each (or one)."""
+    groups: list[list[Atoms]] = []
+    size = 0
+    for atoms in structures:
+        if not groups or size + len(atoms) > max_atoms:
+            groups.append([])
+            size = 0
+        groups[-1].append(atoms)
+        size += len(atoms)
+    return groups
 
 
 def _cast_floats(data: Any, dtype: Any) -> None:
@@ -192,13 +208,27 @@ class SevenNetAdapter(ModelAdapter):
     def forward(
         self, structures: Sequence[Atoms], layers: Sequence[str]
     ) -> tuple[dict[str, list[np.ndarray]], np.ndarray]:
-        """Features of every requested layer and total energies (eV), in one forward pass."""
+        """Features of every requested layer and total energies (eV).
+
+        Structures are packed into forward passes of at most :data:`ATOMS_PER_PASS` atoms
+        (a larger structure gets a pass of its own).
+        """
+        layers = check_layers(layers, self.layer_dims(), self.name)
+        features: dict[str, list[np.ndarray]] = {name: [] for name in layers}
+        energies = []
+        for chunk in _pack(structures, ATOMS_PER_PASS):
+            part, energy = self._forward_pass(chunk, layers)
+            for name in layers:
+                features[name].extend(part[name])
+            energies.append(energy)
+        return features, np.concatenate(energies) if energies else np.zeros(0)
+
+    def _forward_pass(
+        self, structures: Sequence[Atoms], layers: Sequence[str]
+    ) -> tuple[dict[str, list[np.ndarray]], np.ndarray]:
         import torch
         from torch_geometric.data import Batch
 
-        layers = check_layers(layers, self.layer_dims(), self.name)
-        if not structures:
-            return {name: [] for name in layers}, np.zeros(0)
         counts = [len(a) for a in structures]
         graphs = [self.graph(a) for a in structures]
         batched = len(graphs) > 1

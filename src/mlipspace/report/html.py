@@ -253,9 +253,10 @@ class _Figures:
         )
         if z.size <= 400:
             heat.texttemplate = "%{text}"
+            heat.textfont = {"size": 12 if len(y) <= 20 else 9}
         fig = go.Figure(heat)
         width = int(np.clip(220 + 62 * len(x), 420, 1100))
-        height = int(np.clip(200 + 34 * len(y), 360, 1100))
+        height = int(np.clip(200 + (34 if len(y) <= 20 else 18) * len(y), 360, 2400))
         fig.update_layout(
             title={"text": escape(title), "font": {"size": 14}},
             xaxis={"title": escape(xlabel), "type": "category", "tickangle": -40},
@@ -410,16 +411,15 @@ def _models(ctx: _Context) -> Section:
     rows = []
     for _, row in info.iterrows():
         meta = store.metadata(row["model"], row["layer"])
+        package = " ".join(str(meta.get(k, "")) for k in ("package", "package_version"))
         rows.append(
             {
-                **row.to_dict(),
-                "package": meta.get("package", ""),
-                "package version": meta.get("package_version", ""),
+                **row.drop(labels=["segments"], errors="ignore").to_dict(),
+                "package": package.strip(),
                 "checkpoint": meta.get("checkpoint", ""),
                 "sha256": str(meta.get("checkpoint_sha256", ""))[:12],
                 "torch": meta.get("torch_version", ""),
-                "mlipspace": meta.get("mlipspace_version", ""),
-                "extracted": meta.get("time", ""),
+                "extracted": str(meta.get("time", ""))[:16].replace("T", " "),
             }
         )
     sec.lead(
