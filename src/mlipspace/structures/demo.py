@@ -23,6 +23,7 @@ from ase import Atoms
 from ase.build import bcc110, bulk, fcc100, fcc111, hcp0001, molecule
 from ase.collections import g2
 from ase.data import atomic_numbers, chemical_symbols, covalent_radii, reference_states
+from ase.data.vdw_alvarez import vdw_radii
 
 from .hashing import snap_to_hash_grid, structure_hash
 from .io import StructureList, prepare_structure
@@ -38,6 +39,7 @@ METALS = tuple(
     for s in DEMO_ELEMENTS
     if s not in {"H", "B", "C", "N", "O", "F", "Si", "P", "S", "Cl", "Se", "Br", "I", "As", "Te"}
 )
+DIATOMIC = ("H", "N", "O", "F", "Cl", "Br", "I")
 ANIONS = ("O", "S", "Se", "Te", "N", "P", "F", "Cl", "Br", "I")
 CATION_FOR_PROTOTYPE = {
     "rocksalt": (
@@ -81,18 +83,36 @@ def _elemental(symbol: str, rng: np.random.Generator) -> list[tuple[Atoms, str]]
         prim = bulk(symbol) if usual else None
     except ValueError:  # reference state without the data bulk() needs
         usual, prim = False, None
-    if prim is None:  # molecular or low-symmetry ground states: a plausible close-packed stand-in
-        a = 2 * np.sqrt(2) * _radius(symbol) * 1.05
-        prim = bulk(symbol, "fcc", a=a)
+    if prim is None:  # molecular or low-symmetry ground states: a plausible stand-in
+        prim = _stand_in(symbol)
     if usual and state.get("symmetry") in {"fcc", "bcc", "diamond", "sc"}:
         second = bulk(symbol, cubic=True)
-    elif not usual:
-        second = bulk(symbol, "fcc", a=prim.cell.lengths()[0] * np.sqrt(2), cubic=True)
     else:
         second = prim.repeat((2, 1, 1))
     while len(second) < 8:
         second = second.repeat((2, 1, 1) if rng.random() < 0.5 else (1, 2, 1))
     return [(prim, "element"), (second, "element")]
+
+
+def _stand_in(symbol: str) -> Atoms:
+    """A plausible crystal for elements whose ground state ASE does not build.
+
+    Diatomic gases become molecular crystals (dimers at the covalent bond length, van der
+    Waals contacts between them); other non-metals a simple cubic lattice (6 neighbours,
+    as in high-pressure P or Po); metals a close-packed fcc lattice. Squeezing molecular
+    elements into a close-packed lattice at bonding distance would give every model
+    absurd inputs (12 neighbours at 1.5 Å for N), and features thousands of times larger
+    than usual.
+    """
+    r = _radius(symbol)
+    if symbol in DIATOMIC:
+        r_vdw = float(vdw_radii[atomic_numbers[symbol]])
+        bond = 2 * r
+        cell = [bond + 1.8 * r_vdw, 1.8 * r_vdw, 1.8 * r_vdw]
+        return Atoms([symbol, symbol], positions=[[0, 0, 0], [bond, 0, 0]], cell=cell, pbc=True)
+    if symbol not in METALS:
+        return bulk(symbol, "sc", a=2.1 * r)
+    return bulk(symbol, "fcc", a=2 * np.sqrt(2) * r * 1.05)
 
 
 def _binary(prototype: str, cation: str, anion: str, rng: np.random.Generator) -> Atoms:
