@@ -197,3 +197,27 @@ def test_cli_models_and_featurize(tmp_path):
     assert len(fs.read("soap", "ll").structures) == 3
     assert len(fs.read("diep", "bb").structures) == 2 and len(fs.skipped("diep", "bb")) == 1
     assert runner.invoke(app, args).exit_code == 0  # resumes: nothing left to do
+
+
+def test_structures_a_model_cannot_take_are_skipped_and_recorded(tmp_path):
+    """CHGNet 0.2.0 (cutoff 5 Å) cannot build a graph for bcc Cs (neighbours at 5.3 Å)."""
+    from ase.build import bulk
+
+    import mlipspace
+    from mlipspace.errors import ModelError
+
+    structures = mlipspace.read_structures(
+        [bulk("Cs", "bcc", a=6.14), bulk("Si", "diamond", a=5.43)]
+    )
+    with pytest.raises(ModelError, match="isolated"):
+        mlipspace.featurize(structures, "chgnet-0.2.0", progress=False)
+    store = mlipspace.FeatureStore(tmp_path / "s.zarr")
+    table = mlipspace.featurize(
+        structures, "chgnet-0.2.0", store=store, on_unsupported="skip", progress=False
+    )
+    assert list(table.structures["structure_hash"]) == [structures[1].info["structure_hash"]]
+    skipped = store.skipped("chgnet-0.2.0", "ll")
+    assert skipped["structure_hash"].tolist() == [structures[0].info["structure_hash"]]
+    assert "isolated" in skipped.loc[0, "reason"]
+    alone = mlipspace.featurize(structures, "chgnet-0.2.0", on_unsupported="skip", progress=False)
+    assert len(alone) == 2  # the two Si atoms

@@ -192,6 +192,27 @@ def _check_batch(
                 )
 
 
+def _compute_skipping(
+    adapter: ModelAdapter, batch: Sequence[Atoms], layers: Sequence[str], store: Any
+) -> tuple[list[Atoms], dict[str, list[np.ndarray]]]:
+    """Features of the structures of ``batch`` the model can take; the others are skipped
+    (and recorded in the store with the model's reason)."""
+    kept: list[Atoms] = []
+    features: dict[str, list[np.ndarray]] = {layer: [] for layer in layers}
+    for atoms in batch:
+        try:
+            one = adapter.compute([atoms], layers)
+        except ModelError as exc:
+            if store is not None:
+                for layer in layers:
+                    store.write_skipped(adapter.name, layer, [atoms], [str(exc)])
+            continue
+        kept.append(atoms)
+        for layer in layers:
+            features[layer].extend(one[layer])
+    return kept, features
+
+
 def featurize_with(
     adapter: ModelAdapter,
     structures: Sequence[Atoms],
@@ -243,6 +264,7 @@ def featurize_with(
     metadata = {**adapter.metadata(), "model": name}
     collected: dict[str, list[np.ndarray]] = {layer: [] for layer in layers}
     pending: list[Atoms] = []  # computed, not yet committed to the store
+    failed: set[str] = set()  # hashes of structures the model could not take
 
     def flush() -> None:
         # one store segment per FLUSH_ATOMS atoms, not per forward pass: fewer, larger
@@ -256,7 +278,16 @@ def featurize_with(
 
     for start in range(0, len(todo), batch_size):
         batch = todo[start : start + batch_size]
-        features = adapter.compute(batch, layers)
+        try:
+            features = adapter.compute(batch, layers)
+        except ModelError:
+            if on_unsupported == "error":
+                raise
+            # a structure the model cannot take (e.g. an atom with no neighbour inside its
+            # cutoff): redo the batch one structure at a time and record the failures
+            taken, features = _compute_skipping(adapter, batch, layers, store)
+            failed.update(a.info["structure_hash"] for a in batch if a not in taken)
+            batch = taken
         _check_batch(adapter, batch, features, layers)
         for layer in layers:
             collected[layer].extend(features[layer])
@@ -270,12 +301,15 @@ def featurize_with(
         flush()
 
     if store is not None:
-        hashes = [a.info["structure_hash"] for a in kept]
+        hashes = [a.info["structure_hash"] for a in kept if a.info["structure_hash"] not in failed]
         if not hashes:
             raise ModelError(f"{name}: every structure was skipped")
         return {layer: store.read(name, layer, structures=hashes) for layer in layers}
+    taken = [a for a in kept if a.info["structure_hash"] not in failed]
+    if not taken:
+        raise ModelError(f"{name}: every structure was skipped")
     return {
-        layer: features_table(kept, collected[layer], name, layer, {**metadata, "layer": layer})
+        layer: features_table(taken, collected[layer], name, layer, {**metadata, "layer": layer})
         for layer in layers
     }
 
