@@ -131,6 +131,8 @@ class CHGNetAdapter(ModelAdapter):
         from pymatgen.io.ase import AseAtomsAdaptor
 
         dtype = torch_dtype(self.dtype)
+        # the package's calculator, built on the same model, resets this to a warning
+        self.model.graph_converter.set_isolated_atom_response("error")
         out = []
         for i, atoms in enumerate(structures):
             try:
