@@ -6,6 +6,11 @@ from typing import Any
 
 from . import errors
 from .features import AtomFeatures, align
+
+# The subpackage and the function share the name: importing the function here binds
+# ``mlipspace.featurize`` to it (a later import of a submodule such as
+# ``mlipspace.featurize.envs`` sets attributes on the subpackage, not on ``mlipspace``).
+from .featurize import featurize
 from .structures import demo_structures, read_structures, structure_hash
 
 __version__ = "0.1.0"
@@ -31,10 +36,6 @@ def __getattr__(name: str) -> Any:
         from .store import FeatureStore
 
         return FeatureStore
-    if name == "featurize":
-        from .featurize import featurize
-
-        return featurize
     if name == "available_models":
         from .models import available_models
 
