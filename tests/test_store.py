@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
@@ -141,10 +140,14 @@ WRITER = textwrap.dedent(
     path, model, start = sys.argv[1], sys.argv[2], int(sys.argv[3])
     structures = mlipspace.read_structures(sys.argv[4])
     store = FeatureStore(path)
+    done = set(store.hashes(model, "ll")) if (model, "ll") in store.entries() else set()
     print("ready", flush=True)
     for i, atoms in enumerate(structures[start:], start):
+        if atoms.info["structure_hash"] in done:
+            continue  # resume: only what is missing
         feats = np.full((len(atoms), 512), float(i), dtype=np.float32)
         store.write(model, "ll", [atoms], [feats])
+        print("wrote", i, flush=True)
     print("finished", flush=True)
     """
 )
@@ -186,10 +189,13 @@ def test_sigkill_mid_write_leaves_a_consistent_store_and_rerun_resumes(tmp_path,
     store_path = tmp_path / "s.zarr"
     FeatureStore(store_path)
     kills = 0
-    for delay in (0.4, 0.7, 1.0):
+    # kill after a fixed number of commits, not after a delay, so a fast machine cannot
+    # finish before the kill; the signal lands while the next segment is being written
+    for commits in (2, 5, 9):
         proc = _start_writer(tmp_path, store_path, "m", structures_file)
         assert proc.stdout.readline().strip() == "ready"
-        time.sleep(delay)
+        for _ in range(commits):
+            assert proc.stdout.readline().startswith("wrote")
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         kills += proc.returncode == -signal.SIGKILL
