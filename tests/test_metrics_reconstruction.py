@@ -118,6 +118,29 @@ def test_lfre_default_split_and_fast_path_equal_exact_path():
     np.testing.assert_allclose(a, b, rtol=1e-8)
 
 
+@pytest.mark.parametrize(("d", "k"), [(24, 16), (24, 24), (10, 25), (6, 40)])
+def test_batched_local_fits_decide_most_points_and_equal_the_exact_path(d, k):
+    # both branches of the batched path: one k × k Gram (k <= d) and feature-side Grams (k > d)
+    X, Y = _data(400, d, 9, 0.2, seed=11)
+    train, test = rec.resolve_split(len(X))
+    Xtr, Xte, Ytr, Yte = rec._prepare(X, Y, train, test)
+    order, prob = rec._LocalProblem(
+        folds=rr.fold_indices(k), rcond=rr.rcond_for((k, d))
+    ).contiguous()
+    neigh = rec.nearest_train_rows(Xtr, Xte, k)[:, order]
+    batched = rec._local_errors_batched(Xtr[neigh], Ytr[neigh], Xte, Yte, prob)
+    decided = ~np.isnan(batched)
+    assert decided.mean() > 0.9
+    exact = rec._LocalProblem(folds=prob.folds, rcond=prob.rcond, exact=True)
+    reference = np.array(
+        [
+            rec._local_error(Xtr[r], Ytr[r], x, y, exact)
+            for r, x, y in zip(neigh, Xte, Yte, strict=True)
+        ]
+    )
+    np.testing.assert_allclose(batched[decided], reference[decided], rtol=1e-8)
+
+
 def test_float32_input_matches_float64_reference():
     X, Y = _data(200, 8, 8, 0.1, seed=6)
     X32, Y32 = X.astype(np.float32), Y.astype(np.float32)

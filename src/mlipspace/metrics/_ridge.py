@@ -135,18 +135,11 @@ def factors_gram(A: np.ndarray, y: np.ndarray, B: np.ndarray) -> tuple[Factors, 
 
 
 def gram_resolved(lam: np.ndarray, cutoffs: np.ndarray) -> bool:
-    """Whether Gram eigenvalues decide every cutoff count as an SVD would.
+    """Whether Gram eigenvalues ``lam`` (descending) decide every cutoff count as an SVD would.
 
-    All eigenvalues must be well above the Gram matrix's rounding level, and no singular value
-    may lie within :data:`CUTOFF_MARGIN` of a cutoff.
+    See :func:`gram_resolved_batched`.
     """
-    if lam.size == 0 or lam[0] <= 0:
-        return False
-    if lam[-1] < GRAM_RESOLUTION * lam[0]:
-        return False
-    s = np.sqrt(lam)
-    c = np.asarray(cutoffs)[:, None]
-    return not np.any(np.abs(s[None, :] - c) <= CUTOFF_MARGIN * np.maximum(c, s[None, :]))
+    return bool(gram_resolved_batched(np.asarray(lam)[None], np.asarray(cutoffs)[None])[0])
 
 
 def cv_scores(f12: Factors, y2, f21: Factors, y1, cutoffs, rcond) -> np.ndarray:
@@ -220,3 +213,155 @@ def ridge2fold_fit(
     n = int(np.sum(s > cutoffs[best]))
     W = (Vt.T[:, :n] / s[:n]) @ (U.T[:n] @ y)
     return RidgeFit(W=W, alpha=float(alphas[best]), cutoff=float(cutoffs[best]), cv_scores=scores)
+
+
+# --------------------------------------------------------------------------------------------
+# batched versions (many small independent problems at once, as LFRE needs)
+# --------------------------------------------------------------------------------------------
+
+
+def eigh_desc_batched(G: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenpairs of a stack of symmetric matrices, largest first."""
+    lam, vecs = np.linalg.eigh(G)
+    return lam[..., ::-1], vecs[..., ::-1]
+
+
+def gram_resolved_batched(lam: np.ndarray, cutoffs: np.ndarray) -> np.ndarray:
+    """Whether Gram eigenvalues decide every cutoff count as an SVD would, for stacks.
+
+    ``lam`` (b, r) descending, ``cutoffs`` (b, c). A Gram eigenvalue carries an absolute
+    rounding error of order ``eps * lam[0]``, so it is trusted only above
+    :data:`GRAM_RESOLUTION` ``* lam[0]``. A problem is resolved when either every eigenvalue is
+    trusted, or the smallest cutoff is itself above that level (then the untrusted eigenvalues
+    are certainly truncated, whatever their exact value); and no singular value lies within
+    :data:`CUTOFF_MARGIN` of a cutoff.
+    """
+    if lam.shape[1] == 0:
+        return np.zeros(len(lam), dtype=bool)
+    top, low = lam[:, 0], lam[:, -1]
+    floor = GRAM_RESOLUTION * np.maximum(top, 0)
+    c_min = np.min(cutoffs, axis=1)
+    ok = (top > 0) & ((low >= floor) | (c_min * c_min >= floor))
+    s = np.sqrt(np.clip(lam, 0.0, None))[:, None, :]
+    c = np.asarray(cutoffs)[:, :, None]
+    near = np.abs(s - c) <= CUTOFF_MARGIN * np.maximum(c, s)
+    return ok & ~near.any(axis=(1, 2))
+
+
+def factors_gram_batched(A: np.ndarray, y: np.ndarray, B: np.ndarray, grams=None):
+    """:func:`factors_gram` for stacks ``A`` (b, m, d), ``y`` (b, m, t), ``B`` (b, m', d).
+
+    ``grams = (A Aᵀ, B Aᵀ)`` may be given when already known (blocks of a larger Gram matrix);
+    they are used when ``m <= d``. Returns ``(s, Pe, R, lam)`` where ``Pe = P / s`` (the
+    per-component prediction directions already divided by their singular value, zero where
+    ``s = 0``).
+    """
+    m, d = A.shape[1:]
+    At = A.transpose(0, 2, 1)
+    if m <= d:
+        gaa, gba = grams if grams is not None else (A @ At, B @ At)
+        lam, U = eigh_desc_batched(gaa)
+        s = np.sqrt(np.clip(lam, 0.0, None))
+        inv = np.divide(1.0, s, out=np.zeros_like(s), where=s > 0)
+        Pe = (gba @ U) * (inv * inv)[:, None, :]
+        R = U.transpose(0, 2, 1) @ y
+    else:
+        lam, V = eigh_desc_batched(At @ A)
+        s = np.sqrt(np.clip(lam, 0.0, None))
+        inv = np.divide(1.0, s, out=np.zeros_like(s), where=s > 0)
+        Pe = (B @ V) * inv[:, None, :]
+        R = (V.transpose(0, 2, 1) @ (At @ y)) * inv[:, :, None]
+    return s, Pe, R, lam
+
+
+def sse_by_count_batched(Pe: np.ndarray, R: np.ndarray, y: np.ndarray):
+    """Per-column squared errors of ``y`` predicted with the first ``n`` components, every ``n``.
+
+    With ``c_j = Pe[:, j]`` and ``r_j = R[j]`` the prediction from ``n`` components is
+    ``Σ_{j<n} c_j r_jᵀ``; its squared error expands into Gram terms accumulated over ``j``, so
+    all ``r + 1`` counts cost two small matrix products per problem instead of ``r`` explicit
+    predictions. Returns ``(sse, bound)``, both (b, r + 1, t): ``bound`` is an upper bound of
+    the rounding error of the expansion (used to detect selections it cannot decide).
+    """
+    Pt = Pe.transpose(0, 2, 1)
+    Q = Pt @ Pe
+    yy = np.sum(y * y, axis=1)[:, None, :]
+    # inc_j = r_j ∘ (Q_jj r_j + 2 (Σ_{l<j} Q_jl r_l − (Peᵀy)_j)), without big temporaries
+    cross = np.tril(Q, -1) @ R
+    cross -= Pt @ y
+    cross *= 2.0
+    diag_r = np.diagonal(Q, axis1=1, axis2=2)[:, :, None] * R
+    size = np.abs(cross)
+    size += np.abs(diag_r)
+    size *= np.abs(R)
+    inc = cross
+    inc += diag_r
+    inc *= R
+    sse = np.empty((R.shape[0], R.shape[1] + 1, R.shape[2]))
+    sse[:, :1] = yy
+    np.cumsum(inc, axis=1, out=sse[:, 1:])
+    sse[:, 1:] += yy
+    scale = np.empty_like(sse)
+    scale[:, :1] = yy
+    np.cumsum(size, axis=1, out=scale[:, 1:])
+    scale[:, 1:] += yy
+    return sse, 1e-12 * Pe.shape[2] * scale
+
+
+def _gather_counts(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    return np.take_along_axis(values, counts[:, :, None], axis=1)
+
+
+def counts_for_batched(s: np.ndarray, cutoffs: np.ndarray, rcond: float) -> np.ndarray:
+    """:func:`counts_for` for stacks: ``s`` (b, r) descending, ``cutoffs`` (b, c) → (b, c)."""
+    n_max = np.sum(s > rcond, axis=1)
+    return np.minimum(n_max[:, None], np.sum(s[:, None, :] > cutoffs[:, :, None], axis=2))
+
+
+def select_cutoffs_batched(
+    Xc: np.ndarray,
+    Yc: np.ndarray,
+    folds,
+    rcond: float,
+    alphas: np.ndarray = DEFAULT_ALPHAS,
+    gram: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The 2-fold CV cutoff of many centred problems ``(Xc, Yc)`` (b, k, ·) at once.
+
+    ``gram`` is ``Xc Xcᵀ`` (b, k, k) if already known: the folds' Gram blocks are cut from it.
+    Returns ``(cutoff, decided)``: ``decided`` is False where Gram factors are not resolved or
+    where rounding could change which cutoff wins; those problems must be solved exactly.
+    """
+    f1, f2 = folds
+    A1, A2, y1, y2 = Xc[:, f1], Xc[:, f2], Yc[:, f1], Yc[:, f2]
+    g12 = g21 = None
+    if gram is not None:
+        g12 = (gram[:, f1][:, :, f1], gram[:, f2][:, :, f1])
+        g21 = (gram[:, f2][:, :, f2], gram[:, f1][:, :, f2])
+    s12, P12, R12, lam1 = factors_gram_batched(A1, y1, A2, g12)
+    s21, P21, R21, lam2 = factors_gram_batched(A2, y2, A1, g21)
+    top = np.maximum(s12[:, 0], s21[:, 0])
+    cutoffs = top[:, None] * np.asarray(alphas)[None, :]
+    decided = gram_resolved_batched(lam1, cutoffs) & gram_resolved_batched(lam2, cutoffs)
+    n12 = counts_for_batched(s12, cutoffs, rcond)
+    n21 = counts_for_batched(s21, cutoffs, rcond)
+    sse12, err12 = sse_by_count_batched(P12, R12, y2)
+    sse21, err21 = sse_by_count_batched(P21, R21, y1)
+
+    def score(sse, n_rows):
+        return -np.mean(np.sqrt(np.maximum(sse, 0.0) / n_rows), axis=-1)
+
+    a, b = _gather_counts(sse12, n12), _gather_counts(sse21, n21)
+    ea, eb = _gather_counts(err12, n12), _gather_counts(err21, n21)
+    m1, m2 = y1.shape[1], y2.shape[1]
+    scores = (score(a, m2) + score(b, m1)) / 2
+    low = (score(a + ea, m2) + score(b + eb, m1)) / 2
+    high = (score(a - ea, m2) + score(b - eb, m1)) / 2
+    best = np.argmax(scores, axis=1)
+    rows = np.arange(len(best))
+    # the winner is certain if its worst case beats every other distinct choice's best case
+    same = (n12 == n12[rows, best][:, None]) & (n21 == n21[rows, best][:, None])
+    margin = low[rows, best] - np.max(np.where(same, -np.inf, high), axis=1)
+    tie = 1e-9 * np.abs(scores[rows, best])
+    decided &= (margin > tie) | same.all(axis=1)
+    return cutoffs[rows, best], decided

@@ -341,6 +341,17 @@ class _LocalProblem:
     alphas: np.ndarray = field(default_factory=lambda: rr.DEFAULT_ALPHAS)
     exact: bool = False  # force the SVD path (for testing the fast path against it)
 
+    def contiguous(self) -> tuple[np.ndarray, _LocalProblem]:
+        """A row order that puts fold 1 before fold 2, and this problem with slice folds.
+
+        Neighbourhoods gathered in that order give the same fits (the folds hold the same
+        rows) while every fold block is a view instead of a copy.
+        """
+        f1, f2 = self.folds
+        order = np.concatenate([f1, f2])
+        folds = (slice(0, len(f1)), slice(len(f1), len(order)))
+        return order, _LocalProblem(folds, self.rcond, self.alphas, self.exact)
+
 
 def _local_cutoff(Xc, Yc, prob: _LocalProblem) -> float:
     """Cutoff chosen by the 2-fold CV on one neighbourhood."""
@@ -460,15 +471,107 @@ def pointwise_lfre(
     )
 
 
+def _mean_free_basis(k: int) -> np.ndarray:
+    """The Householder vector ``w`` whose reflection sends the all-ones direction to row 0.
+
+    For centred ``A`` (k rows), ``(A - 2 w wᵀ A)[1:]`` has ``k - 1`` rows with the same
+    nonzero singular values and right singular vectors (:func:`_householder_drop_mean`).
+    """
+    w = np.full(k, 1.0 / np.sqrt(k))
+    w[0] -= 1.0
+    return w / np.linalg.norm(w)
+
+
+def _truncated_pinv_predict_batched(G, left, right, cutoff) -> tuple[np.ndarray, np.ndarray]:
+    """``left @ pinv_cutoff(G) @ right`` for stacks of Gram matrices ``G`` (b, m, m).
+
+    ``pinv_cutoff`` keeps the eigenvalues whose square root is above ``cutoff`` (the singular
+    values of the matrix behind ``G``). Where a Cholesky factorisation of ``G - shift·I``
+    proves all of them above the cutoff and well resolved (the common case), this is a
+    Cholesky solve; the rest go through a stacked eigendecomposition. Returns the predictions
+    and whether each spectrum is resolved well enough to truncate as an SVD would.
+    """
+    b, m = G.shape[:2]
+    pred = np.empty((b, left.shape[1], right.shape[2]))
+    resolved = np.ones(b, dtype=bool)
+    eye = np.eye(m)
+    partial = []
+    for i in range(b):
+        shift = max(cutoff[i] ** 2 * (1.0 + 1e-6), rr.GRAM_RESOLUTION * float(np.trace(G[i])))
+        if _cholesky(G[i] - shift * eye) is None:
+            partial.append(i)
+            continue
+        pred[i] = cho_solve((_cholesky(G[i]), False), left[i].T).T @ right[i]
+    if partial:
+        lam, V = rr.eigh_desc_batched(G[partial])
+        resolved[partial] = rr.gram_resolved_batched(lam, cutoff[partial, None])
+        keep = np.sqrt(np.clip(lam, 0.0, None)) > cutoff[partial, None]
+        weight = np.divide(1.0, lam, out=np.zeros_like(lam), where=keep)
+        pred[partial] = (left[partial] @ V * weight[:, None, :]) @ (
+            V.transpose(0, 2, 1) @ right[partial]
+        )
+    return pred, resolved
+
+
+def _local_errors_batched(Xn, Yn, x, y, prob: _LocalProblem) -> np.ndarray:
+    """:func:`_local_error` for a stack of neighbourhoods ``Xn`` (b, k, d), ``Yn`` (b, k, t).
+
+    Cutoff selection and final prediction use stacked Gram matrices. Where either cannot be
+    decided as an SVD would decide it, the entry is NaN and the caller solves that test point
+    on the exact path.
+    """
+    xm, ym = Xn.mean(axis=1, keepdims=True), Yn.mean(axis=1, keepdims=True)
+    Xc, Yc = Xn - xm, Yn - ym
+    xq = x[:, None, :] - xm  # (b, 1, d)
+    k, d = Xc.shape[1:]
+    Xt = Xc.transpose(0, 2, 1)
+    if k <= d:
+        # one k × k Gram serves both folds and, reflected to drop the centring's zero
+        # direction, the final fit: G_z = (H G H)[1:, 1:] with H = I - 2 w wᵀ
+        gram = Xc @ Xt
+        cutoff, decided = rr.select_cutoffs_batched(
+            Xc, Yc, prob.folds, prob.rcond, prob.alphas, gram=gram
+        )
+        w = _mean_free_basis(k)
+        gw = gram @ w
+        wgw = gw @ w
+        hgh = gram - 2.0 * (w[None, :, None] * gw[:, None, :] + gw[:, :, None] * w[None, None, :])
+        hgh += 4.0 * wgw[:, None, None] * np.outer(w, w)[None]
+        v = xq @ Xt  # (b, 1, k)
+        v -= 2.0 * (v @ w)[:, :, None] * w
+        Yz = Yc - 2.0 * w[None, :, None] * (w @ Yc)[:, None, :]
+        pred, resolved = _truncated_pinv_predict_batched(
+            hgh[:, 1:, 1:], v[:, :, 1:], Yz[:, 1:], cutoff
+        )
+    else:
+        cutoff, decided = rr.select_cutoffs_batched(Xc, Yc, prob.folds, prob.rcond, prob.alphas)
+        pred, resolved = _truncated_pinv_predict_batched(Xt @ Xc, xq, Xt @ Yc, cutoff)
+    decided &= resolved
+    errors = np.linalg.norm(y - ym[:, 0] - pred[:, 0], axis=1)
+    errors[~decided] = np.nan
+    return errors
+
+
 def _pointwise_lfre_scaled(
     X_train, X_test, Y_train, Y_test, k, prob, estimator, n_jobs, chunk_size
 ):
+    order = None
+    if estimator is None:
+        order, prob = prob.contiguous()
+
     def run(start: int) -> np.ndarray:
         stop = min(start + chunk_size, len(X_test))
         neigh = nearest_train_rows(X_train, X_test[start:stop], k)
-        out = np.empty(stop - start)
-        for j, rows in enumerate(neigh):
-            i = start + j
+        if order is not None:
+            neigh = neigh[:, order]
+        if estimator is None and not prob.exact:
+            out = _local_errors_batched(
+                X_train[neigh], Y_train[neigh], X_test[start:stop], Y_test[start:stop], prob
+            )
+        else:
+            out = np.full(stop - start, np.nan)
+        for j in np.flatnonzero(np.isnan(out)):
+            i, rows = start + j, neigh[j]
             if estimator is None:
                 out[j] = _local_error(X_train[rows], Y_train[rows], X_test[i], Y_test[i], prob)
             else:
