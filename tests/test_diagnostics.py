@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 
 import numpy as np
+import pandas as pd
 import pytest
 from ase import Atoms
 from ase.build import bulk
@@ -351,3 +352,46 @@ def test_phonons_of_silicon_have_no_imaginary_modes():
     thz = np.sqrt(k * _e * 1e20 / (mu * _amu)) / (2 * np.pi) / 1e12
     optical = np.sort(out["gamma"])[3:]
     np.testing.assert_allclose(optical, thz, rtol=0.02)
+
+
+# -- the whole diagnostics run on a real common space ------------------------------------
+
+
+@needs_chgnet
+def test_run_diagnostics_on_a_chgnet_common_space(tmp_path):
+    import json
+
+    import mlipspace
+    from mlipspace.diagnostics.run import high_symmetry_structures, run_diagnostics
+    from mlipspace.platonic import common_space_from_store
+
+    structures = mlipspace.demo_structures("small")
+    picked = high_symmetry_structures(structures, 2)
+    assert picked and all(symmetry_lost(a, a) is False for a in picked)
+    store = mlipspace.FeatureStore(tmp_path / "s.zarr")
+    models = ["chgnet-0.3.0", "chgnet-0.2.0"]
+    for model in [*models, "soap"]:
+        mlipspace.featurize(structures, model, layer="node", store=store, progress=False)
+    space = common_space_from_store(store, models, n_anchors=32, method="fps")
+    summary = run_diagnostics(
+        space,
+        structures,
+        tmp_path / "diag",
+        n_symmetric=2,
+        n_mirror=1,
+        n_phonon=1,
+        relax_steps=60,
+    )
+    for name in ("symmetry", "displacement", "mirror_gap", "relax", "phonons", "auroc"):
+        assert (tmp_path / "diag" / f"{name}.csv").exists(), name
+    # CHGNet is exactly invariant: stored symmetric sites coincide, spread grows when moved
+    assert max(summary["symmetry_max_spread"].values()) < 1e-5
+    assert summary["displacement_monotonic"] == {m: True for m in models}
+    assert summary["relax_runs"] == 4 and summary["phonon_runs"] == 2
+    relax = pd.read_csv(tmp_path / "diag" / "relax.csv")
+    # started exactly on the symmetric cell, an invariant model keeps its symmetry
+    assert not relax.loc[relax["converged"], "lost"].any()
+    assert relax["deviation"].notna().all()
+    assert set(summary["mirror_gap_mean"]) == set(models)
+    written = json.loads((tmp_path / "diag" / "summary.json").read_text())
+    assert written["models_with_calculator"] == models

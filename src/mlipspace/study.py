@@ -260,6 +260,7 @@ def run_study(
                 n_atoms=int(pcfg.get("atoms", 2000)),
                 seed=seed,
                 progress=say,
+                diagnostics=pcfg.get("diagnostics", False),
             )
             return {"trained_pairs": summary["trained_pairs"]}
 

@@ -38,6 +38,13 @@ def platonic_command(
     ] = 2000,
     ot_atoms: Annotated[int, typer.Option(help="Atoms sampled for optimal transport.")] = 1000,
     seed: Annotated[int, typer.Option(help="Seed of anchors and samples.")] = 0,
+    diagnostics: Annotated[
+        bool,
+        typer.Option(
+            help="Also run the failure diagnostics (symmetry, mirror, relaxation, phonons) "
+            "with the models on --structures."
+        ),
+    ] = False,
 ) -> None:
     """Project every model on shared anchors; agreement, OT, arithmetic, stitching, bias, atypicality."""
     from ..platonic import run_platonic
@@ -62,6 +69,7 @@ def platonic_command(
             ot_atoms=ot_atoms,
             seed=seed,
             progress=lambda text: status.update(f"platonic: {text}"),
+            diagnostics=diagnostics,
         )
     out.print_json(json.dumps(summary, default=float))
     console.print(f"tables and figures written to {out_dir}")

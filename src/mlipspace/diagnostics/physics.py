@@ -80,7 +80,8 @@ def relax_symmetry_loss(
     rattle: float = 0.0,
     random_state: int | None = 0,
     device: str = "cpu",
-) -> pd.DataFrame:
+    return_structures: bool = False,
+) -> pd.DataFrame | tuple[pd.DataFrame, list[Atoms]]:
     """Relax structures with a model, without symmetry constraints, and record symmetry.
 
     Started exactly on a high-symmetry structure, an exactly equivariant model's forces
@@ -112,6 +113,8 @@ def relax_symmetry_loss(
         Seed of ``rattle`` (one stream for all structures, in order).
     device : str, default="cpu"
         Torch device of the calculator built from a model name.
+    return_structures : bool, default=False
+        Also return the relaxed structures (without calculator), in order.
 
     Returns
     -------
@@ -137,6 +140,7 @@ def relax_symmetry_loss(
     precisions = _symprecs(symprec)
     calc = _calculator(model, device)
     rows = []
+    relaxed_structures = []
     for original in structures:
         atoms = original.copy()
         if rattle > 0:
@@ -167,7 +171,9 @@ def relax_symmetry_loss(
             lost_any |= row[f"lost_{p:g}"]
         row["lost"] = lost_any
         rows.append(row)
-    return pd.DataFrame(rows)
+        relaxed_structures.append(relaxed)
+    table = pd.DataFrame(rows)
+    return (table, relaxed_structures) if return_structures else table
 
 
 def phonon_check(

@@ -322,7 +322,7 @@ def _local_final_prediction(Xc: np.ndarray, Yc: np.ndarray, xq: np.ndarray, cuto
     if m > 0:
         lam, vecs = rr._eigh_desc(G)
         if rr.gram_resolved(lam, np.array([cutoff])):
-            n = int(np.sum(np.sqrt(lam) > cutoff))
+            n = int(np.sum(np.sqrt(np.clip(lam, 0.0, None)) > cutoff))
             Vn, inv = vecs[:, :n], 1.0 / lam[:n]
             if sample_side:
                 return ((xq @ Z.T) @ Vn * inv) @ (Vn.T @ Yz)

@@ -49,10 +49,14 @@ def run_platonic(
     ot_atoms: int = 1000,
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
+    diagnostics: dict[str, Any] | bool = False,
 ) -> dict[str, Any]:
     """Build the common space of ``models`` and write every analysis under ``out``.
 
-    Returns a summary dictionary (also written as ``summary.json``).
+    ``diagnostics`` (True, or the keyword arguments of
+    :func:`mlipspace.diagnostics.run.run_diagnostics`) also runs the failure diagnostics on
+    ``structures`` into ``out/diagnostics``; they run the models again, so they are off by
+    default. Returns a summary dictionary (also written as ``summary.json``).
     """
     from ..metrics.compare import write_comparison
     from ..transport import plot_dendrogram
@@ -158,6 +162,13 @@ def run_platonic(
         "fine_tune": fine_tunes,
         "most_atypical": most_atypical,
     }
+    if diagnostics and structures is not None:
+        from ..diagnostics.run import run_diagnostics
+
+        options = diagnostics if isinstance(diagnostics, dict) else {}
+        summary["diagnostics"] = run_diagnostics(
+            base, structures, out / "diagnostics", seed=seed, progress=say, **options
+        )
     (out / "summary.json").write_text(
         json.dumps(summary, indent=2, default=float), encoding="utf-8"
     )

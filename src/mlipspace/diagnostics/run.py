@@ -1,0 +1,349 @@
+"""Every failure diagnostic of a common space, written as tables (Li & Walsh 2025, §7).
+
+:func:`run_diagnostics` ties the pieces of :mod:`mlipspace.diagnostics` to a
+:class:`~mlipspace.platonic.CommonSpace`:
+
+* **symmetry** — orbit spread of the stored features of high-symmetry structures (sites
+  that spglib makes equivalent must coincide in every model);
+* **displacement** — the spread in the common space as one site of a high-symmetry
+  structure moves by 0–0.05 Å (it must grow monotonically for every model);
+* **mirror** — the gap between a structure and its mirror image in the common space (models
+  that do not track parity show one);
+* **relax** — unconstrained relaxation with each model's calculator and the symmetry lost
+  (judged only where the relaxation converged);
+* **phonons** — phonopy frequencies of each model's relaxed cell, imaginary modes flagged;
+* **auroc** — how well the pre-relaxation Platonic deviation from the consensus of the
+  trained models ranks the (model, structure) pairs that lose symmetry or show imaginary modes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from ase import Atoms
+
+from ..errors import MlipspaceError
+from .calculators import CALCULATOR_MODELS
+from .physics import auroc_with_note, phonon_check, relax_symmetry_loss
+from .symmetry import (
+    displacement_series,
+    mirror_gap,
+    symmetry_dataset,
+    symmetry_scores,
+)
+
+#: subsets of the demo data (and of any input that carries ``info["subset"]``) that are
+#: ideal crystals, not rattled, strained or defective copies
+IDEAL_SUBSETS = ("element", "binary", "perovskite")
+
+
+def high_symmetry_structures(
+    structures: Sequence[Atoms],
+    n: int,
+    max_atoms: int = 8,
+    min_spacegroup: int = 195,
+    symprec: float = 1e-3,
+) -> list[Atoms]:
+    """Up to ``n`` small high-symmetry crystals, one per formula.
+
+    Perovskites come first, then binaries, then elements (the order of
+    :data:`IDEAL_SUBSETS`, reversed), smallest cells first within each.
+
+    Parameters
+    ----------
+    structures : list of ase.Atoms
+        Candidates; those with an ``info["subset"]`` outside :data:`IDEAL_SUBSETS` are
+        skipped (without the key, every periodic structure is a candidate).
+    n : int
+        Largest number returned.
+    max_atoms : int, default=8
+    min_spacegroup : int, default=195
+        Lowest space-group number accepted (195–230: cubic).
+    symprec : float, default=1e-3
+        spglib tolerance (Å).
+    """
+    picked: dict[str, Atoms] = {}
+    candidates = [
+        a
+        for a in structures
+        if a.pbc.all()
+        and len(a) <= max_atoms
+        and a.info.get("subset", IDEAL_SUBSETS[0]) in IDEAL_SUBSETS
+    ]
+    priority = {name: -i for i, name in enumerate(IDEAL_SUBSETS)}
+
+    def order(atoms: Atoms) -> tuple[int, int]:
+        return priority.get(atoms.info.get("subset", ""), 0), len(atoms)
+
+    for atoms in sorted(candidates, key=order):
+        formula = atoms.get_chemical_formula()
+        if formula in picked:
+            continue
+        if symmetry_dataset(atoms, symprec).number >= min_spacegroup:
+            picked[formula] = atoms
+        if len(picked) >= n:
+            break
+    return list(picked.values())
+
+
+def chiral_structures(structures: Sequence[Atoms], n: int, max_atoms: int = 24) -> list[Atoms]:
+    """Up to ``n`` small low-symmetry (rattled) structures, where a mirror gap can show."""
+    rattled = [a for a in structures if a.info.get("subset") == "rattled" and len(a) <= max_atoms]
+    return sorted(rattled, key=len)[:n]
+
+
+def _shared_sites(atoms: Atoms) -> int:
+    """Number of sites that share their orbit with another site."""
+    from .symmetry import equivalent_sites
+
+    _, counts = np.unique(equivalent_sites(atoms), return_counts=True)
+    return int(counts[counts > 1].sum())
+
+
+def _rows_by_structure(space: Any) -> dict[str, np.ndarray]:
+    """Rows of the space for every structure hash, in site order."""
+    atoms = space.atoms
+    codes, uniques = pd.factorize(atoms.structure_hash)
+    out = {}
+    for code, key in enumerate(uniques):
+        idx = np.flatnonzero(codes == code)
+        out[key] = idx[np.argsort(atoms.site[idx], kind="stable")]
+    return out
+
+
+def deviation_from_consensus(space: Any, structures: Sequence[Atoms]) -> pd.DataFrame:
+    """Mean ``1 − cos(z^m, consensus)`` over each structure's atoms, for every trained model.
+
+    Structures absent from the space get NaN.
+    """
+    from ..platonic.agreement import rowwise_cosine
+    from ..platonic.chemistry import consensus
+    from ..platonic.space import is_control
+    from ..structures import structure_hash
+
+    center = consensus(space)
+    rows = _rows_by_structure(space)
+    records = []
+    for model in [m for m in space.models if not is_control(m)]:
+        dev = 1.0 - rowwise_cosine(space.Z[model], center)
+        for atoms in structures:
+            key = structure_hash(atoms)
+            idx = rows.get(key)
+            records.append(
+                {
+                    "model": model,
+                    "structure_hash": key,
+                    "deviation": float(dev[idx].mean()) if idx is not None else np.nan,
+                }
+            )
+    return pd.DataFrame(records)
+
+
+def _projector(space: Any, model: str) -> Any:
+    from ..anchors import RelativeProjector
+
+    center = bool(space.settings.get("center", False))
+    return RelativeProjector(center=center).fit(space.E[model][space.anchor_rows])
+
+
+def _auroc_rows(table: pd.DataFrame, label: str, failure: str) -> list[dict[str, Any]]:
+    usable = table.dropna(subset=["deviation"])
+    value, note = (
+        auroc_with_note(usable["deviation"], usable[label].astype(bool))
+        if len(usable)
+        else (np.nan, "no (model, structure) pair with a deviation")
+    )
+    return [
+        {
+            "failure": failure,
+            "pairs": len(usable),
+            "positives": int(usable[label].astype(bool).sum()) if len(usable) else 0,
+            "auroc": value,
+            "note": note,
+        }
+    ]
+
+
+def run_diagnostics(
+    space: Any,
+    structures: Sequence[Atoms],
+    out: str | Path,
+    models: Sequence[str] | None = None,
+    n_symmetric: int = 4,
+    n_mirror: int = 3,
+    n_phonon: int = 2,
+    relax_steps: int = 150,
+    rattle: float = 0.0,
+    layer: str | None = None,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run every diagnostic on the trained models of ``space`` and write them under ``out``.
+
+    Parameters
+    ----------
+    space : CommonSpace
+        The common space (without controls); its raw embeddings give each model's anchors.
+    structures : list of ase.Atoms
+        The structures of the study; high-symmetry and rattled ones are picked from them.
+    out : path
+        Folder for ``symmetry.csv``, ``displacement.csv``, ``mirror_gap.csv``,
+        ``relax.csv``, ``phonons.csv``, ``auroc.csv`` and ``summary.json``.
+    models : list of str, optional
+        Models to diagnose (default: the trained models of the space).
+    n_symmetric, n_mirror, n_phonon : int
+        Number of high-symmetry structures relaxed, of rattled structures mirrored, and of
+        crystals whose phonons are computed (per model).
+    relax_steps : int, default=150
+        Optimiser steps per relaxation.
+    rattle : float, default=0.0
+        Random displacement (Å) before relaxing. At 0 the relaxation starts exactly on the
+        symmetric structure, where an exactly equivariant model keeps every symmetry: a loss
+        then flags a model whose forces or stress break it.
+    layer : str, optional
+        Feature layer (default: the layer of the space).
+    seed : int, default=0
+    progress : callable, optional
+        Called with a short text before each step.
+
+    Returns
+    -------
+    dict
+        The summary (also written as ``summary.json``).
+    """
+    from ..platonic.space import is_control
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    say = progress or (lambda text: None)
+    layer = layer or space.settings.get("layer", "node")
+    models = list(models) if models is not None else [m for m in space.models if not is_control(m)]
+    symmetric = high_symmetry_structures(structures, max(n_symmetric, n_phonon))
+    chiral = chiral_structures(structures, n_mirror)
+    summary: dict[str, Any] = {
+        "models": models,
+        "symmetric_structures": [a.get_chemical_formula() for a in symmetric],
+        "mirror_structures": [a.get_chemical_formula() for a in chiral],
+    }
+    rows = _rows_by_structure(space)
+
+    say("diagnostics: symmetry of stored features")
+    from ..structures import structure_hash
+
+    stored = [a for a in high_symmetry_structures(structures, 50) if structure_hash(a) in rows]
+    features = {m: [space.E[m][rows[structure_hash(a)]] for a in stored] for m in models}
+    sym = symmetry_scores(stored, features) if stored else pd.DataFrame()
+    sym.to_csv(out / "symmetry.csv", index=False)
+    if len(sym):
+        summary["symmetry_max_spread"] = sym.groupby("model")["spread"].max().to_dict()
+
+    say("diagnostics: displacement series")
+    series = []
+    # the structure with the most symmetry-equivalent sites: moving one breaks the most
+    target = max(stored or symmetric, key=lambda a: _shared_sites(a), default=None)
+    if target is not None and _shared_sites(target) > 1:
+        for model in models:
+            try:
+                table = displacement_series(
+                    target,
+                    model,
+                    layer=layer,
+                    projector=_projector(space, model),
+                    random_state=seed,
+                )
+            except MlipspaceError as exc:
+                summary.setdefault("errors", []).append(f"displacement {model}: {exc}")
+                continue
+            table["formula"] = target.get_chemical_formula()
+            series.append(table)
+    displacement = pd.concat(series, ignore_index=True) if series else pd.DataFrame()
+    displacement.to_csv(out / "displacement.csv", index=False)
+    if len(displacement):
+        summary["displacement_monotonic"] = {
+            m: bool(np.all(np.diff(g.sort_values("displacement")["spread"]) > 0))
+            for m, g in displacement.groupby("model")
+        }
+
+    say("diagnostics: mirror images")
+    gaps = []
+    for model in models:
+        if not chiral:
+            break
+        try:
+            gaps.append(mirror_gap(chiral, model, layer=layer, projector=_projector(space, model)))
+        except MlipspaceError as exc:
+            summary.setdefault("errors", []).append(f"mirror {model}: {exc}")
+    mirror = pd.concat(gaps, ignore_index=True) if gaps else pd.DataFrame()
+    mirror.to_csv(out / "mirror_gap.csv", index=False)
+    if len(mirror):
+        summary["mirror_gap_mean"] = mirror.groupby("model")["gap"].mean().to_dict()
+
+    deviation = deviation_from_consensus(space, symmetric)
+    with_calculator = [m for m in models if m in CALCULATOR_MODELS]
+    summary["models_with_calculator"] = with_calculator
+
+    say("diagnostics: relaxations")
+    relaxed, relaxed_structures = [], {}
+    for model in with_calculator:
+        say(f"diagnostics: relaxing with {model}")
+        table, final = relax_symmetry_loss(
+            symmetric,
+            model,
+            steps=relax_steps,
+            rattle=rattle,
+            random_state=seed,
+            return_structures=True,
+        )
+        relaxed.append(table)
+        relaxed_structures[model] = dict(zip(table["structure_hash"], final, strict=True))
+    relax = pd.concat(relaxed, ignore_index=True) if relaxed else pd.DataFrame()
+    if len(relax):
+        relax = relax.merge(deviation, on=["model", "structure_hash"], how="left")
+        # an unconverged relaxation says nothing about the symmetry of the minimum
+        relax["lost_converged"] = relax["lost"].where(relax["converged"])
+    relax.to_csv(out / "relax.csv", index=False)
+
+    say("diagnostics: phonons")
+    phonon_rows = []
+    smallest = sorted(symmetric, key=len)[:n_phonon]
+    for model in with_calculator:
+        for atoms in smallest:
+            key = structure_hash(atoms)
+            result = phonon_check(relaxed_structures[model][key], model, mesh=(6, 6, 6))
+            phonon_rows.append(
+                {
+                    "model": model,
+                    "structure_hash": key,
+                    "formula": atoms.get_chemical_formula(),
+                    "relaxed_converged": bool(
+                        relax.set_index(["model", "structure_hash"]).loc[(model, key), "converged"]
+                    ),
+                    **{k: v for k, v in result.items() if np.ndim(v) == 0},
+                }
+            )
+    phonons = pd.DataFrame(phonon_rows)
+    if len(phonons):
+        phonons = phonons.merge(deviation, on=["model", "structure_hash"], how="left")
+    phonons.to_csv(out / "phonons.csv", index=False)
+
+    auroc_rows = []
+    if len(relax):
+        converged = relax[relax["converged"]]
+        auroc_rows += _auroc_rows(converged, "lost", "symmetry lost on relaxation")
+        summary["relax_lost"] = int(converged["lost"].sum())
+        summary["relax_converged"] = len(converged)
+        summary["relax_runs"] = len(relax)
+    if len(phonons):
+        auroc_rows += _auroc_rows(phonons, "imaginary", "imaginary phonon modes")
+        summary["phonon_imaginary"] = int(phonons["imaginary"].sum())
+        summary["phonon_runs"] = len(phonons)
+    aurocs = pd.DataFrame(auroc_rows, columns=["failure", "pairs", "positives", "auroc", "note"])
+    aurocs.to_csv(out / "auroc.csv", index=False)
+    summary["auroc"] = aurocs.to_dict(orient="records")
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float), "utf-8")
+    return summary
