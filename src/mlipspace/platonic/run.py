@@ -21,6 +21,8 @@ from .chemistry import (
     fine_tune_report,
     stitching,
 )
+from .claims import claims_markdown, evaluate_claims
+from .claims import robustness as robustness_table
 from .space import CommonSpace, common_space_from_store, is_control, with_controls
 
 FINE_TUNES = (("chgnet-r2scan", "chgnet-0.3.0"),)
@@ -50,13 +52,16 @@ def run_platonic(
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
     diagnostics: dict[str, Any] | bool = False,
+    robustness: bool = True,
 ) -> dict[str, Any]:
     """Build the common space of ``models`` and write every analysis under ``out``.
 
     ``diagnostics`` (True, or the keyword arguments of
     :func:`mlipspace.diagnostics.run.run_diagnostics`) also runs the failure diagnostics on
     ``structures`` into ``out/diagnostics``; they run the models again, so they are off by
-    default. Returns a summary dictionary (also written as ``summary.json``).
+    default. ``robustness`` recomputes the core agreement under other anchor settings (T10).
+    The checks of the paper's claims (:mod:`.claims`) go to ``claims.csv`` and ``claims.md``.
+    Returns a summary dictionary (also written as ``summary.json``).
     """
     from ..metrics.compare import write_comparison
     from ..transport import plot_dendrogram
@@ -96,10 +101,12 @@ def run_platonic(
     if len(trained) >= 2:
         atypical = atypical_structures(space)
         atypical.to_csv(out / "atypical_structures.csv", index=False)
+        atypical_table = atypical
         most_atypical = atypical.head(10)[
             ["source", "subset", "elements", "dispersion_mean"]
         ].to_dict(orient="records")
     else:
+        atypical_table = None
         most_atypical = {"skipped": "cross-model dispersion needs at least two trained models"}
     fine_tunes = [
         fine_tune_report(space, t, b) for t, b in FINE_TUNES if t in space.Z and b in space.Z
@@ -169,6 +176,27 @@ def run_platonic(
         summary["diagnostics"] = run_diagnostics(
             base, structures, out / "diagnostics", seed=seed, progress=say, **options
         )
+    robust = None
+    if robustness:
+        say("robustness to anchor settings")
+        robust = robustness_table(base, n_atoms=min(n_atoms, 1000), random_state=seed)
+        robust.to_csv(out / "robustness.csv", index=False)
+    claims = evaluate_claims(
+        space,
+        agreement,
+        ot_pairs,
+        w2,
+        stitched,
+        bias,
+        atypical_table,
+        arithmetic_summary,
+        fine_tunes,
+        summary.get("diagnostics"),
+        robust,
+    )
+    claims.to_csv(out / "claims.csv", index=False)
+    (out / "claims.md").write_text(claims_markdown(claims), encoding="utf-8")
+    summary["claims"] = claims.to_dict(orient="records")
     (out / "summary.json").write_text(
         json.dumps(summary, indent=2, default=float), encoding="utf-8"
     )
