@@ -29,6 +29,7 @@ from mlipspace.report import ReportError, build_report
 MODELS = ["model-a", "model-b", "model-c"]
 SECTION_IDS = (
     "overview",
+    "claims",
     "models",
     "compare",
     "cumulants",
@@ -106,6 +107,14 @@ def make_results(root: Path, n_structures: int = 40) -> Path:
     (root / "diagnostics").mkdir()
     symmetry_scores(structures[:8], {"model-a": store.read("model-a", "ll")}).to_csv(
         root / "diagnostics" / "symmetry.csv", index=False
+    )
+    # a displacement series of the real SOAP descriptor (the report plots it)
+    from ase.build import bulk
+
+    from mlipspace.diagnostics import displacement_series
+
+    displacement_series(bulk("NaCl", "rocksalt", a=5.64, cubic=True), "soap", layer="ll").to_csv(
+        root / "diagnostics" / "displacement.csv", index=False
     )
     (root / "summary.md").write_text("# synthetic results\n", encoding="utf-8")
     return root
@@ -189,8 +198,9 @@ def test_every_section_is_there_and_nothing_is_fetched(report):
     assert "cdn.plot.ly" not in "".join(a.get("src", "") for t, a in tags.tags if t == "script")
     divs = [a["id"] for t, a in tags.tags if t == "div" and a.get("class") == "plotly-graph-div"]
     assert len(divs) == len(set(divs)) == len(plotly_figures(html))
-    # 4 compare measures, 2+2 cumulant tables, PCA, 5 agreement measures, W2, bias, 3 structures
-    assert len(divs) == 4 + 4 + 1 + 5 + 1 + 1 + 3
+    # 4 compare measures, 2+2 cumulant tables, PCA, 5 agreement measures, W2, bias, 3 structures,
+    # the displacement series of the diagnostics
+    assert len(divs) == 4 + 4 + 1 + 5 + 1 + 1 + 3 + 1
     assert "data:image/png;base64," in html  # the dendrogram
 
 
@@ -278,6 +288,20 @@ def test_static_figures_beside_the_report(report):
             path = figures / f"{stem}.{ext}"
             assert path.stat().st_size > 1000, path
         assert (figures / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_claims_and_diagnostics_sections(report, results):
+    html = report.read_text(encoding="utf-8")
+    claims = pd.read_csv(results / "platonic" / "claims.csv")
+    section = html[html.index('id="claims"') : html.index('id="models"')]
+    for test in claims["test"].unique():
+        assert f">{test}<" in section
+    assert "does not hold" in section or "holds" in section
+    figures = plotly_figures(html)
+    series = figures["fig-displacement"] if "fig-displacement" in figures else None
+    assert series is not None, sorted(figures)
+    spread = decode(series[0]["y"])
+    assert np.all(np.diff(spread) > 0)  # SOAP's orbit spread grows as the site moves
 
 
 def test_versions_and_seeds(report):

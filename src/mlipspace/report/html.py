@@ -967,17 +967,102 @@ def _stitching(ctx: _Context) -> Section:
     return sec
 
 
+def _claims(ctx: _Context) -> Section:
+    sec = Section("claims", "Which claims of the papers hold here")
+    path = ctx.path("platonic", "claims.csv")
+    if not path.exists():
+        sec.missing = True
+        sec.note("platonic/claims.csv not found: run `mlipspace platonic` (or the demo) first.")
+        return sec
+    claims = _read_csv(path, ["test", "claim", "evidence", "holds"], keep_default_na=False)
+    sec.lead(
+        "The checks T0–T10 of the Platonic-representation paper (Li & Walsh 2025) on these "
+        "models: each claim, the evidence measured here and the verdict. The paper's own "
+        "models are not offline, so the checks compare orderings and gaps, not its numbers."
+    )
+    verdict = {"True": "holds", "False": "does not hold", "": "undecided"}
+    claims = claims.assign(verdict=[verdict.get(str(v), str(v)) for v in claims["holds"]])
+    sec.add(_table(claims[["test", "claim", "evidence", "verdict", "note"]]))
+    return sec
+
+
 def _diagnostics(ctx: _Context) -> Section:
     sec = Section("diagnostics", "Diagnostics")
-    files = sorted(ctx.path("diagnostics").glob("*.csv"))
-    if not files:
+    folder = next(
+        (
+            ctx.path(*parts)
+            for parts in (("platonic", "diagnostics"), ("diagnostics",))
+            if list(ctx.path(*parts).glob("*.csv"))
+        ),
+        None,
+    )
+    if folder is None:
         sec.missing = True
-        sec.note("diagnostics/*.csv not found: run the physical-failure diagnostics to add them.")
+        sec.note(
+            "platonic/diagnostics/*.csv not found: run the physical-failure diagnostics "
+            "(`mlipspace platonic --diagnostics`, or the demo) to add them."
+        )
         return sec
-    for path in files:
-        sec.heading(path.name)
-        sec.add(_table(_read_csv(path)))
+    sec.lead(
+        "Physical-failure diagnostics. Symmetry: sites that spglib makes equivalent must have "
+        "equal features (orbit spread 1 − cos, ≈ 0), and the spread must grow as one site "
+        "moves. Mirror: the gap between a structure and its mirror image (models that do not "
+        "track parity show one). Relaxation and phonons with each model's own calculator, and "
+        "how well the Platonic deviation from the consensus flags the failures (AUROC)."
+    )
+    series = folder / "displacement.csv"
+    if series.exists():
+        df = _read_csv(series, ["model", "displacement", "spread"])
+        if len(df):
+            sec.add(figure_block([ctx.figures.plotly(_displacement_figure(df), "displacement")]))
+    for name, title in (
+        ("auroc.csv", "Does the Platonic deviation flag failures? (AUROC)"),
+        ("symmetry.csv", "Orbit spread of stored high-symmetry structures"),
+        ("mirror_gap.csv", "Mirror-image gap in the common space"),
+        ("relax.csv", "Unconstrained relaxation: symmetry kept or lost"),
+        ("phonons.csv", "Phonons of each model's relaxed cell"),
+    ):
+        path = folder / name
+        if path.exists():
+            sec.heading(title)
+            sec.add(_table(_read_csv(path)))
+    for path in sorted(folder.glob("*.csv")):
+        if path.name not in {
+            "displacement.csv",
+            "auroc.csv",
+            "symmetry.csv",
+            "mirror_gap.csv",
+            "relax.csv",
+            "phonons.csv",
+        }:
+            sec.heading(path.name)
+            sec.add(_table(_read_csv(path)))
     return sec
+
+
+def _displacement_figure(df: pd.DataFrame):
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for model, group in df.groupby("model", sort=False):
+        group = group.sort_values("displacement")
+        fig.add_trace(
+            go.Scatter(
+                x=group["displacement"],
+                y=np.maximum(group["spread"], 1e-16),
+                mode="lines+markers",
+                name=str(model),
+                hovertemplate="%{x} Å: spread %{y:.3g}<extra>" + str(model) + "</extra>",
+            )
+        )
+    fig.update_layout(
+        title="Orbit spread in the common space as one site moves",
+        xaxis_title="displacement (Å)",
+        yaxis_title="orbit spread (1 − cos)",
+        yaxis_type="log",
+        height=420,
+    )
+    return fig
 
 
 def package_versions(packages: Sequence[str] = VERSION_PACKAGES) -> dict[str, str]:
@@ -1030,6 +1115,7 @@ def _provenance(ctx: _Context) -> Section:
 
 SECTIONS: tuple[Callable[[_Context], Section], ...] = (
     _overview,
+    _claims,
     _models,
     _compare,
     _cumulants,
