@@ -169,3 +169,30 @@ def test_cli(store, tmp_path):
     assert result.exit_code == 0, result.output
     df = pd.read_csv(tmp_path / "out" / "compare.csv")
     assert len(df) == 8 and set(df["n_bootstrap"]) == {5}
+
+
+def test_feature_outlier_structures_are_left_out_and_named(caplog):
+    from mlipspace.features import drop_outlier_structures, outlier_structures
+    from mlipspace.featurize.api import features_table
+
+    rng = np.random.default_rng(0)
+    structures = mlipspace.demo_structures("small")[:30]
+    tables = {}
+    for name in ("a", "b"):
+        store_feats = [rng.normal(size=(len(s), 6)) for s in structures]
+        if name == "b":  # one structure far outside the model's range, as SevenNet on F at 3 Å³
+            store_feats[4] *= 1e6
+        tables[name] = features_table(structures, store_feats, name, "ll")
+    report = outlier_structures(tables["b"])
+    assert report["structure_hash"].tolist() == [structures[4].info["structure_hash"]]
+    assert report.loc[0, "ratio"] > 1e5
+    kept, dropped = drop_outlier_structures(tables)
+    assert set(dropped["model"]) == {"b"}
+    assert all(structures[4].info["structure_hash"] not in t.structure_hash for t in kept.values())
+    assert len(kept["a"]) == len(tables["a"]) - len(structures[4])
+    with caplog.at_level("WARNING"):
+        df = compare_tables(tables, measures=("gfre",), n_test=20)
+    assert "feature-outlier" in caplog.text and structures[4].info["source"] in caplog.text
+    assert df.attrs["excluded_structures"][0]["model"] == "b"
+    kept_all = compare_tables(tables, measures=("gfre",), n_test=20, outlier_factor=None)
+    assert kept_all.attrs["excluded_structures"] == []

@@ -149,3 +149,58 @@ def align(tables: Mapping[Any, AtomFeatures]) -> dict[Any, AtomFeatures]:
             raise StoreError(f"{key}: atomic numbers disagree with {keys[0]} for the same atoms")
         out[key] = sub
     return out
+
+
+#: an atom whose feature norm exceeds this multiple of its model's median atom norm marks its
+#: structure as a feature outlier (see :func:`drop_outlier_structures`)
+OUTLIER_FACTOR = 100.0
+
+
+def outlier_structures(table: AtomFeatures, factor: float = OUTLIER_FACTOR) -> pd.DataFrame:
+    """Structures holding an atom whose feature norm exceeds ``factor`` × the median atom norm.
+
+    Far outside its training data a model can return features many orders of magnitude
+    above their usual size (measured here: SevenNet-0 gave 10⁹ on compressed fluorine where
+    its median is 11). One such atom carries all the variance of a linear measure and makes
+    every other atom look constant.
+
+    Returns
+    -------
+    DataFrame
+        ``structure_hash, source, model, ratio`` (largest atom norm over the median), one row
+        per outlier structure, largest ratio first.
+    """
+    norms = np.linalg.norm(np.asarray(table.X, dtype=np.float64), axis=1)
+    median = float(np.median(norms)) if len(norms) else 0.0
+    if median <= 0:
+        return pd.DataFrame(columns=["structure_hash", "source", "model", "ratio"])
+    ratio = pd.Series(norms / median).groupby(table.structure_index).max()
+    bad = ratio[ratio > factor]
+    source = table.structures.get("source", pd.Series([""] * len(table.structures)))
+    return pd.DataFrame(
+        {
+            "structure_hash": table.structures["structure_hash"].to_numpy()[bad.index],
+            "source": np.asarray(source)[bad.index],
+            "model": table.model,
+            "ratio": bad.to_numpy(),
+        }
+    ).sort_values("ratio", ascending=False, ignore_index=True)
+
+
+def drop_outlier_structures(
+    tables: Mapping[Any, AtomFeatures], factor: float | None = OUTLIER_FACTOR
+) -> tuple[dict[Any, AtomFeatures], pd.DataFrame]:
+    """Remove from every table the structures that are feature outliers of any table.
+
+    ``factor=None`` keeps everything. Returns the tables and the report of
+    :func:`outlier_structures` over all tables (what was removed and why).
+    """
+    tables = dict(tables)
+    if factor is None or not tables:
+        return tables, pd.DataFrame(columns=["structure_hash", "source", "model", "ratio"])
+    report = pd.concat([outlier_structures(t, factor) for t in tables.values()], ignore_index=True)
+    if report.empty:
+        return tables, report
+    drop = set(report["structure_hash"])
+    kept = {k: t.take(~np.isin(t.structure_hash, list(drop))) for k, t in tables.items()}
+    return kept, report

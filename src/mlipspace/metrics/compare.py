@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import MetricInputError
-from ..features import AtomFeatures, align
+from ..features import OUTLIER_FACTOR, AtomFeatures, align, drop_outlier_structures
 from . import reconstruction as rec
 from . import similarity as sim
 from .split import stratified_split
@@ -121,6 +121,7 @@ def compare_tables(
     n_local_points: int | None = None,
     n_jobs: int | None = -1,
     progress: Callable[[str], None] | None = None,
+    outlier_factor: float | None = OUTLIER_FACTOR,
 ) -> pd.DataFrame:
     """Asymmetric all-pairs comparison of feature tables.
 
@@ -146,18 +147,33 @@ def compare_tables(
         Threads for LFRE (``-1``: all cores).
     progress : callable, optional
         Called with a short description before each pair.
+    outlier_factor : float or None, default=100
+        Structures where any model has an atom whose feature norm exceeds this multiple of
+        that model's median are left out (:func:`mlipspace.features.drop_outlier_structures`),
+        with a warning naming them; ``None`` keeps everything.
 
     Returns
     -------
     DataFrame
-        Columns :data:`COLUMNS`.
+        Columns :data:`COLUMNS`; ``attrs["excluded_structures"]`` lists the outliers left out.
     """
     unknown = [m for m in measures if m not in MEASURES]
     if unknown:
         raise MetricInputError(f"unknown measures {unknown}; choose from {list(MEASURES)}")
     if len(tables) < 1:
         raise MetricInputError("no feature tables to compare")
-    tables = align(dict(tables))
+    tables, excluded = drop_outlier_structures(align(dict(tables)), outlier_factor)
+    if len(excluded):
+        log.warning(
+            "left out %d feature-outlier structure(s) (an atom above %g × its model's median "
+            "feature norm): %s",
+            excluded["structure_hash"].nunique(),
+            outlier_factor,
+            "; ".join(
+                f"{r.source or r.structure_hash} ({r.model}, {r.ratio:.3g}×)"
+                for r in excluded.head(10).itertuples()
+            ),
+        )
     names = list(tables)
     first = tables[names[0]]
     n = len(first)
@@ -225,9 +241,11 @@ def compare_tables(
                         add(tgt, src, measure, value, unc)
     df = pd.DataFrame(rows, columns=COLUMNS)
     order = {m: i for i, m in enumerate(measures)}
-    return df.sort_values(
+    df = df.sort_values(
         ["measure", "source", "target"], key=lambda c: c.map(order) if c.name == "measure" else c
     ).reset_index(drop=True)
+    df.attrs["excluded_structures"] = excluded.to_dict(orient="records")
+    return df
 
 
 def compare(

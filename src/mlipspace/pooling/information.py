@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import MetricInputError
-from ..features import AtomFeatures
+from ..features import OUTLIER_FACTOR, AtomFeatures, drop_outlier_structures
 from ..metrics.reconstruction import gfre, lfre
 from ..metrics.split import stratified_split
 from .cumulants import StructureFeatures, cumulants
@@ -77,6 +77,7 @@ def cumulant_order_table(
     seed: int = 0,
     n_local_points: int = 100,
     progress: Callable[[str], None] | None = None,
+    outlier_factor: float | None = OUTLIER_FACTOR,
 ) -> pd.DataFrame:
     """GFRE/LFRE of ``Φ(m) → Φ(n)`` for every pair of orders ``m != n`` of one model.
 
@@ -91,6 +92,9 @@ def cumulant_order_table(
     seed : int, default=0
     n_local_points : int, default=100
         LFRE neighbourhood (capped by the training structures).
+    outlier_factor : float or None, default=100
+        Atom features: structures with an atom whose feature norm exceeds this multiple of
+        the median are left out first (:func:`mlipspace.features.drop_outlier_structures`).
 
     Returns
     -------
@@ -99,7 +103,11 @@ def cumulant_order_table(
         n_test, seed, model, layer`` with ``source = "Φ(m)"``.
     """
     measures = _check_measures(measures)
-    pooled = features if isinstance(features, StructureFeatures) else cumulants(features, max_order)
+    if isinstance(features, StructureFeatures):
+        pooled = features
+    else:
+        features = drop_outlier_structures({0: features}, outlier_factor)[0][0]
+        pooled = cumulants(features, max_order)
     if pooled.order < max_order:
         raise MetricInputError(f"cumulant table has order {pooled.order} < max_order {max_order}")
     train, test = structure_split(pooled.structures, n_test, seed)
@@ -140,14 +148,17 @@ def cumulant_model_table(
     seed: int = 0,
     n_local_points: int = 100,
     progress: Callable[[str], None] | None = None,
+    outlier_factor: float | None = OUTLIER_FACTOR,
 ) -> pd.DataFrame:
     """GFRE/LFRE between models at structure level, on ``Φ(order)`` of each.
 
-    Only the structures every model holds are used, matched by structure hash.
+    Only the structures every model holds are used, matched by structure hash; feature
+    outliers of any model are left out first (see :func:`cumulant_order_table`).
     """
     measures = _check_measures(measures)
     if len(tables) < 2:
         raise MetricInputError("cross-model comparison needs at least two models")
+    tables, _ = drop_outlier_structures(tables, outlier_factor)
     pooled = {name: cumulants(t, order) for name, t in tables.items()}
     common = set.intersection(*(set(p.structure_hash) for p in pooled.values()))
     if not common:

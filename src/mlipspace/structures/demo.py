@@ -163,13 +163,20 @@ def _alloy(rng: np.random.Generator) -> Atoms:
 
 
 def _random_packing(rng: np.random.Generator) -> Atoms:
-    """Atoms placed at random in a box at a plausible density (amorphous-like environments)."""
+    """Atoms placed at random in a box at a plausible density (amorphous-like environments).
+
+    At least one species is a metal and no pair is closer than 0.9 × the sum of covalent
+    radii, with at least 10 Å³ per atom: pure non-metal packings at covalent density (F at
+    0.9 Å from F, say) are so far outside every training set that some models return
+    features 10⁸ times their median, which says nothing about the models on real matter.
+    """
     n_species = int(rng.integers(1, 4))
-    symbols = list(rng.choice(DEMO_ELEMENTS, size=n_species, replace=False))
+    symbols = [str(rng.choice(METALS))]
+    symbols += list(rng.choice([s for s in DEMO_ELEMENTS if s != symbols[0]], n_species - 1, False))
     n = int(rng.integers(12, 41))
     species = list(rng.choice(symbols, size=n))
     radii = np.array([_radius(s) for s in species])
-    volume = float(np.sum(4 / 3 * np.pi * (1.25 * radii) ** 3) / 0.5)
+    volume = max(float(np.sum(4 / 3 * np.pi * (1.25 * radii) ** 3) / 0.5), 10.0 * n)
     lengths = volume ** (1 / 3) * rng.uniform(0.85, 1.15, size=3)
     lengths *= (volume / np.prod(lengths)) ** (1 / 3)
     cell = np.diag(lengths)
@@ -178,7 +185,7 @@ def _random_packing(rng: np.random.Generator) -> Atoms:
         for _ in range(2000):
             trial = rng.random(3) * lengths
             if all(
-                np.linalg.norm(_mic(trial - p, lengths)) > 0.8 * (radii[k] + radii[j])
+                np.linalg.norm(_mic(trial - p, lengths)) > 0.9 * (radii[k] + radii[j])
                 for j, p in enumerate(positions)
             ):
                 positions.append(trial)
