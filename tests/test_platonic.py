@@ -85,7 +85,10 @@ def test_rotated_model_agrees_perfectly_and_controls_do_not(synthetic_store):
     assert ab.raw_top1 > 0.95  # Procrustes on the anchors recovers a pure rotation
     assert df.loc[("model-a", "mace-random:0")].cosine_mean < ab.cosine_mean - 0.05
     assert df.loc[("model-a", "shuffled:model-a")].top10 < 0.2
-    assert df.loc[("element-onehot", "model-a")].top1_element > 0.5
+    # the one-hot baseline finds the element far more often than a random atom would
+    _, counts = np.unique(base.atoms.numbers, return_counts=True)
+    chance = np.sum((counts / counts.sum()) ** 2)
+    assert df.loc[("element-onehot", "model-a")].top1_element > 5 * chance
 
 
 def test_transport_recovers_rotated_model(synthetic_store):

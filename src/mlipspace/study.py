@@ -208,6 +208,7 @@ def run_study(
                 seed=seed,
                 common_dim=ccfg.get("common_dim"),
                 n_bootstrap=int(ccfg.get("bootstrap", 0)),
+                structures=structures,
             )
             write_comparison(df, out / "compare", stem=f"compare_{layer}")
             return {"rows": len(df)}
@@ -225,12 +226,13 @@ def run_study(
             names = [m for m in kcfg.get("models", []) if m in models]
             rising = {}
             for model in names:
-                table = cumulant_order_table(store.read(model, layer), max_order=order, seed=seed)
+                atoms = store.aligned([(model, layer)], structures)[(model, layer)]
+                table = cumulant_order_table(atoms, max_order=order, seed=seed)
                 write_comparison(table, out / "cumulants" / _folder(model), stem=f"orders_{layer}")
                 first = table[(table.measure == "gfre") & (table.source_order == 1)]
                 rising[model] = first.sort_values("target_order")["value"].round(4).tolist()
             if len(names) >= 2:
-                aligned = store.aligned([(m, layer) for m in names])
+                aligned = store.aligned([(m, layer) for m in names], structures)
                 table = cumulant_model_table(
                     {m: t for (m, _), t in aligned.items()}, order=order, seed=seed
                 )

@@ -257,12 +257,14 @@ def compare(
     seed: int = 0,
     common_dim: int | None = None,
     n_bootstrap: int = 0,
+    structures: Any = None,
     **kwargs: Any,
 ) -> pd.DataFrame:
     """All-pairs comparison of ``models`` (one ``layer``) read from a feature store.
 
     ``store`` is a :class:`mlipspace.FeatureStore` or a path to one. Works on the atoms every
-    model holds (``store.aligned``). Other keyword arguments go to :func:`compare_tables`.
+    model holds (``store.aligned``), restricted to ``structures`` (hashes or ``Atoms``) when
+    given. Other keyword arguments go to :func:`compare_tables`.
     """
     if isinstance(store, str | Path):
         from ..store import FeatureStore
@@ -271,7 +273,7 @@ def compare(
     models = list(models)
     if not models:
         raise MetricInputError("no models given")
-    tables = store.aligned([(m, layer) for m in models])
+    tables = store.aligned([(m, layer) for m in models], structures)
     by_name = {key[0] if isinstance(key, tuple) else key: t for key, t in tables.items()}
     return compare_tables(
         by_name,

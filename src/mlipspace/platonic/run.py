@@ -70,8 +70,18 @@ def run_platonic(
     out.mkdir(parents=True, exist_ok=True)
     say = progress or (lambda text: None)
     say("anchors and projection")
+    # the space holds the given structures only: a shared store may hold other studies too
     base = common_space_from_store(
-        store, models, layer, n_anchors, anchor_model, anchor_layer, method, center, seed
+        store,
+        models,
+        layer,
+        n_anchors,
+        anchor_model,
+        anchor_layer,
+        method,
+        center,
+        seed,
+        structures=structures,
     )
     trained = [m for m in base.models if not is_control(m)]
     space = with_controls(base, shuffled=trained[:1], random_state=seed)

@@ -149,12 +149,16 @@ def common_space_from_store(
     method: str = "direct",
     center: bool = False,
     random_state: int = 0,
+    structures: Any = None,
 ) -> CommonSpace:
-    """:func:`build_common_space` on the atoms every model (and the anchor model) holds."""
+    """:func:`build_common_space` on the atoms every model (and the anchor model) holds.
+
+    ``structures`` (hashes or ``Atoms``) restricts the space to those structures.
+    """
     anchor_layer = anchor_layer or layer
     pairs = [(m, layer) for m in models]
     anchor_key = (anchor_model, anchor_layer)
-    aligned = store.aligned([*pairs, anchor_key] if anchor_key not in pairs else pairs)
+    aligned = store.aligned([*pairs, anchor_key] if anchor_key not in pairs else pairs, structures)
     tables = {m: aligned[(m, layer)] for m in models}
     return build_common_space(tables, aligned[anchor_key], n_anchors, method, center, random_state)
 
