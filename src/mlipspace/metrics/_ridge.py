@@ -111,37 +111,6 @@ def _eigh_desc(G: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return w[::-1], v[:, ::-1]
 
 
-def factors_gram(A: np.ndarray, y: np.ndarray, B: np.ndarray) -> tuple[Factors, np.ndarray]:
-    """Factors from the eigendecomposition of the smaller of ``A Aᵀ`` and ``Aᵀ A``.
-
-    Returns the factors and the eigenvalues (``s**2``, unclipped) for :func:`gram_resolved`.
-    Components with a non-positive eigenvalue get ``s = 0`` and zero ``P``/``R``; a
-    resolvability check must reject those before they are used.
-    """
-    m, d = A.shape
-    if m <= d:
-        lam, U = _eigh_desc(A @ A.T)
-        s = np.sqrt(np.clip(lam, 0.0, None))
-        inv = np.divide(1.0, s, out=np.zeros_like(s), where=s > 0)
-        P = ((B @ A.T) @ U) * inv
-        R = U.T @ y
-    else:
-        lam, V = _eigh_desc(A.T @ A)
-        s = np.sqrt(np.clip(lam, 0.0, None))
-        inv = np.divide(1.0, s, out=np.zeros_like(s), where=s > 0)
-        P = B @ V
-        R = (V.T @ (A.T @ y)) * inv[:, None]
-    return Factors(s=s, P=P, R=R), lam
-
-
-def gram_resolved(lam: np.ndarray, cutoffs: np.ndarray) -> bool:
-    """Whether Gram eigenvalues ``lam`` (descending) decide every cutoff count as an SVD would.
-
-    See :func:`gram_resolved_batched`.
-    """
-    return bool(gram_resolved_batched(np.asarray(lam)[None], np.asarray(cutoffs)[None])[0])
-
-
 def cv_scores(f12: Factors, y2, f21: Factors, y1, cutoffs, rcond) -> np.ndarray:
     """Mean over both directions of the negative RMSE, one value per cutoff (explicit rows).
 
@@ -157,15 +126,6 @@ def scaled_cutoffs(
 ) -> np.ndarray:
     """Relative alphas times the largest singular value of the two folds."""
     return np.asarray(alphas) * max(np.max(s1, initial=0.0), np.max(s2, initial=0.0))
-
-
-def is_tied(scores: np.ndarray, rtol: float = 1e-9) -> bool:
-    """Whether another distinct score is within ``rtol`` of the best (selection is fragile)."""
-    best = np.max(scores)
-    others = scores[scores != best]
-    if others.size == 0:
-        return False
-    return bool(np.min(best - others) <= rtol * max(abs(best), 1e-300))
 
 
 @dataclass
@@ -249,7 +209,8 @@ def gram_resolved_batched(lam: np.ndarray, cutoffs: np.ndarray) -> np.ndarray:
 
 
 def factors_gram_batched(A: np.ndarray, y: np.ndarray, B: np.ndarray, grams=None):
-    """:func:`factors_gram` for stacks ``A`` (b, m, d), ``y`` (b, m, t), ``B`` (b, m', d).
+    """Fold factors of stacks ``A`` (b, m, d), ``y`` (b, m, t), ``B`` (b, m', d) from the
+    eigendecomposition of the smaller of ``A Aᵀ`` and ``Aᵀ A``.
 
     ``grams = (A Aᵀ, B Aᵀ)`` may be given when already known (blocks of a larger Gram matrix);
     they are used when ``m <= d``. Returns ``(s, Pe, R, lam)`` where ``Pe = P / s`` (the

@@ -281,55 +281,9 @@ def gfrd(X, Y, train_idx=None, test_idx=None, scaler=None, estimator=None) -> fl
 # --------------------------------------------------------------------------------------------
 
 
-def _householder_drop_mean(A: np.ndarray) -> np.ndarray:
-    """Rotate rows so the all-ones direction becomes the first row, and drop it.
-
-    For column-centred ``A`` (k rows) this gives ``k - 1`` rows with the same nonzero singular
-    values and right singular vectors, without the structural zero of the centring.
-    """
-    k = A.shape[0]
-    w = np.full(k, 1.0 / np.sqrt(k))
-    w[0] -= 1.0
-    norm = np.linalg.norm(w)
-    if norm == 0:
-        return A[1:]
-    w /= norm
-    return (A - 2.0 * np.outer(w, w @ A))[1:]
-
-
 def _cholesky(G: np.ndarray):
     c, info = lapack.dpotrf(G, lower=0, clean=1)
     return c if info == 0 else None
-
-
-def _local_final_prediction(Xc: np.ndarray, Yc: np.ndarray, xq: np.ndarray, cutoff: float):
-    """``xq @ pinv_cutoff(Xc) @ Yc``; Gram-based when provably equal to the SVD result."""
-    k, d = Xc.shape
-    if k <= d:
-        Z, Yz = _householder_drop_mean(Xc), _householder_drop_mean(Yc)
-    else:
-        Z, Yz = Xc, Yc
-    m = Z.shape[0]
-    sample_side = m <= d
-    G = Z @ Z.T if sample_side else Z.T @ Z
-    shift = max(cutoff * cutoff * (1.0 + 1e-6), rr.GRAM_RESOLUTION * float(np.trace(G)))
-    if m > 0 and _cholesky(G - shift * np.eye(len(G))) is not None:
-        # every singular value is above the cutoff and well resolved: plain least squares
-        c = _cholesky(G)
-        if sample_side:
-            return (xq @ Z.T) @ cho_solve((c, False), Yz)
-        return cho_solve((c, False), xq.T).T @ (Z.T @ Yz)
-    if m > 0:
-        lam, vecs = rr._eigh_desc(G)
-        if rr.gram_resolved(lam, np.array([cutoff])):
-            n = int(np.sum(np.sqrt(np.clip(lam, 0.0, None)) > cutoff))
-            Vn, inv = vecs[:, :n], 1.0 / lam[:n]
-            if sample_side:
-                return ((xq @ Z.T) @ Vn * inv) @ (Vn.T @ Yz)
-            return (xq @ Vn * inv) @ (Vn.T @ (Z.T @ Yz))
-    U, s, Vt = np.linalg.svd(Xc, full_matrices=False)
-    n = int(np.sum(s > cutoff))
-    return (xq @ Vt.T[:, :n] / s[:n]) @ (U.T[:n] @ Yc)
 
 
 @dataclass
@@ -339,7 +293,7 @@ class _LocalProblem:
     folds: tuple[np.ndarray, np.ndarray]
     rcond: float
     alphas: np.ndarray = field(default_factory=lambda: rr.DEFAULT_ALPHAS)
-    exact: bool = False  # force the SVD path (for testing the fast path against it)
+    exact: bool = False  # skip the batched solver: every point on the SVD path (for tests)
 
     def contiguous(self) -> tuple[np.ndarray, _LocalProblem]:
         """A row order that puts fold 1 before fold 2, and this problem with slice folds.
@@ -354,17 +308,9 @@ class _LocalProblem:
 
 
 def _local_cutoff(Xc, Yc, prob: _LocalProblem) -> float:
-    """Cutoff chosen by the 2-fold CV on one neighbourhood."""
+    """Cutoff chosen by the 2-fold CV on one neighbourhood (SVD factors, as scikit-matter)."""
     f1, f2 = prob.folds
     A1, A2, y1, y2 = Xc[f1], Xc[f2], Yc[f1], Yc[f2]
-    if not prob.exact:
-        g12, lam1 = rr.factors_gram(A1, y1, A2)
-        g21, lam2 = rr.factors_gram(A2, y2, A1)
-        cutoffs = rr.scaled_cutoffs(g12.s, g21.s, prob.alphas)
-        if rr.gram_resolved(lam1, cutoffs) and rr.gram_resolved(lam2, cutoffs):
-            scores = rr.cv_scores(g12, y2, g21, y1, cutoffs, prob.rcond)
-            if not rr.is_tied(scores):
-                return float(cutoffs[int(np.argmax(scores))])
     f12 = rr.factors_svd(A1, y1, A2)
     f21 = rr.factors_svd(A2, y2, A1)
     cutoffs = rr.scaled_cutoffs(f12.s, f21.s, prob.alphas)
@@ -373,17 +319,14 @@ def _local_cutoff(Xc, Yc, prob: _LocalProblem) -> float:
 
 
 def _local_error(Xn, Yn, x, y, prob: _LocalProblem) -> float:
-    """Local reconstruction error of one test point from its neighbours ``(Xn, Yn)``."""
+    """Local reconstruction error of one test point from its neighbours ``(Xn, Yn)``, exactly
+    as scikit-matter computes it (the path for points the batched solver cannot decide)."""
     xm, ym = Xn.mean(axis=0), Yn.mean(axis=0)
     Xc, Yc = Xn - xm, Yn - ym
     cutoff = _local_cutoff(Xc, Yc, prob)
-    xq = (x - xm)[None, :]
-    if prob.exact:
-        U, s, Vt = np.linalg.svd(Xc, full_matrices=False)
-        n = int(np.sum(s > cutoff))
-        pred = (xq @ Vt.T[:, :n] / s[:n]) @ (U.T[:n] @ Yc)
-    else:
-        pred = _local_final_prediction(Xc, Yc, xq, cutoff)
+    U, s, Vt = np.linalg.svd(Xc, full_matrices=False)
+    n = int(np.sum(s > cutoff))
+    pred = ((x - xm)[None, :] @ Vt.T[:, :n] / s[:n]) @ (U.T[:n] @ Yc)
     return float(np.linalg.norm(y - ym - pred[0]))
 
 
@@ -475,7 +418,8 @@ def _mean_free_basis(k: int) -> np.ndarray:
     """The Householder vector ``w`` whose reflection sends the all-ones direction to row 0.
 
     For centred ``A`` (k rows), ``(A - 2 w wᵀ A)[1:]`` has ``k - 1`` rows with the same
-    nonzero singular values and right singular vectors (:func:`_householder_drop_mean`).
+    nonzero singular values and right singular vectors, without the structural zero of the
+    centring.
     """
     w = np.full(k, 1.0 / np.sqrt(k))
     w[0] -= 1.0
