@@ -210,6 +210,19 @@ def split_rows(tensor: Any, counts: Sequence[int], dtype: str) -> list[np.ndarra
 
 
 @functools.lru_cache(maxsize=64)
+def package_file(package: str, *parts: str, install: str) -> Path:
+    """A file shipped inside an installed package (checkpoints live in the model wheels).
+
+    Raises :class:`ModelError` with the ``install`` hint when the package is missing.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        raise ModelError(f"{package} is not installed ({install})")
+    return Path(spec.origin).parent.joinpath(*parts)
+
+
 def file_sha256(path: str | os.PathLike, length: int = 16) -> str:
     """The first ``length`` hex digits of a file's SHA-256."""
     digest = hashlib.sha256()

@@ -39,6 +39,7 @@ from ._torch import (
     check_layers,
     checkpoint_metadata,
     layer_dims,
+    package_file,
     prepare_module,
     set_threads,
     split_rows,
@@ -62,12 +63,9 @@ BATCH_SIZE = 16
 
 
 def _checkpoint_path(checkpoint: str) -> Path:
-    import importlib.util
-
-    spec = importlib.util.find_spec("chgnet")
-    if spec is None or spec.origin is None:
-        raise ModelError("chgnet is not installed (pip install chgnet==0.4.2)")
-    return Path(spec.origin).parent / "pretrained" / CHECKPOINT_FILES[checkpoint]
+    return package_file(
+        "chgnet", "pretrained", CHECKPOINT_FILES[checkpoint], install="pip install chgnet==0.4.2"
+    )
 
 
 class CHGNetAdapter(ModelAdapter):

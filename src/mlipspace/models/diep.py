@@ -43,6 +43,7 @@ from ._torch import (
     check_layers,
     file_sha256,
     layer_dims,
+    package_file,
     package_version,
     prepare_module,
     set_threads,
@@ -58,12 +59,9 @@ MODEL_FILES = ("model.json", "model.pt", "state.pt")
 
 
 def _model_dir() -> Path:
-    import importlib.util
-
-    spec = importlib.util.find_spec("diep")
-    if spec is None or spec.origin is None:
-        raise ModelError("diep is not installed (pip install diep==2.0.0)")
-    return Path(spec.origin).parent / "pretrained_models" / "diep_fold1"
+    return package_file(
+        "diep", "pretrained_models", "diep_fold1", install="pip install diep==2.0.0"
+    )
 
 
 @contextlib.contextmanager

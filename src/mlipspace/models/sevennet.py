@@ -46,6 +46,7 @@ from ._torch import (
     checkpoint_metadata,
     default_dtype,
     layer_dims,
+    package_file,
     prepare_module,
     set_threads,
     split_rows,
@@ -72,12 +73,9 @@ ATOMS_PER_PASS = 128
 
 
 def _checkpoint_path(key: str) -> Path:
-    import importlib.util
-
-    spec = importlib.util.find_spec("sevenn")
-    if spec is None or spec.origin is None:
-        raise ModelError("sevenn is not installed (pip install sevenn==0.13.0)")
-    return Path(spec.origin).parent / "pretrained_potentials" / CHECKPOINTS[key]
+    return package_file(
+        "sevenn", "pretrained_potentials", CHECKPOINTS[key], install="pip install sevenn==0.13.0"
+    )
 
 
 def _leading_scalars(irreps: Any) -> int:
