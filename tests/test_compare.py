@@ -54,7 +54,8 @@ def test_compare_table(store):
         n_bootstrap=20,
     )
     assert isinstance(df, pd.DataFrame)
-    assert len(df) == 4 * 9
+    assert len(df) == 4 * 9 - 3  # no LFRE diagonal
+    assert not (df[df.measure == "lfre"].source == df[df.measure == "lfre"].target).any()
     shared = sum(len(a) for a in structures[:-5])
     assert set(df["n_train"] + df["n_test"]) == {shared}
     assert set(df["n_test"]) == {300}
