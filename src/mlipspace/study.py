@@ -143,8 +143,13 @@ def run_study(
     study: Study,
     force: Iterable[str] = (),
     progress: Callable[[str], None] | None = None,
+    scheduler: str | None = None,
 ) -> Path:
-    """Run every stage of ``study`` (skipping cached ones) and return the output folder."""
+    """Run every stage of ``study`` (skipping cached ones) and return the output folder.
+
+    ``scheduler`` (``"local:N"`` or a Dask scheduler address) runs featurization, the
+    comparison measures and the cumulants on Dask (:mod:`mlipspace.distributed`).
+    """
     from ase.io import write
 
     from .store import FeatureStore
@@ -178,6 +183,14 @@ def run_study(
     def featurize_all():
         from .featurize import featurize
 
+        if scheduler is not None:
+            from .distributed import featurize_distributed
+
+            on_unsupported = fcfg.get("on_unsupported", "error")
+            featurize_distributed(
+                structures, models, layers, store, scheduler, on_unsupported=on_unsupported
+            )
+            return {"store": str(store.path)}
         for model in models:
             featurize(
                 structures,
@@ -196,6 +209,7 @@ def run_study(
         ccfg = study.section("compare")
 
         def compare_stage():
+            from .distributed.measures import engine_for
             from .metrics.compare import compare, write_comparison
 
             layer = ccfg.get("layer", "ll")
@@ -209,6 +223,7 @@ def run_study(
                 common_dim=ccfg.get("common_dim"),
                 n_bootstrap=int(ccfg.get("bootstrap", 0)),
                 structures=structures,
+                engine=engine_for(scheduler),
             )
             write_comparison(df, out / "compare", stem=f"compare_{layer}")
             return {"rows": len(df)}
@@ -219,6 +234,7 @@ def run_study(
         kcfg = study.section("cumulants")
 
         def cumulant_stage():
+            from .distributed.measures import cumulant_input
             from .metrics.compare import write_comparison
             from .pooling.information import cumulant_model_table, cumulant_order_table
 
@@ -226,15 +242,16 @@ def run_study(
             names = [m for m in kcfg.get("models", []) if m in models]
             rising = {}
             for model in names:
-                atoms = store.aligned([(model, layer)], structures)[(model, layer)]
+                atoms = cumulant_input(store, [(model, layer)], structures, order, scheduler)[0]
                 table = cumulant_order_table(atoms, max_order=order, seed=seed)
                 write_comparison(table, out / "cumulants" / _folder(model), stem=f"orders_{layer}")
                 first = table[(table.measure == "gfre") & (table.source_order == 1)]
                 rising[model] = first.sort_values("target_order")["value"].round(4).tolist()
             if len(names) >= 2:
-                aligned = store.aligned([(m, layer) for m in names], structures)
+                pairs = [(m, layer) for m in names]
+                aligned = cumulant_input(store, pairs, structures, order, scheduler)
                 table = cumulant_model_table(
-                    {m: t for (m, _), t in aligned.items()}, order=order, seed=seed
+                    dict(zip(names, aligned, strict=True)), order=order, seed=seed
                 )
                 write_comparison(table, out / "cumulants" / "models", stem=f"models_{layer}")
             return {"gfre_phi1_to_phin": rising}

@@ -18,7 +18,7 @@ def _split_list(value: str) -> list[str]:
 
 @app.command("compare")
 def compare_command(
-    store: Annotated[Path, typer.Option("--store", help="Path of the feature store.")],
+    store: Annotated[str, typer.Option("--store", help="Feature store (path or URL).")],
     models: Annotated[str, typer.Option("--models", help="Comma-separated model names.")],
     out: Annotated[Path, typer.Option("--out", help="Output folder.")],
     layer: Annotated[str, typer.Option("--layer", help="Feature layer to compare.")] = "ll",
@@ -34,6 +34,13 @@ def compare_command(
     n_local_points: Annotated[
         int | None, typer.Option("--n-local-points", help="LFRE neighbours (default min(dA, dB)).")
     ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            help="Run on Dask: local:N (N worker processes here) or a scheduler address.",
+        ),
+    ] = None,
 ) -> None:
     """Compare models pairwise: table (parquet, CSV) and heatmaps (PNG, SVG, HTML)."""
     from ..metrics.compare import compare, write_comparison
@@ -41,6 +48,12 @@ def compare_command(
 
     names = _split_list(models)
     fs = FeatureStore(store, mode="r")
+    engine = None
+    if scheduler is not None:
+        from ..distributed import DaskEngine
+
+        engine = DaskEngine(scheduler)
+        console.print(f"Dask: {engine.client}")
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("comparing", total=len(names) ** 2)
 
@@ -58,6 +71,7 @@ def compare_command(
             n_bootstrap=bootstrap,
             n_local_points=n_local_points,
             progress=tick,
+            engine=engine,
         )
     written = write_comparison(df, out)
     for measure, sub in df.groupby("measure", sort=False):

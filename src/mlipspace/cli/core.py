@@ -44,7 +44,7 @@ def structures_command(
 
 @store_app.command("info")
 def store_info_command(
-    store: Annotated[Path, typer.Argument(help="Path of the feature store.")],
+    store: Annotated[str, typer.Argument(help="Feature store (path or URL).")],
 ) -> None:
     """List what a feature store holds: models, layers, structures, atoms, dimensions."""
     from ..store import FeatureStore
@@ -62,13 +62,13 @@ def store_info_command(
 
 @store_app.command("clean")
 def store_clean_command(
-    store: Annotated[Path, typer.Argument(help="Path of the feature store.")],
+    store: Annotated[str, typer.Argument(help="Feature store (path or URL).")],
 ) -> None:
     """Remove the half-written segments of writers that were killed."""
     from ..store import FeatureStore
 
     removed = FeatureStore(store).clean_staging()
-    console.print(f"removed {removed} orphaned staging folders")
+    console.print(f"removed {removed} orphaned staging folders or unmarked segments")
 
 
 @app.command("demo")
@@ -108,6 +108,13 @@ def run_command(
     force: Annotated[
         list[str] | None, typer.Option(help="Redo this stage and the ones after it (repeatable).")
     ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            help="Featurize, compare and cumulants on Dask: local:N or a scheduler address.",
+        ),
+    ] = None,
 ) -> None:
     """Run a study: structures, featurize, compare, cumulants, platonic, report (cached stages)."""
     from ..study import load_study, run_study
@@ -116,6 +123,7 @@ def run_command(
         load_study(study),
         force=force or (),
         progress=lambda text: console.print(f"[cyan]{text}[/]"),
+        scheduler=scheduler,
     )
     _print_results(results)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -75,7 +74,9 @@ def featurize_command(
         list[str], typer.Argument(help="Files, globs, folders or ASE databases.")
     ],
     models: Annotated[str, typer.Option("--models", "-m", help="Comma-separated model names.")],
-    store: Annotated[Path, typer.Option("--store", "-s", help="Feature store to write into.")],
+    store: Annotated[
+        str, typer.Option("--store", "-s", help="Feature store to write into (path or URL).")
+    ],
     layers: Annotated[str, typer.Option("--layers", "-l", help="Comma-separated layers.")] = "ll",
     batch_size: Annotated[
         int | None, typer.Option("--batch-size", help="Structures per forward pass.")
@@ -85,6 +86,13 @@ def featurize_command(
     ] = "error",
     dtype: Annotated[str, typer.Option("--dtype", help="float32 | float64")] = "float32",
     device: Annotated[str, typer.Option("--device", help="Torch device.")] = "cpu",
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            help="Run on Dask: local:N (N worker processes here) or a scheduler address.",
+        ),
+    ] = None,
 ) -> None:
     """Featurize STRUCTURES with every model into a store, resuming what is already there."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -100,6 +108,11 @@ def featurize_command(
     atoms = read_structures(*structures)
     console.print(f"{len(atoms)} structures, {sum(len(a) for a in atoms)} atoms")
     fs = FeatureStore(store)
+    if scheduler is not None:
+        _featurize_on_dask(atoms, model_names, layer_names, fs, scheduler, batch_size,
+                           device, dtype, on_unsupported)  # fmt: skip
+        _report_skipped(fs, model_names, layer_names, store)
+        return
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
@@ -123,9 +136,44 @@ def featurize_command(
                     task, completed=done, total=total
                 ),
             )
+    _report_skipped(fs, model_names, layer_names, store)
+
+
+def _report_skipped(fs, model_names: list[str], layer_names: list[str], store: str) -> None:
     for name in model_names:
         for layer in layer_names:
             skipped = fs.skipped(name, layer)
             if len(skipped):
                 console.print(f"[yellow]{name}/{layer}: {len(skipped)} structures skipped[/]")
     console.print(f"store: {store}")
+
+
+def _featurize_on_dask(
+    atoms, model_names, layer_names, fs, scheduler, batch_size, device, dtype, on_unsupported
+) -> None:
+    """``featurize --scheduler``: Dask tasks over chunks of structures, one bar per model."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from ..distributed import close_clients, featurize_distributed, get_client
+
+    client = get_client(scheduler)
+    console.print(f"Dask: {client}")
+    try:
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as bar:
+            tasks = {name: bar.add_task(name, total=len(atoms)) for name in model_names}
+            featurize_distributed(
+                atoms, model_names, layer=layer_names, store=fs, scheduler=client,
+                batch_size=batch_size, device=device, dtype=dtype,
+                on_unsupported=on_unsupported,
+                progress=lambda name, done, total: bar.update(
+                    tasks[name], completed=done, total=total
+                ),
+            )  # fmt: skip
+    finally:
+        close_clients()

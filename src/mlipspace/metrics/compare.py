@@ -122,6 +122,7 @@ def compare_tables(
     n_jobs: int | None = -1,
     progress: Callable[[str], None] | None = None,
     outlier_factor: float | None = OUTLIER_FACTOR,
+    engine: Any = None,
 ) -> pd.DataFrame:
     """Asymmetric all-pairs comparison of feature tables.
 
@@ -151,6 +152,10 @@ def compare_tables(
         Structures where any model has an atom whose feature norm exceeds this multiple of
         that model's median are left out (:func:`mlipspace.features.drop_outlier_structures`),
         with a warning naming them; ``None`` keeps everything.
+    engine : object, optional
+        Where GFRE, GFRD and LFRE run: anything with ``pointwise_gfre``, ``pointwise_gfrd``
+        and ``pointwise_lfre`` of the signatures of :mod:`mlipspace.metrics.reconstruction`
+        (the default), e.g. :class:`mlipspace.distributed.DaskEngine` for a Dask cluster.
 
     Returns
     -------
@@ -192,6 +197,7 @@ def compare_tables(
     dims = {k: v.shape[1] for k, v in feats.items()}
     eff = {k: effective_rank(v[train]) for k, v in feats.items()}
     layer = first.layer
+    engine = rec if engine is None else engine
     rng = np.random.default_rng(seed)
     rows: list[dict[str, Any]] = []
 
@@ -224,7 +230,7 @@ def compare_tables(
             A, B = feats[src], feats[tgt]
             for measure in measures:
                 if measure in ("gfre", "gfrd"):
-                    fn = rec.pointwise_gfre if measure == "gfre" else rec.pointwise_gfrd
+                    fn = engine.pointwise_gfre if measure == "gfre" else engine.pointwise_gfrd
                     v = fn(A, B, train_idx=train, test_idx=test)
                     add(src, tgt, measure, rec._rms(v), _bootstrap_rms(v, n_bootstrap, rng))
                 elif measure == "lfre":
@@ -234,7 +240,9 @@ def compare_tables(
                         continue
                     k = n_local_points or min(dims[src], dims[tgt])
                     k = max(2, min(k, len(train)))
-                    v = rec.pointwise_lfre(A, B, k, train_idx=train, test_idx=test, n_jobs=n_jobs)
+                    v = engine.pointwise_lfre(
+                        A, B, k, train_idx=train, test_idx=test, n_jobs=n_jobs
+                    )
                     add(src, tgt, measure, rec._rms(v), _bootstrap_rms(v, n_bootstrap, rng), k)
                 elif names.index(tgt) >= names.index(src):
                     fn = SYMMETRIC[measure]

@@ -355,6 +355,28 @@ def _n_threads(n_jobs: int | None) -> int:
     return max(1, int(n_jobs))
 
 
+def local_points(n_samples: int, n_local_points: int, n_train: int | None = None) -> int:
+    """The LFRE neighbourhood size for ``n_local_points``: checked, and capped by ``n_train``
+    (with a warning) when that is given."""
+    k = int(n_local_points)
+    if n_samples < k:
+        raise MetricInputError(
+            f"X has {n_samples} samples but n_local_points={k}. "
+            "Must have at least n_local_points samples"
+        )
+    if k < 2:
+        raise MetricInputError(f"n_local_points must be at least 2, got {k}")
+    if n_train is not None and n_train < k:
+        # scikit-matter silently uses every training row then; we do the same, loudly
+        warnings.warn(
+            f"only {n_train} training samples but n_local_points={k}: every neighbourhood "
+            f"is the whole training set (k={n_train})",
+            stacklevel=3,
+        )
+        k = n_train
+    return k
+
+
 def pointwise_lfre(
     X,
     Y,
@@ -390,23 +412,9 @@ def pointwise_lfre(
     ndarray of shape (n_test,)
     """
     X, Y = _check_pair(X, Y)
-    k = int(n_local_points)
-    if len(X) < k:
-        raise MetricInputError(
-            f"X has {len(X)} samples but n_local_points={k}. "
-            "Must have at least n_local_points samples"
-        )
-    if k < 2:
-        raise MetricInputError(f"n_local_points must be at least 2, got {k}")
+    k = local_points(len(X), n_local_points)
     train, test = resolve_split(len(X), train_idx, test_idx)
-    if len(train) < k:
-        # scikit-matter silently uses every training row then; we do the same, loudly
-        warnings.warn(
-            f"only {len(train)} training samples but n_local_points={k}: every neighbourhood "
-            f"is the whole training set (k={len(train)})",
-            stacklevel=2,
-        )
-        k = len(train)
+    k = local_points(len(X), k, len(train))
     X_train, X_test, Y_train, Y_test = _prepare(X, Y, train, test, scaler)
     prob = _LocalProblem(folds=rr.fold_indices(k), rcond=rr.rcond_for((k, X.shape[1])))
     return _pointwise_lfre_scaled(
@@ -625,9 +633,11 @@ class ReconstructionStats:
     groups: list[_GroupStats]
     n_features_x: int
     n_features_y: int
+    shift_x: np.ndarray | None = None  # subtracted from every row before summing
+    shift_y: np.ndarray | None = None
 
-    def scaled(self) -> list[_Scaled]:
-        """Moments of fold 1, fold 2 and test in the space scaled by the training statistics."""
+    def _scaling(self) -> tuple[np.ndarray, np.ndarray, float, float]:
+        """Training means (shifted frame) and total variances of ``X`` and ``Y``."""
         train = self.groups[_FOLD1] + self.groups[_FOLD2]
         mx, my = train.sx / train.n, train.sy / train.n
         var_x = (np.trace(train.xx) - train.n * mx @ mx) / train.n
@@ -635,6 +645,37 @@ class ReconstructionStats:
         for var, name in ((var_x, "X"), (var_y, "Y")):
             if var < 1e-12:
                 raise MetricInputError(f"{name} has zero total variance on the training rows")
+        return mx, my, var_x, var_y
+
+    def pointwise(self, X_rows, Y_rows, measure: str = "gfre") -> np.ndarray:
+        """Per-row GFRE or GFRD of the streamed fit on some rows (e.g. the test rows).
+
+        ``X_rows``, ``Y_rows`` are unscaled rows of the original arrays; the root mean square
+        over the test rows is :func:`gfre_streamed` (or :func:`gfrd_streamed`) up to rounding.
+        Needs the shifts recorded by :func:`reconstruction_stats`.
+        """
+        if self.shift_x is None or self.shift_y is None:
+            raise MetricInputError(
+                "these statistics carry no shifts; build them with reconstruction_stats"
+            )
+        X_rows, Y_rows = _check_pair(X_rows, Y_rows)
+        mx, my, var_x, var_y = self._scaling()
+        Xs = (X_rows - self.shift_x - mx) / np.sqrt(var_x)
+        W, (f1, f2, _) = _streamed_weights(self)
+        pred = Xs @ W
+        if measure == "gfre":
+            Ys = (Y_rows - self.shift_y - my) / np.sqrt(var_y)
+            return _finite_result(np.linalg.norm(Ys - pred, axis=1), "GFRE")
+        if measure != "gfrd":
+            raise MetricInputError(f"measure must be 'gfre' or 'gfrd', not {measure!r}")
+        Q = _streamed_procrustes(W, f1, f2)
+        width = Q.shape[0]
+        distortion = _pad(pred, width) - _pad(Xs, width) @ Q
+        return _finite_result(np.linalg.norm(distortion, axis=1), "GFRD")
+
+    def scaled(self) -> list[_Scaled]:
+        """Moments of fold 1, fold 2 and test in the space scaled by the training statistics."""
+        mx, my, var_x, var_y = self._scaling()
         sx_, sy_ = np.sqrt(var_x), np.sqrt(var_y)
         out = []
         for g in self.groups:
@@ -666,12 +707,7 @@ def reconstruction_stats(
     -------
     ReconstructionStats
     """
-    train, test = resolve_split(n_samples, train_idx, test_idx)
-    group = np.full(n_samples, -1, dtype=np.int8)
-    fold1, fold2 = rr.fold_indices(len(train))
-    group[train[fold1]] = _FOLD1
-    group[train[fold2]] = _FOLD2
-    group[test] = _TEST
+    group = row_groups(n_samples, train_idx, test_idx)
     stats: list[_GroupStats] | None = None
     shift_x = shift_y = None
     start = 0
@@ -688,15 +724,41 @@ def reconstruction_stats(
         stop = start + len(X_chunk)
         if stop > n_samples:
             raise MetricInputError(f"the chunks hold more than n_samples={n_samples} rows")
-        g = group[start:stop]
-        for gid in (_FOLD1, _FOLD2, _TEST):
-            rows = g == gid
-            if rows.any():
-                stats[gid].add(X_chunk[rows] - shift_x, Y_chunk[rows] - shift_y)
+        add_chunk(stats, X_chunk, Y_chunk, group[start:stop], shift_x, shift_y)
         start = stop
     if stats is None or start != n_samples:
         raise MetricInputError(f"the chunks hold {start} rows, expected n_samples={n_samples}")
-    return ReconstructionStats(stats, stats[0].xx.shape[0], stats[0].xy.shape[1])
+    return ReconstructionStats(
+        stats, stats[0].xx.shape[0], stats[0].xy.shape[1], shift_x=shift_x, shift_y=shift_y
+    )
+
+
+def row_groups(n_samples: int, train_idx=None, test_idx=None) -> np.ndarray:
+    """The group of every row for the streamed fit: CV fold 1 or 2 of the training rows
+    (0, 1), test (2), or neither (-1); the split as :func:`resolve_split` makes it."""
+    train, test = resolve_split(n_samples, train_idx, test_idx)
+    group = np.full(n_samples, -1, dtype=np.int8)
+    fold1, fold2 = rr.fold_indices(len(train))
+    group[train[fold1]] = _FOLD1
+    group[train[fold2]] = _FOLD2
+    group[test] = _TEST
+    return group
+
+
+def add_chunk(
+    stats: list[_GroupStats],
+    X_chunk: np.ndarray,
+    Y_chunk: np.ndarray,
+    groups: np.ndarray,
+    shift_x: np.ndarray,
+    shift_y: np.ndarray,
+) -> None:
+    """Add a block of (float64) rows to the per-group statistics ``stats`` (fold 1, fold 2,
+    test); ``groups`` is the block's slice of :func:`row_groups`."""
+    for gid in (_FOLD1, _FOLD2, _TEST):
+        rows = groups == gid
+        if rows.any():
+            stats[gid].add(X_chunk[rows] - shift_x, Y_chunk[rows] - shift_y)
 
 
 def _gram_factors_from_stats(xx: np.ndarray, xy: np.ndarray):
@@ -786,12 +848,18 @@ def gfrd_streamed(
     )
     W, (f1, f2, test) = _streamed_weights(stats)
     dx, dy = W.shape
+    Q = _streamed_procrustes(W, f1, f2)[:dx, :dy]
+    total = np.sum(W * (test.xx @ W)) + np.trace(test.xx) - 2.0 * np.sum(W * (test.xx @ Q))
+    return float(np.sqrt(max(total, 0.0) / test.n))
+
+
+def _streamed_procrustes(W: np.ndarray, f1: _Scaled, f2: _Scaled) -> np.ndarray:
+    """The orthogonal map (zero-padded, square) closest to ``W`` on the training rows."""
+    dx, dy = W.shape
     width = max(dx, dy)
     M = np.zeros((width, width))
     M[:dx, :dy] = (f1.xx + f2.xx) @ W
-    Q = _procrustes(M)[:dx, :dy]
-    total = np.sum(W * (test.xx @ W)) + np.trace(test.xx) - 2.0 * np.sum(W * (test.xx @ Q))
-    return float(np.sqrt(max(total, 0.0) / test.n))
+    return _procrustes(M)
 
 
 def iter_row_chunks(X, Y, chunk_size: int = 65536) -> Iterator[tuple[np.ndarray, np.ndarray]]:

@@ -141,7 +141,7 @@ def cumulant_order_table(
 
 
 def cumulant_model_table(
-    tables: Mapping[str, AtomFeatures],
+    tables: Mapping[str, AtomFeatures | StructureFeatures],
     order: int = 8,
     measures: Sequence[str] = ("gfre", "lfre"),
     n_test: int = 1000,
@@ -153,13 +153,20 @@ def cumulant_model_table(
     """GFRE/LFRE between models at structure level, on ``Φ(order)`` of each.
 
     Only the structures every model holds are used, matched by structure hash; feature
-    outliers of any model are left out first (see :func:`cumulant_order_table`).
+    outliers of any model are left out first (see :func:`cumulant_order_table`). Tables of
+    cumulant features (order ``>= order``, e.g. from
+    :func:`mlipspace.distributed.store_cumulants`) are used as they are.
     """
     measures = _check_measures(measures)
     if len(tables) < 2:
         raise MetricInputError("cross-model comparison needs at least two models")
-    tables, _ = drop_outlier_structures(tables, outlier_factor)
-    pooled = {name: cumulants(t, order) for name, t in tables.items()}
+    if not all(isinstance(t, StructureFeatures) for t in tables.values()):
+        tables, _ = drop_outlier_structures(tables, outlier_factor)
+    pooled = {
+        name: t if isinstance(t, StructureFeatures) else cumulants(t, order)
+        for name, t in tables.items()
+    }
+    pooled = {name: _phi_table(p, order) for name, p in pooled.items()}
     common = set.intersection(*(set(p.structure_hash) for p in pooled.values()))
     if not common:
         raise MetricInputError("the models share no structure")
@@ -194,3 +201,22 @@ def cumulant_model_table(
                     }
                 )
     return pd.DataFrame(rows)
+
+
+def _phi_table(pooled: StructureFeatures, order: int) -> StructureFeatures:
+    """``Φ(order)`` of a cumulant table of that order or higher."""
+    if pooled.order == order:
+        return pooled
+    if pooled.order < order:
+        raise MetricInputError(f"cumulant table has order {pooled.order} < order {order}")
+    return StructureFeatures(
+        X=pooled.phi(order),
+        structure_hash=pooled.structure_hash,
+        structures=pooled.structures,
+        order=order,
+        model=pooled.model,
+        layer=pooled.layer,
+        pooling=pooled.pooling,
+        scaled=pooled.scaled,
+        metadata=pooled.metadata,
+    )

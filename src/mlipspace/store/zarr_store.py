@@ -24,6 +24,25 @@ an orphaned staging folder, removed by :meth:`FeatureStore.clean_staging`). Seve
 processes may write at once, even to the same (model, layer): segments have unique
 names, and a structure written twice is read once (the earliest segment wins), so a
 re-run after a crash resumes without duplicates.
+
+**Stores at a URL.** ``FeatureStore`` also takes an fsspec URL: ``file://`` (a local path,
+same as above), ``memory://`` (in-process, for tests), ``s3://``, ``gs://``, ``az://``,
+... (with the matching fsspec package installed; credentials through ``storage_options``
+or the usual environment variables). Object stores have no atomic rename, so such a store
+commits by **marker** instead, and says so in its root attributes (``"commit": "marker"``):
+
+* a writer writes the segment group under its final name ``features/<model>/<layer>/<segment>/``
+  and then, last, a small object ``features/<model>/<layer>/<segment>.committed``;
+* **readers ignore every segment without its ``.committed`` marker** (a writer still busy,
+  or one that died half-way), so a segment becomes visible all at once, when its marker
+  appears;
+* :meth:`FeatureStore.clean_staging` removes marker-less segments older than ``max_age``
+  seconds (their writers are presumed dead; the age comes from the time stamp in the name).
+
+There is no ``.staging/`` folder in such a store. The marker rule can be chosen for a local
+directory too (``commit="marker"``, e.g. for a bucket mounted with a FUSE driver whose
+``rename`` copies); a store keeps the rule it was created with. Stores created on a local path
+without ``commit`` carry no ``commit`` attribute and are laid out exactly as described above.
 """
 
 from __future__ import annotations
@@ -102,52 +121,199 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+COMMIT_RENAME, COMMIT_MARKER = "rename", "marker"
+MARKER_SUFFIX = ".committed"
+#: marker-less segments older than this (seconds) are removed by ``clean_staging``
+STALE_SEGMENT_AGE = 6 * 3600.0
+
+
+def _is_url(text: str) -> bool:
+    return "://" in text and not text.startswith("file://")
+
+
+class _LocalFiles:
+    """Files of a store on a local path, addressed by ``/``-joined keys ("" is the root)."""
+
+    local = True
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def full(self, key: str) -> Path:
+        return self.root / key if key else self.root
+
+    def exists(self, key: str) -> bool:
+        return self.full(key).exists()
+
+    def isdir(self, key: str) -> bool:
+        return self.full(key).is_dir()
+
+    def read_text(self, key: str) -> str:
+        return self.full(key).read_text()
+
+    def write_json(self, key: str, payload: dict[str, Any]) -> None:
+        _write_json_atomic(self.full(key), payload)
+
+    def mkdir(self, key: str, parents: bool = False) -> None:
+        self.full(key).mkdir(parents=parents, exist_ok=True)
+
+    def listdir(self, key: str) -> list[str]:
+        folder = self.full(key)
+        return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+    def rmtree(self, key: str) -> None:
+        shutil.rmtree(self.full(key), ignore_errors=True)
+
+    def zarr_store(self, key: str, read_only: bool) -> Any:
+        return self.full(key)
+
+
+class _FsspecFiles:
+    """Files of a store at an fsspec URL (object storage has no rename: markers commit)."""
+
+    local = False
+
+    def __init__(self, url: str, storage_options: dict[str, Any] | None):
+        from fsspec.core import url_to_fs
+
+        self.url = url.rstrip("/")
+        self.storage_options = dict(storage_options or {})
+        self.fs, root = url_to_fs(self.url, **self.storage_options)
+        self.root = root.rstrip("/")
+
+    def full(self, key: str) -> str:
+        return f"{self.root}/{key}" if key else self.root
+
+    def exists(self, key: str) -> bool:
+        return bool(self.fs.exists(self.full(key)))
+
+    def isdir(self, key: str) -> bool:
+        return bool(self.fs.isdir(self.full(key)))
+
+    def read_text(self, key: str) -> str:
+        return self.fs.cat_file(self.full(key)).decode()
+
+    def write_json(self, key: str, payload: dict[str, Any]) -> None:
+        # one PUT: an object appears whole or not at all
+        data = json.dumps(payload, indent=2, default=_json_default).encode()
+        self.fs.pipe_file(self.full(key), data)
+
+    def mkdir(self, key: str, parents: bool = False) -> None:
+        self.fs.makedirs(self.full(key), exist_ok=True)
+
+    def listdir(self, key: str) -> list[str]:
+        path = self.full(key)
+        self.fs.invalidate_cache(path)  # other writers add segments: never trust a cached listing
+        try:
+            names = self.fs.ls(path, detail=False)
+        except FileNotFoundError:
+            return []
+        return sorted({str(n).rstrip("/").rsplit("/", 1)[-1] for n in names})
+
+    def rmtree(self, key: str) -> None:
+        try:
+            self.fs.rm(self.full(key), recursive=True)
+        except FileNotFoundError:
+            pass
+
+    def zarr_store(self, key: str, read_only: bool) -> Any:
+        from zarr.storage import FsspecStore
+
+        url = f"{self.url}/{key}" if key else self.url
+        return FsspecStore.from_url(
+            url, storage_options=self.storage_options or None, read_only=read_only
+        )
+
+
+def _reopen(url: str, mode: str, storage_options: dict[str, Any] | None) -> FeatureStore:
+    return FeatureStore(url, mode=mode, storage_options=storage_options)
+
+
 class FeatureStore:
     """Per-atom features of many models and layers, keyed by (structure hash, site).
 
     Parameters
     ----------
-    path : str or Path
-        The store directory (created on first use unless ``mode="r"``).
-    mode : {"a", "r"}
-        ``"a"`` opens or creates; ``"r"`` requires an existing store.
+    path : str, Path or fsspec URL
+        The store directory (created on first use unless ``mode="r"``): a local path, a
+        ``file://`` URL, or any other fsspec URL (``s3://bucket/feats.zarr``,
+        ``memory://feats.zarr``, ...), see the module docstring.
+    mode : {"a", "r", "r+"}
+        ``"a"`` opens or creates; ``"r"`` requires an existing store; ``"r+"`` requires an
+        existing store and writes into it (what a Dask worker uses: a worker that cannot see
+        the store fails instead of starting an empty one).
+    storage_options : dict, optional
+        Passed to fsspec for a URL (credentials, endpoint, ...).
+    commit : {"rename", "marker"}, optional
+        How a new store commits segments (ignored for an existing store, which keeps its
+        own rule). Default: ``"rename"`` on a local path, ``"marker"`` at any other URL.
+
+    Attributes
+    ----------
+    path : Path or str
+        The local directory (a ``Path``), or the URL for a store elsewhere.
+    url : str
+        A string that reopens the store: the local path or the URL.
 
     Examples
     --------
     >>> store = FeatureStore("features.zarr")                       # doctest: +SKIP
     >>> store.write("chgnet-0.3.0", "ll", structures, arrays)       # doctest: +SKIP
     >>> table = store.read("chgnet-0.3.0", "ll")                    # doctest: +SKIP
+    >>> remote = FeatureStore("s3://bucket/features.zarr")          # doctest: +SKIP
     """
 
-    def __init__(self, path: str | os.PathLike, mode: str = "a"):
-        self.path = Path(path)
-        if mode not in ("a", "r"):
-            raise ValueError(f"mode must be 'a' or 'r', not {mode!r}")
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        mode: str = "a",
+        storage_options: dict[str, Any] | None = None,
+        commit: str | None = None,
+    ):
+        text = os.fspath(path)
+        if isinstance(text, bytes):
+            text = text.decode()
+        self._files: _LocalFiles | _FsspecFiles
+        if _is_url(text):
+            self._files = _FsspecFiles(text, storage_options)
+            self.path: Path | str = self._files.url
+            self.url = self._files.url
+        else:
+            local = Path(text[len("file://") :] if text.startswith("file://") else text)
+            self._files = _LocalFiles(local)
+            self.path = local
+            self.url = os.path.abspath(local)  # the same store from any working directory
+        self.storage_options = dict(storage_options or {})
+        if mode not in ("a", "r", "r+"):
+            raise ValueError(f"mode must be 'a', 'r' or 'r+', not {mode!r}")
+        if commit not in (None, COMMIT_RENAME, COMMIT_MARKER):
+            raise StoreError(f"commit must be 'rename' or 'marker', not {commit!r}")
+        if commit == COMMIT_RENAME and not self._files.local:
+            raise StoreError(f"{self.path}: commit by rename needs a local file system")
         self.read_only = mode == "r"
-        self._attrs_cache: dict[Path, dict[str, Any]] = {}
-        root = self.path / "zarr.json"
-        if root.exists():
-            self._check_root(root)
-        elif mode == "r":
+        self._attrs_cache: dict[str, dict[str, Any]] = {}
+        files = self._files
+        if files.exists("zarr.json"):
+            self.commit = self._check_root()
+        elif mode in ("r", "r+"):
             raise StoreError(f"{self.path}: no feature store here (no zarr.json)")
         else:
-            if self.path.exists() and any(self.path.iterdir()):
+            if files.exists("") and files.listdir(""):
                 raise StoreError(f"{self.path}: exists and is not a feature store")
-            self.path.mkdir(parents=True, exist_ok=True)
-            _write_json_atomic(
-                root,
-                _group_json(
-                    {
-                        "mlipspace_store_format": FORMAT_VERSION,
-                        "created": _now(),
-                        "creator": _creator(),
-                    }
-                ),
-            )
+            files.mkdir("", parents=True)
+            self.commit = commit or (COMMIT_RENAME if files.local else COMMIT_MARKER)
+            attrs: dict[str, Any] = {
+                "mlipspace_store_format": FORMAT_VERSION,
+                "created": _now(),
+                "creator": _creator(),
+            }
+            if self.commit != COMMIT_RENAME:
+                attrs["commit"] = self.commit
+            files.write_json("zarr.json", _group_json(attrs))
 
-    def _check_root(self, root: Path) -> None:
+    def _check_root(self) -> str:
         try:
-            attrs = json.loads(root.read_text()).get("attributes", {})
+            attrs = json.loads(self._files.read_text("zarr.json")).get("attributes", {})
         except (OSError, json.JSONDecodeError) as exc:
             raise StoreError(f"{self.path}: unreadable store metadata ({exc})") from exc
         version = attrs.get("mlipspace_store_format")
@@ -157,45 +323,84 @@ class FeatureStore:
             raise StoreError(
                 f"{self.path}: store format {version} is newer than this mlipspace ({FORMAT_VERSION})"
             )
+        commit = attrs.get("commit", COMMIT_RENAME)
+        if commit not in (COMMIT_RENAME, COMMIT_MARKER):
+            raise StoreError(f"{self.path}: unknown commit rule {commit!r}")
+        if commit == COMMIT_RENAME and not self._files.local:
+            raise StoreError(
+                f"{self.path}: this store commits by rename (it was made on a local file "
+                "system); open it through its local path"
+            )
+        return commit
 
     def __repr__(self) -> str:
         return f"FeatureStore({str(self.path)!r})"
 
-    # ------------------------------------------------------------------ layout
-    def _entry_dir(self, model: str, layer: str) -> Path:
-        return self.path / "features" / safe_name(model) / safe_name(layer)
+    def __reduce__(self) -> tuple[Any, ...]:
+        # reopened by URL where unpickled (a Dask worker): file handles and caches stay here
+        mode = "r" if self.read_only else "r+"
+        return (_reopen, (self.url, mode, self.storage_options or None))
 
-    def _ensure_entry(self, model: str, layer: str) -> Path:
-        features = self.path / "features"
-        model_dir = features / safe_name(model)
-        entry = model_dir / safe_name(layer)
+    def __dask_tokenize__(self) -> tuple[str, str, str]:
+        # the same store gives the same task keys (segments never change once committed)
+        return (
+            "mlipspace.FeatureStore",
+            self.url,
+            json.dumps(self.storage_options, sort_keys=True, default=str),
+        )
+
+    # ------------------------------------------------------------------ layout
+    def _entry_dir(self, model: str, layer: str) -> str:
+        return f"features/{safe_name(model)}/{safe_name(layer)}"
+
+    def _ensure_entry(self, model: str, layer: str) -> str:
+        model_dir = f"features/{safe_name(model)}"
+        entry = f"{model_dir}/{safe_name(layer)}"
         for directory, attrs in (
-            (features, {}),
+            ("features", {}),
             (model_dir, {"model": model}),
             (entry, {"model": model, "layer": layer}),
         ):
-            directory.mkdir(exist_ok=True)
-            if not (directory / "zarr.json").exists():
-                _write_json_atomic(directory / "zarr.json", _group_json(attrs))
+            self._files.mkdir(directory)
+            if not self._files.exists(f"{directory}/zarr.json"):
+                self._files.write_json(f"{directory}/zarr.json", _group_json(attrs))
         return entry
 
-    def _segments(self, model: str, layer: str) -> list[Path]:
+    def _segments(self, model: str, layer: str) -> list[str]:
+        """Keys of the committed segments of (model, layer), in write order."""
         entry = self._entry_dir(model, layer)
-        if not entry.is_dir():
-            return []
+        names = self._files.listdir(entry)
         # names start with a time stamp, so sorting gives write order
-        return sorted(p for p in entry.iterdir() if p.is_dir() and (p / "zarr.json").exists())
+        if self.commit == COMMIT_MARKER:
+            return [
+                f"{entry}/{n[: -len(MARKER_SUFFIX)]}" for n in names if n.endswith(MARKER_SUFFIX)
+            ]
+        return [
+            f"{entry}/{n}"
+            for n in names
+            if self._files.isdir(f"{entry}/{n}") and self._files.exists(f"{entry}/{n}/zarr.json")
+        ]
+
+    def segments(self, model: str, layer: str) -> list[str]:
+        """Keys (paths relative to the store) of the committed segments of (model, layer).
+
+        In write order; for :meth:`segment_structures` and :meth:`read_segment_rows`, which
+        let a scheduler read a store chunk by chunk.
+        """
+        return self._segments(model, layer)
 
     def entries(self) -> list[tuple[str, str]]:
         """Every (model, layer) with at least one committed segment."""
         out = []
-        features = self.path / "features"
-        if not features.is_dir():
-            return out
-        for entry_json in sorted(features.glob("*/*/zarr.json")):
-            attrs = json.loads(entry_json.read_text())["attributes"]
-            if self._segments(attrs["model"], attrs["layer"]):
-                out.append((attrs["model"], attrs["layer"]))
+        files = self._files
+        for model_dir in files.listdir("features"):
+            for layer_dir in files.listdir(f"features/{model_dir}"):
+                key = f"features/{model_dir}/{layer_dir}/zarr.json"
+                if not files.exists(key):
+                    continue
+                attrs = json.loads(files.read_text(key))["attributes"]
+                if self._segments(attrs["model"], attrs["layer"]):
+                    out.append((attrs["model"], attrs["layer"]))
         return out
 
     # ------------------------------------------------------------------ write
@@ -284,14 +489,18 @@ class FeatureStore:
         }
         entry = self._ensure_entry(model, layer)
         name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
-        staging = self.path / ".staging" / f"{socket.gethostname()}-{os.getpid()}-{name}"
-        if not staging.parent.is_dir():
-            staging.parent.mkdir(exist_ok=True)
-            _write_json_atomic(
-                staging.parent / "zarr.json",
-                _group_json({"purpose": "segments being written; not part of the store"}),
-            )
-        group = zarr.open_group(staging, mode="w", zarr_format=3)
+        files = self._files
+        if self.commit == COMMIT_MARKER:
+            target = f"{entry}/{name}"  # invisible to readers until its marker exists
+        else:
+            target = f".staging/{socket.gethostname()}-{os.getpid()}-{name}"
+            if not files.isdir(".staging"):
+                files.mkdir(".staging")
+                files.write_json(
+                    ".staging/zarr.json",
+                    _group_json({"purpose": "segments being written; not part of the store"}),
+                )
+        group = zarr.open_group(files.zarr_store(target, read_only=False), mode="w", zarr_format=3)
         for key, values, chunks in (
             ("X", X, (min(ROW_CHUNK, len(X)), dim)),
             ("site", site, (min(ROW_CHUNK * 4, len(X)),)),
@@ -301,7 +510,13 @@ class FeatureStore:
             arr = group.create_array(key, shape=values.shape, chunks=chunks, dtype=values.dtype)
             arr[...] = values
         group.attrs.update(attrs)
-        os.rename(staging, entry / name)  # the commit point
+        if self.commit == COMMIT_MARKER:  # the commit point: the marker, written last
+            files.write_json(
+                f"{entry}/{name}{MARKER_SUFFIX}",
+                {"segment": name, "structures": len(keep), "atoms": len(X), "time": _now()},
+            )
+        else:
+            os.rename(files.full(target), files.full(f"{entry}/{name}"))  # the commit point
         return len(keep)
 
     def write_skipped(
@@ -317,23 +532,30 @@ class FeatureStore:
                 for a, r in zip(structures, reasons, strict=True)
             ]
         }
-        _write_json_atomic(
-            entry / f"skipped-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.json", payload
+        self._files.write_json(
+            f"{entry}/skipped-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.json", payload
         )
 
     def skipped(self, model: str, layer: str) -> pd.DataFrame:
         """Structures recorded as skipped for (model, layer), with reasons."""
         rows = []
         entry = self._entry_dir(model, layer)
-        if entry.is_dir():
-            for path in sorted(entry.glob("skipped-*.json")):
-                rows += json.loads(path.read_text())["structures"]
+        for name in self._files.listdir(entry):
+            if name.startswith("skipped-") and name.endswith(".json"):
+                rows += json.loads(self._files.read_text(f"{entry}/{name}"))["structures"]
         frame = pd.DataFrame(rows, columns=[*STRUCTURE_COLUMNS, "reason"])
         return frame.drop_duplicates("structure_hash").reset_index(drop=True)
 
-    def clean_staging(self) -> int:
-        """Remove staging folders left by writers that are no longer running; returns how many."""
-        staging = self.path / ".staging"
+    def clean_staging(self, max_age: float = STALE_SEGMENT_AGE) -> int:
+        """Remove what writers that are no longer running left half-written; returns how many.
+
+        In a rename store, the staging folders of writers that are no longer running (on
+        this host; another host's folders are removed too). In a marker store, the
+        segments without a commit marker older than ``max_age`` seconds.
+        """
+        if self.commit == COMMIT_MARKER:
+            return self._clean_unmarked(max_age)
+        staging = Path(self._files.full(".staging"))
         removed = 0
         if not staging.is_dir():
             return 0
@@ -353,14 +575,55 @@ class FeatureStore:
             removed += 1
         return removed
 
+    def _clean_unmarked(self, max_age: float) -> int:
+        files = self._files
+        removed = 0
+        now = time.time_ns()
+        for model_dir in files.listdir("features"):
+            for layer_dir in files.listdir(f"features/{model_dir}"):
+                entry = f"features/{model_dir}/{layer_dir}"
+                names = files.listdir(entry)
+                marked = {n[: -len(MARKER_SUFFIX)] for n in names if n.endswith(MARKER_SUFFIX)}
+                for name in names:
+                    stamp = name.split("-", 1)[0]
+                    if name in marked or not stamp.isdigit() or "." in name:
+                        continue
+                    if (now - int(stamp)) / 1e9 >= max_age:
+                        files.rmtree(f"{entry}/{name}")
+                        removed += 1
+        return removed
+
     # ------------------------------------------------------------------ read
-    def _segment_attrs(self, segment: Path) -> dict[str, Any]:
+    def _segment_attrs(self, segment: str) -> dict[str, Any]:
         # committed segments never change, so their attributes are read once
         attrs = self._attrs_cache.get(segment)
         if attrs is None:
-            attrs = json.loads((segment / "zarr.json").read_text())["attributes"]
+            attrs = json.loads(self._files.read_text(f"{segment}/zarr.json"))["attributes"]
             self._attrs_cache[segment] = attrs
         return attrs
+
+    def _open_segment(self, segment: str) -> zarr.Group:
+        return zarr.open_group(
+            self._files.zarr_store(segment, read_only=True), mode="r", zarr_format=3
+        )
+
+    def segment_structures(self, segment: str) -> pd.DataFrame:
+        """The structure table of one segment (a key from :meth:`segments`), with row spans.
+
+        Columns ``structure_hash, n_atoms, subset, source, parent, start``: the atoms of the
+        structure in row ``i`` are rows ``start[i] .. start[i] + n_atoms[i]`` of the
+        segment, sites in order (a segment is written structure by structure).
+        """
+        table = pd.DataFrame(
+            self._segment_attrs(segment)["structures"], columns=list(STRUCTURE_COLUMNS)
+        )
+        counts = table["n_atoms"].to_numpy(dtype=np.int64)
+        table["start"] = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        return table
+
+    def read_segment_rows(self, segment: str, start: int, stop: int) -> np.ndarray:
+        """Rows ``start .. stop`` of the features ``X`` of one segment (its stored dtype)."""
+        return self._open_segment(segment)["X"][int(start) : int(stop)]
 
     def _known_dim(self, model: str, layer: str) -> int | None:
         segments = self._segments(model, layer)
@@ -423,7 +686,7 @@ class FeatureStore:
             if not fresh.any():
                 continue
             seen.update(table["structure_hash"][fresh])
-            group = zarr.open_group(segment, mode="r", zarr_format=3)
+            group = self._open_segment(segment)
             row = group["structure"][:]
             atom_mask = fresh.to_numpy()[row]
             keep_rows = np.flatnonzero(fresh.to_numpy())
