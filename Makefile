@@ -53,6 +53,7 @@ lint: install
 bench: install
 	$(BIN)/python benchmarks/metrics.py
 	$(BIN)/python benchmarks/featurize.py
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/scale.py
 
 clean:
 	rm -rf $(VENV) $(MLIPSPACE_ENV_DIR) demo-results .cache
