@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 app = typer.Typer(
     name="mlipspace",
@@ -15,3 +18,24 @@ app = typer.Typer(
 #: messages and progress go to stderr; results (tables) to stdout, so they can be piped
 console = Console(stderr=True)
 out = Console()
+
+#: the ``--scheduler`` option of every command that can run on Dask
+SchedulerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--scheduler",
+        help="Run on Dask: local:N (N worker processes here) or a scheduler address.",
+    ),
+]
+
+
+def progress_bars(**kwargs) -> Progress:
+    """The progress display of long work: description, bar, done/total, elapsed (on stderr)."""
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        **kwargs,
+    )

@@ -9,7 +9,7 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
-from .app import app, console
+from .app import SchedulerOption, app, console
 
 
 def _split_list(value: str) -> list[str]:
@@ -34,13 +34,7 @@ def compare_command(
     n_local_points: Annotated[
         int | None, typer.Option("--n-local-points", help="LFRE neighbours (default min(dA, dB)).")
     ] = None,
-    scheduler: Annotated[
-        str | None,
-        typer.Option(
-            "--scheduler",
-            help="Run on Dask: local:N (N worker processes here) or a scheduler address.",
-        ),
-    ] = None,
+    scheduler: SchedulerOption = None,
 ) -> None:
     """Compare models pairwise: table (parquet, CSV) and heatmaps (PNG, SVG, HTML)."""
     from ..metrics.compare import compare, write_comparison

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from .app import app, console, out
+from .app import SchedulerOption, app, console, out
 
 
 @app.command("cumulants")
@@ -25,13 +25,7 @@ def cumulants_command(
     n_test: Annotated[int, typer.Option(help="Test structures (capped at a quarter).")] = 1000,
     seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("cumulants"),
-    scheduler: Annotated[
-        str | None,
-        typer.Option(
-            "--scheduler",
-            help="Run on Dask: local:N (N worker processes here) or a scheduler address.",
-        ),
-    ] = None,
+    scheduler: SchedulerOption = None,
 ) -> None:
     """Order-by-order GFRE/LFRE of Φ(m) → Φ(n) for one model, or Φ(order) across models."""
     from ..metrics.compare import write_comparison

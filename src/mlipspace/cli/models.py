@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from .app import app, console, out
+from .app import SchedulerOption, app, console, out, progress_bars
 
 
 def _split(text: str) -> list[str]:
@@ -86,17 +86,9 @@ def featurize_command(
     ] = "error",
     dtype: Annotated[str, typer.Option("--dtype", help="float32 | float64")] = "float32",
     device: Annotated[str, typer.Option("--device", help="Torch device.")] = "cpu",
-    scheduler: Annotated[
-        str | None,
-        typer.Option(
-            "--scheduler",
-            help="Run on Dask: local:N (N worker processes here) or a scheduler address.",
-        ),
-    ] = None,
+    scheduler: SchedulerOption = None,
 ) -> None:
     """Featurize STRUCTURES with every model into a store, resuming what is already there."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
     from ..featurize import featurize
     from ..store import FeatureStore
     from ..structures import read_structures
@@ -113,13 +105,7 @@ def featurize_command(
                            device, dtype, on_unsupported)  # fmt: skip
         _report_skipped(fs, model_names, layer_names, store)
         return
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    ) as bar:
+    with progress_bars() as bar:
         tasks = {name: bar.add_task(name, total=len(atoms)) for name in model_names}
         for name in model_names:
             task = tasks[name]
@@ -152,20 +138,12 @@ def _featurize_on_dask(
     atoms, model_names, layer_names, fs, scheduler, batch_size, device, dtype, on_unsupported
 ) -> None:
     """``featurize --scheduler``: Dask tasks over chunks of structures, one bar per model."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
     from ..distributed import close_clients, featurize_distributed, get_client
 
     client = get_client(scheduler)
     console.print(f"Dask: {client}")
     try:
-        with Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-        ) as bar:
+        with progress_bars() as bar:
             tasks = {name: bar.add_task(name, total=len(atoms)) for name in model_names}
             featurize_distributed(
                 atoms, model_names, layer=layer_names, store=fs, scheduler=client,
