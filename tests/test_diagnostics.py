@@ -371,7 +371,10 @@ def test_run_diagnostics_on_a_chgnet_common_space(tmp_path):
     store = mlipspace.FeatureStore(tmp_path / "s.zarr")
     models = ["chgnet-0.3.0", "chgnet-0.2.0"]
     for model in [*models, "soap"]:
-        mlipspace.featurize(structures, model, layer="node", store=store, progress=False)
+        # sparse random packings leave an atom with no neighbour within CHGNet 0.2.0's cutoff
+        mlipspace.featurize(
+            structures, model, layer="node", store=store, progress=False, on_unsupported="skip"
+        )
     space = common_space_from_store(store, models, n_anchors=32, method="fps")
     summary = run_diagnostics(
         space,
