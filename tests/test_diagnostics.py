@@ -396,5 +396,6 @@ def test_run_diagnostics_on_a_chgnet_common_space(tmp_path):
     assert not relax.loc[relax["converged"], "lost"].any()
     assert relax["deviation"].notna().all()
     assert set(summary["mirror_gap_mean"]) == set(models)
+    assert all(n >= 4 for n in pd.read_csv(tmp_path / "diag" / "mirror_gap.csv")["n_atoms"])
     written = json.loads((tmp_path / "diag" / "summary.json").read_text())
     assert written["models_with_calculator"] == models

@@ -91,10 +91,21 @@ def high_symmetry_structures(
     return list(picked.values())
 
 
-def chiral_structures(structures: Sequence[Atoms], n: int, max_atoms: int = 24) -> list[Atoms]:
-    """Up to ``n`` small low-symmetry (rattled) structures, where a mirror gap can show."""
-    rattled = [a for a in structures if a.info.get("subset") == "rattled" and len(a) <= max_atoms]
-    return sorted(rattled, key=len)[:n]
+def chiral_structures(
+    structures: Sequence[Atoms], n: int, min_atoms: int = 4, max_atoms: int = 24
+) -> list[Atoms]:
+    """Up to ``n`` small rattled structures without any symmetry (space group P1).
+
+    Only such cells can differ from their mirror image by more than a proper rotation (a cell
+    of one or two atoms, rattled or not, is always superimposable on its image).
+    """
+    rattled = [
+        a
+        for a in structures
+        if a.info.get("subset") == "rattled" and min_atoms <= len(a) <= max_atoms
+    ]
+    chiral = [a for a in sorted(rattled, key=len) if symmetry_dataset(a, 1e-3).number == 1]
+    return chiral[:n]
 
 
 def _shared_sites(atoms: Atoms) -> int:
