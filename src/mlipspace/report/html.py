@@ -375,6 +375,16 @@ class _Context:
 # ----------------------------------------------------------------------------- sections
 
 
+def _platonic_file(ctx: _Context, sec: Section, name: str) -> Path | None:
+    """``platonic/<name>``, or None with the section marked missing and a note saying why."""
+    path = ctx.path("platonic", name)
+    if path.exists():
+        return path
+    sec.missing = True
+    sec.note(f"platonic/{name} not found: run `mlipspace platonic` (or the demo) first.")
+    return None
+
+
 def _overview(ctx: _Context) -> Section:
     sec = Section("overview", "Overview")
     structures = ctx.structures()
@@ -715,10 +725,8 @@ def _pca_static(ctx: _Context, data: dict[str, Any]) -> None:
 
 def _agreement(ctx: _Context) -> Section:
     sec = Section("agreement", "Agreement in the common space")
-    path = ctx.path("platonic", "agreement.csv")
-    if not path.exists():
-        sec.missing = True
-        sec.note("platonic/agreement.csv not found: run `mlipspace platonic` (or the demo) first.")
+    path = _platonic_file(ctx, sec, "agreement.csv")
+    if path is None:
         return sec
     df = _read_csv(path, ["source", "target"])
     settings = ctx.platonic_summary().get("settings", {})
@@ -777,10 +785,8 @@ def _agreement(ctx: _Context) -> Section:
 
 def _transport(ctx: _Context) -> Section:
     sec = Section("transport", "Optimal transport between models")
-    w2_path = ctx.path("platonic", "w2.csv")
-    if not w2_path.exists():
-        sec.missing = True
-        sec.note("platonic/w2.csv not found.")
+    w2_path = _platonic_file(ctx, sec, "w2.csv")
+    if w2_path is None:
         return sec
     w2 = _read_csv(w2_path, index_col=0)
     sec.lead(
@@ -808,10 +814,8 @@ def _transport(ctx: _Context) -> Section:
 
 def _bias(ctx: _Context) -> Section:
     sec = Section("bias", "Bias map")
-    path = ctx.path("platonic", "bias_map.csv")
-    if not path.exists():
-        sec.missing = True
-        sec.note("platonic/bias_map.csv not found.")
+    path = _platonic_file(ctx, sec, "bias_map.csv")
+    if path is None:
         return sec
     bias = _read_csv(path, index_col=0)
     sec.lead(
@@ -833,10 +837,8 @@ def _bias(ctx: _Context) -> Section:
 
 def _atypical(ctx: _Context) -> Section:
     sec = Section("atypical", "Atypical structures")
-    path = ctx.path("platonic", "atypical_structures.csv")
-    if not path.exists():
-        sec.missing = True
-        sec.note("platonic/atypical_structures.csv not found.")
+    path = _platonic_file(ctx, sec, "atypical_structures.csv")
+    if path is None:
         return sec
     df = _read_csv(path, ["structure_hash", "dispersion_mean"])
     sec.lead(
@@ -969,10 +971,8 @@ def _stitching(ctx: _Context) -> Section:
 
 def _claims(ctx: _Context) -> Section:
     sec = Section("claims", "Which claims of the papers hold here")
-    path = ctx.path("platonic", "claims.csv")
-    if not path.exists():
-        sec.missing = True
-        sec.note("platonic/claims.csv not found: run `mlipspace platonic` (or the demo) first.")
+    path = _platonic_file(ctx, sec, "claims.csv")
+    if path is None:
         return sec
     claims = _read_csv(path, ["test", "claim", "evidence", "holds"], keep_default_na=False)
     sec.lead(
