@@ -11,9 +11,9 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from ase.neighborlist import neighbor_list
 
 import mlipspace
+from conftest import local_descriptor
 from mlipspace.platonic import (
     common_space_from_store,
     dispersion,
@@ -26,17 +26,6 @@ from mlipspace.platonic import (
     with_controls,
 )
 from mlipspace.platonic.chemistry import element_group
-
-
-def local_descriptor(atoms, shells=(0.0, 2.2, 2.8, 3.4, 4.2, 5.0)):
-    """Neighbour counts per periodic group in radial shells, plus the atom's own group."""
-    groups = element_group(atoms.numbers) - 1
-    i, j, d = neighbor_list("ijd", atoms, shells[-1])
-    shell = np.digitize(d, shells) - 1
-    desc = np.zeros((len(atoms), 18 * (len(shells) - 1) + 18))
-    np.add.at(desc, (i, groups[j] * (len(shells) - 1) + shell), np.exp(-d))
-    desc[np.arange(len(atoms)), 18 * (len(shells) - 1) + groups] = 3.0
-    return desc
 
 
 @pytest.fixture(scope="module")

@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from ase.io import write
-from ase.neighborlist import neighbor_list
 
 import mlipspace
+from conftest import local_descriptor
 from mlipspace.report import ReportError, build_report
 
 MODELS = ["model-a", "model-b", "model-c"]
@@ -43,19 +43,6 @@ SECTION_IDS = (
     "files",
     "provenance",
 )
-
-
-def local_descriptor(atoms, shells=(0.0, 2.2, 2.8, 3.4, 4.2, 5.0)):
-    """Neighbour counts per atomic number class in radial shells, plus the atom's own class."""
-    from mlipspace.platonic.chemistry import element_group
-
-    groups = element_group(atoms.numbers) - 1
-    i, j, d = neighbor_list("ijd", atoms, shells[-1])
-    shell = np.digitize(d, shells) - 1
-    desc = np.zeros((len(atoms), 18 * (len(shells) - 1) + 18))
-    np.add.at(desc, (i, groups[j] * (len(shells) - 1) + shell), np.exp(-d))
-    desc[np.arange(len(atoms)), 18 * (len(shells) - 1) + groups] = 3.0
-    return desc
 
 
 def make_results(root: Path, n_structures: int = 40) -> Path:
