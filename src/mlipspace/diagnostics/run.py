@@ -33,6 +33,7 @@ from .physics import auroc_with_note, phonon_check, relax_symmetry_loss
 from .symmetry import (
     displacement_series,
     mirror_gap,
+    rows_by_structure,
     symmetry_dataset,
     symmetry_scores,
 )
@@ -116,18 +117,9 @@ def _shared_sites(atoms: Atoms) -> int:
     return int(counts[counts > 1].sum())
 
 
-def _rows_by_structure(space: Any) -> dict[str, np.ndarray]:
-    """Rows of the space for every structure hash, in site order."""
-    atoms = space.atoms
-    codes, uniques = pd.factorize(atoms.structure_hash)
-    out = {}
-    for code, key in enumerate(uniques):
-        idx = np.flatnonzero(codes == code)
-        out[key] = idx[np.argsort(atoms.site[idx], kind="stable")]
-    return out
-
-
-def deviation_from_consensus(space: Any, structures: Sequence[Atoms]) -> pd.DataFrame:
+def deviation_from_consensus(
+    space: Any, structures: Sequence[Atoms], rows: dict[str, np.ndarray] | None = None
+) -> pd.DataFrame:
     """Mean ``1 − cos(z^m, consensus)`` over each structure's atoms, for every trained model.
 
     Structures absent from the space get NaN.
@@ -138,7 +130,7 @@ def deviation_from_consensus(space: Any, structures: Sequence[Atoms]) -> pd.Data
     from ..structures import structure_hash
 
     center = consensus(space)
-    rows = _rows_by_structure(space)
+    rows = rows if rows is not None else rows_by_structure(space.atoms)
     records = []
     for model in [m for m in space.models if not is_control(m)]:
         dev = 1.0 - rowwise_cosine(space.Z[model], center)
@@ -234,19 +226,21 @@ def run_diagnostics(
     say = progress or (lambda text: None)
     layer = layer or space.settings.get("layer", "node")
     models = list(models) if models is not None else [m for m in space.models if not is_control(m)]
-    symmetric = high_symmetry_structures(structures, max(n_symmetric, n_phonon))
+    # one pass over the candidates: the first ones are relaxed, all stored ones are scored
+    candidates = high_symmetry_structures(structures, max(50, n_symmetric, n_phonon))
+    symmetric = candidates[: max(n_symmetric, n_phonon)]
     chiral = chiral_structures(structures, n_mirror)
     summary: dict[str, Any] = {
         "models": models,
         "symmetric_structures": [a.get_chemical_formula() for a in symmetric],
         "mirror_structures": [a.get_chemical_formula() for a in chiral],
     }
-    rows = _rows_by_structure(space)
+    rows = rows_by_structure(space.atoms)
 
     say("diagnostics: symmetry of stored features")
     from ..structures import structure_hash
 
-    stored = [a for a in high_symmetry_structures(structures, 50) if structure_hash(a) in rows]
+    stored = [a for a in candidates if structure_hash(a) in rows]
     features = {m: [space.E[m][rows[structure_hash(a)]] for a in stored] for m in models}
     sym = symmetry_scores(stored, features) if stored else pd.DataFrame()
     sym.to_csv(out / "symmetry.csv", index=False)
@@ -294,7 +288,7 @@ def run_diagnostics(
     if len(mirror):
         summary["mirror_gap_mean"] = mirror.groupby("model")["gap"].mean().to_dict()
 
-    deviation = deviation_from_consensus(space, symmetric)
+    deviation = deviation_from_consensus(space, symmetric, rows)
     with_calculator = [m for m in models if m in CALCULATOR_MODELS]
     summary["models_with_calculator"] = with_calculator
 

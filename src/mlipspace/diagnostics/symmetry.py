@@ -181,6 +181,16 @@ def _with_hash(atoms: Atoms) -> Atoms:
     return atoms
 
 
+def rows_by_structure(features: AtomFeatures) -> dict[str, np.ndarray]:
+    """The rows of every structure of ``features``, by structure hash, in site order."""
+    rows: dict[str, np.ndarray] = {}
+    codes, uniques = pd.factorize(features.structure_hash)
+    for code, key in enumerate(uniques):
+        idx = np.flatnonzero(codes == code)
+        rows[key] = idx[np.argsort(features.site[idx], kind="stable")]
+    return rows
+
+
 def _per_structure(
     structures: Sequence[Atoms], features: AtomFeatures | Sequence[np.ndarray], model: str
 ) -> list[np.ndarray | None]:
@@ -188,11 +198,7 @@ def _per_structure(
     from ..structures import structure_hash
 
     if isinstance(features, AtomFeatures):
-        rows: dict[str, np.ndarray] = {}
-        codes, uniques = pd.factorize(features.structure_hash)
-        for code, key in enumerate(uniques):
-            idx = np.flatnonzero(codes == code)
-            rows[key] = idx[np.argsort(features.site[idx], kind="stable")]
+        rows = rows_by_structure(features)
         out: list[np.ndarray | None] = []
         for atoms in structures:
             idx = rows.get(structure_hash(atoms))

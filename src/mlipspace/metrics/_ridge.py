@@ -324,5 +324,5 @@ def select_cutoffs_batched(
     same = (n12 == n12[rows, best][:, None]) & (n21 == n21[rows, best][:, None])
     margin = low[rows, best] - np.max(np.where(same, -np.inf, high), axis=1)
     tie = 1e-9 * np.abs(scores[rows, best])
-    decided &= (margin > tie) | same.all(axis=1)
+    decided &= margin > tie  # margin is +inf when every choice has the same counts
     return cutoffs[rows, best], decided

@@ -457,8 +457,7 @@ def _t8(
         from ase.data import atomic_numbers
 
         def rarity(elements: str) -> float:
-            symbols = [s for s in _split_symbols(elements)]
-            return float(max(1.0 / counts[atomic_numbers[s]] for s in symbols))
+            return float(max(1.0 / counts[atomic_numbers[s]] for s in _split_symbols(elements)))
 
         rare = np.array([rarity(e) for e in atypical.elements])
         rho = float(spearmanr(atypical.dispersion_mean, rare).statistic)
