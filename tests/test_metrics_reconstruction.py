@@ -141,6 +141,54 @@ def test_batched_local_fits_decide_most_points_and_equal_the_exact_path(d, k):
     np.testing.assert_allclose(batched[decided], reference[decided], rtol=1e-8)
 
 
+def _locally_rank_deficient(n=500, d=48, seed=12):
+    """Features like real models' last layers: many atoms share an environment exactly
+    (duplicate rows in both models), and the rest of the spectrum decays over ten decades.
+
+    Duplicates are duplicated in ``Y`` too: rows at exactly equal distance with different
+    targets would make the neighbourhood depend on how ties are broken (scikit-matter's
+    unstable argsort breaks them arbitrarily, mlipspace by training-row order).
+    """
+    rng = np.random.default_rng(seed)
+    prototypes = rng.standard_normal((60, 12)) * np.logspace(0, -10, 12)
+    hidden = rng.standard_normal((60, 20))  # what Y knows of an environment and X does not
+    which = rng.integers(0, 60, n)
+    Z = prototypes[which]
+    Z[::3] += 1e-6 * rng.standard_normal((len(Z[::3]), 12))
+    X = Z @ rng.standard_normal((12, d))
+    Y = np.tanh(Z @ rng.standard_normal((12, 20))) + 0.1 * hidden[which]
+    return X, Y
+
+
+@pytest.mark.parametrize(("d", "k"), [(48, 32), (48, 48), (12, 30)])
+def test_svd_path_decides_rank_deficient_neighbourhoods_and_equals_skmatter(d, k):
+    X, Y = _locally_rank_deficient(d=d)
+    train, test = rec.resolve_split(len(X))
+    Xtr, Xte, Ytr, Yte = rec._prepare(X, Y, train, test)
+    order, prob = rec._LocalProblem(
+        folds=rr.fold_indices(k), rcond=rr.rcond_for((k, d))
+    ).contiguous()
+    neigh = rec.nearest_train_rows(Xtr, Xte, k)[:, order]
+    args = (Xtr[neigh], Ytr[neigh], Xte, Yte, prob)
+    # the Gram path cannot resolve these spectra; stacked SVDs decide nearly all of them
+    assert np.isnan(rec._local_errors_batched(*args)).mean() > 0.5
+    by_svd = rec._local_errors_batched(*args, svd=True)
+    decided = ~np.isnan(by_svd)
+    assert decided.mean() > 0.9
+    exact = rec._LocalProblem(folds=prob.folds, rcond=prob.rcond, exact=True)
+    reference = np.array(
+        [
+            rec._local_error(Xtr[r], Ytr[r], x, y, exact)
+            for r, x, y in zip(neigh, Xte, Yte, strict=True)
+        ]
+    )
+    np.testing.assert_allclose(by_svd[decided], reference[decided], rtol=1e-8, atol=1e-10)
+    # and the whole measure equals scikit-matter's
+    ours = pointwise_lfre(X, Y, k, n_jobs=2)
+    ref = sk.pointwise_local_reconstruction_error(X, Y, k)
+    np.testing.assert_allclose(ours, ref, rtol=RTOL, atol=1e-10)
+
+
 def test_float32_input_matches_float64_reference():
     X, Y = _data(200, 8, 8, 0.1, seed=6)
     X32, Y32 = X.astype(np.float32), Y.astype(np.float32)

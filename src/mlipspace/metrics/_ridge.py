@@ -14,9 +14,10 @@ regularization_method="cutoff", scoring="neg_root_mean_squared_error")``:
 
 A fold is described by its *factors* ``(s, P, R)``: singular values ``s`` (descending),
 ``P = B V`` for the rows ``B`` to predict and ``R = Uᵀ y``. They come either from an SVD of the
-rows (exact, what scikit-matter does) or from an eigendecomposition of the smaller Gram matrix
-(faster; used by LFRE when the spectrum is well resolved) or from sufficient statistics
-(streamed GFRE/GFRD). The scoring and selection code below is shared by all three.
+rows (exact, what scikit-matter does; stacked for LFRE's many small problems) or from an
+eigendecomposition of the smaller Gram matrix (faster; used by LFRE when the spectrum is well
+resolved) or from sufficient statistics (streamed GFRE/GFRD). The scoring and selection code below
+is shared by all of them.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ SKMATTER_RANDOM_STATE = 0x5F3759DF
 GRAM_RESOLUTION = 1e-8
 # A cutoff closer than this (relative) to a singular value is ambiguous for Gram factors.
 CUTOFF_MARGIN = 1e-7
+# Singular values from any backward-stable SVD carry an absolute error of a few eps * s_max; a
+# cutoff closer than this to one (relative to s_max) could be decided either way.
+SVD_NOISE = 1e3 * np.spacing(np.float64(1))
 
 
 def fold_indices(
@@ -186,6 +190,18 @@ def eigh_desc_batched(G: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return lam[..., ::-1], vecs[..., ::-1]
 
 
+def cutoffs_clear_batched(s: np.ndarray, cutoffs: np.ndarray) -> np.ndarray:
+    """Whether no singular value lies so close to a cutoff that rounding could move it across.
+
+    ``s`` (b, r) descending, ``cutoffs`` (b, c). Close means within :data:`CUTOFF_MARGIN`
+    relative, or within :data:`SVD_NOISE` ``* s[0]`` absolute.
+    """
+    sv = s[:, None, :]
+    c = np.asarray(cutoffs)[:, :, None]
+    tol = np.maximum(CUTOFF_MARGIN * np.maximum(c, sv), SVD_NOISE * s[:, :1, None])
+    return ~(np.abs(sv - c) <= tol).any(axis=(1, 2))
+
+
 def gram_resolved_batched(lam: np.ndarray, cutoffs: np.ndarray) -> np.ndarray:
     """Whether Gram eigenvalues decide every cutoff count as an SVD would, for stacks.
 
@@ -193,8 +209,8 @@ def gram_resolved_batched(lam: np.ndarray, cutoffs: np.ndarray) -> np.ndarray:
     rounding error of order ``eps * lam[0]``, so it is trusted only above
     :data:`GRAM_RESOLUTION` ``* lam[0]``. A problem is resolved when either every eigenvalue is
     trusted, or the smallest cutoff is itself above that level (then the untrusted eigenvalues
-    are certainly truncated, whatever their exact value); and no singular value lies within
-    :data:`CUTOFF_MARGIN` of a cutoff.
+    are certainly truncated, whatever their exact value); and the cutoffs are clear of the
+    singular values (:func:`cutoffs_clear_batched`).
     """
     if lam.shape[1] == 0:
         return np.zeros(len(lam), dtype=bool)
@@ -202,10 +218,17 @@ def gram_resolved_batched(lam: np.ndarray, cutoffs: np.ndarray) -> np.ndarray:
     floor = GRAM_RESOLUTION * np.maximum(top, 0)
     c_min = np.min(cutoffs, axis=1)
     ok = (top > 0) & ((low >= floor) | (c_min * c_min >= floor))
-    s = np.sqrt(np.clip(lam, 0.0, None))[:, None, :]
-    c = np.asarray(cutoffs)[:, :, None]
-    near = np.abs(s - c) <= CUTOFF_MARGIN * np.maximum(c, s)
-    return ok & ~near.any(axis=(1, 2))
+    return ok & cutoffs_clear_batched(np.sqrt(np.clip(lam, 0.0, None)), cutoffs)
+
+
+def factors_svd_batched(A: np.ndarray, y: np.ndarray, B: np.ndarray):
+    """Exact fold factors of stacks ``A`` (b, m, d), ``y`` (b, m, t), ``B`` (b, m', d): a stacked
+    :func:`factors_svd`. Returns ``(s, Pe, R)`` with ``Pe = P / s`` as
+    :func:`factors_gram_batched` does."""
+    U, s, Vt = np.linalg.svd(A, full_matrices=False)
+    inv = np.divide(1.0, s, out=np.zeros_like(s), where=s > 0)
+    Pe = (B @ Vt.transpose(0, 2, 1)) * inv[:, None, :]
+    return s, Pe, U.transpose(0, 2, 1) @ y
 
 
 def factors_gram_batched(A: np.ndarray, y: np.ndarray, B: np.ndarray, grams=None):
@@ -286,24 +309,34 @@ def select_cutoffs_batched(
     rcond: float,
     alphas: np.ndarray = DEFAULT_ALPHAS,
     gram: np.ndarray | None = None,
+    svd: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The 2-fold CV cutoff of many centred problems ``(Xc, Yc)`` (b, k, ·) at once.
 
-    ``gram`` is ``Xc Xcᵀ`` (b, k, k) if already known: the folds' Gram blocks are cut from it.
+    The fold factors come from the Gram matrices, or with ``svd=True`` from stacked SVDs
+    (slower, but as exact as scikit-matter's for any spectrum). ``gram`` is ``Xc Xcᵀ``
+    (b, k, k) if already known: the folds' Gram blocks are cut from it.
     Returns ``(cutoff, decided)``: ``decided`` is False where Gram factors are not resolved or
-    where rounding could change which cutoff wins; those problems must be solved exactly.
+    where rounding could change which cutoff wins; those problems must be solved otherwise.
     """
     f1, f2 = folds
     A1, A2, y1, y2 = Xc[:, f1], Xc[:, f2], Yc[:, f1], Yc[:, f2]
-    g12 = g21 = None
-    if gram is not None:
-        g12 = (gram[:, f1][:, :, f1], gram[:, f2][:, :, f1])
-        g21 = (gram[:, f2][:, :, f2], gram[:, f1][:, :, f2])
-    s12, P12, R12, lam1 = factors_gram_batched(A1, y1, A2, g12)
-    s21, P21, R21, lam2 = factors_gram_batched(A2, y2, A1, g21)
+    if svd:
+        s12, P12, R12 = factors_svd_batched(A1, y1, A2)
+        s21, P21, R21 = factors_svd_batched(A2, y2, A1)
+    else:
+        g12 = g21 = None
+        if gram is not None:
+            g12 = (gram[:, f1][:, :, f1], gram[:, f2][:, :, f1])
+            g21 = (gram[:, f2][:, :, f2], gram[:, f1][:, :, f2])
+        s12, P12, R12, lam1 = factors_gram_batched(A1, y1, A2, g12)
+        s21, P21, R21, lam2 = factors_gram_batched(A2, y2, A1, g21)
     top = np.maximum(s12[:, 0], s21[:, 0])
     cutoffs = top[:, None] * np.asarray(alphas)[None, :]
-    decided = gram_resolved_batched(lam1, cutoffs) & gram_resolved_batched(lam2, cutoffs)
+    if svd:
+        decided = cutoffs_clear_batched(s12, cutoffs) & cutoffs_clear_batched(s21, cutoffs)
+    else:
+        decided = gram_resolved_batched(lam1, cutoffs) & gram_resolved_batched(lam2, cutoffs)
     n12 = counts_for_batched(s12, cutoffs, rcond)
     n21 = counts_for_batched(s21, cutoffs, rcond)
     sse12, err12 = sse_by_count_batched(P12, R12, y2)

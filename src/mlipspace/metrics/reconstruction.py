@@ -24,10 +24,12 @@ Differences from scikit-matter (all documented in ``docs/metrics.md``):
   orthogonal map; the distortion norm is unique there (the freedom left in the polar factor only
   rotates the padding coordinates). For ``dim(X) <= dim(Y)`` nothing changes.
 * Arithmetic is float64 whatever the input dtype (scikit-matter keeps float32 inputs in float32).
-* LFRE is computed with batched neighbour search, Gram-matrix eigendecompositions and threads;
-  whenever a local spectrum is not resolved well enough to guarantee the same truncation as an
-  SVD, that test point falls back to the exact SVD path, so results agree with scikit-matter to
-  rounding.
+* LFRE is computed with batched neighbour search, stacked solvers and threads. Gram-matrix
+  eigendecompositions decide the well-conditioned neighbourhoods; where a local spectrum is not
+  resolved well enough to guarantee the same truncation as an SVD (real features are often
+  locally rank-deficient), stacked SVDs of the neighbourhoods, reduced by a QR factorisation to
+  ``k + 1`` columns, take over; the rare point where a cutoff or a CV score is too close to call
+  takes the per-point SVD path. Results agree with scikit-matter to rounding.
 * Bad input raises :class:`~mlipspace.errors.MetricInputError` (a ``ValueError``), never a NaN.
 """
 
@@ -465,19 +467,56 @@ def _truncated_pinv_predict_batched(G, left, right, cutoff) -> tuple[np.ndarray,
     return pred, resolved
 
 
-def _local_errors_batched(Xn, Yn, x, y, prob: _LocalProblem) -> np.ndarray:
+def _truncated_svd_predict_batched(A, left, right, cutoff) -> tuple[np.ndarray, np.ndarray]:
+    """``left @ pinv_cutoff(A) @ right`` for stacks ``A`` (b, k, d), ``left`` (b, 1, d),
+    ``right`` (b, k, t) through stacked SVDs (exact for any spectrum), and whether each cutoff
+    is clear of the singular values."""
+    U, s, Vt = np.linalg.svd(A, full_matrices=False)
+    keep = s > cutoff[:, None]
+    weight = np.divide(1.0, s, out=np.zeros_like(s), where=keep)
+    pred = ((left @ Vt.transpose(0, 2, 1)) * weight[:, None, :]) @ (U.transpose(0, 2, 1) @ right)
+    return pred, rr.cutoffs_clear_batched(s, cutoff[:, None])
+
+
+def _row_space_coordinates(Xc: np.ndarray, xq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of ``Xc`` (b, k, d) and ``xq`` (b, 1, d) in an orthonormal basis of their span.
+
+    With ``[Xc; xq]ᵀ = Q R`` (a QR factorisation, backward stable like the SVD), the rows of
+    ``Rᵀ`` have the same inner products as the rows of ``[Xc; xq]``, so every singular value,
+    fold fit and prediction is unchanged while ``d`` shrinks to ``k + 1``.
+    """
+    k, d = Xc.shape[1:]
+    if d <= k + 1:
+        return Xc, xq
+    R = np.linalg.qr(np.concatenate([Xc, xq], axis=1).transpose(0, 2, 1), mode="r")
+    Z = R.transpose(0, 2, 1)
+    return Z[:, :k], Z[:, k:]
+
+
+def _local_errors_batched(Xn, Yn, x, y, prob: _LocalProblem, svd: bool = False) -> np.ndarray:
     """:func:`_local_error` for a stack of neighbourhoods ``Xn`` (b, k, d), ``Yn`` (b, k, t).
 
-    Cutoff selection and final prediction use stacked Gram matrices. Where either cannot be
-    decided as an SVD would decide it, the entry is NaN and the caller solves that test point
-    on the exact path.
+    By default cutoff selection and final prediction use stacked Gram matrices; with
+    ``svd=True`` they use stacked SVDs of the neighbourhoods (reduced to ``k + 1`` columns
+    first), which resolve any spectrum as scikit-matter's SVDs do. Where a point still cannot
+    be decided as an SVD would decide it, the entry is NaN and the caller solves that test
+    point on the next path.
     """
     xm, ym = Xn.mean(axis=1, keepdims=True), Yn.mean(axis=1, keepdims=True)
     Xc, Yc = Xn - xm, Yn - ym
     xq = x[:, None, :] - xm  # (b, 1, d)
     k, d = Xc.shape[1:]
     Xt = Xc.transpose(0, 2, 1)
-    if k <= d:
+    if svd:
+        Xr, xr = _row_space_coordinates(Xc, xq)
+        cutoff, decided = rr.select_cutoffs_batched(
+            Xr, Yc, prob.folds, prob.rcond, prob.alphas, svd=True
+        )
+
+        def final(i):
+            return _truncated_svd_predict_batched(Xr[i], xr[i], Yc[i], cutoff[i])
+
+    elif k <= d:
         # one k × k Gram serves both folds and, reflected to drop the centring's zero
         # direction, the final fit: G_z = (H G H)[1:, 1:] with H = I - 2 w wᵀ
         gram = Xc @ Xt
@@ -485,22 +524,32 @@ def _local_errors_batched(Xn, Yn, x, y, prob: _LocalProblem) -> np.ndarray:
             Xc, Yc, prob.folds, prob.rcond, prob.alphas, gram=gram
         )
         w = _mean_free_basis(k)
-        gw = gram @ w
-        wgw = gw @ w
-        hgh = gram - 2.0 * (w[None, :, None] * gw[:, None, :] + gw[:, :, None] * w[None, None, :])
-        hgh += 4.0 * wgw[:, None, None] * np.outer(w, w)[None]
-        v = xq @ Xt  # (b, 1, k)
-        v -= 2.0 * (v @ w)[:, :, None] * w
-        Yz = Yc - 2.0 * w[None, :, None] * (w @ Yc)[:, None, :]
-        pred, resolved = _truncated_pinv_predict_batched(
-            hgh[:, 1:, 1:], v[:, :, 1:], Yz[:, 1:], cutoff
-        )
+
+        def final(i):
+            g = gram[i]
+            gw = g @ w
+            hgh = g - 2.0 * (w[None, :, None] * gw[:, None, :] + gw[:, :, None] * w[None, None, :])
+            hgh += 4.0 * (gw @ w)[:, None, None] * np.outer(w, w)[None]
+            v = xq[i] @ Xt[i]  # (b, 1, k)
+            v -= 2.0 * (v @ w)[:, :, None] * w
+            Yz = Yc[i] - 2.0 * w[None, :, None] * (w @ Yc[i])[:, None, :]
+            return _truncated_pinv_predict_batched(
+                hgh[:, 1:, 1:], v[:, :, 1:], Yz[:, 1:], cutoff[i]
+            )
+
     else:
         cutoff, decided = rr.select_cutoffs_batched(Xc, Yc, prob.folds, prob.rcond, prob.alphas)
-        pred, resolved = _truncated_pinv_predict_batched(Xt @ Xc, xq, Xt @ Yc, cutoff)
-    decided &= resolved
-    errors = np.linalg.norm(y - ym[:, 0] - pred[:, 0], axis=1)
-    errors[~decided] = np.nan
+
+        def final(i):
+            return _truncated_pinv_predict_batched(Xt[i] @ Xc[i], xq[i], Xt[i] @ Yc[i], cutoff[i])
+
+    # the final fit only where the cutoff is decided: the rest go to the next path anyway
+    errors = np.full(len(Xn), np.nan)
+    done = np.flatnonzero(decided)
+    if len(done):
+        pred, resolved = final(done)
+        err = np.linalg.norm(y[done] - ym[done, 0] - pred[:, 0], axis=1)
+        errors[done] = np.where(resolved, err, np.nan)
     return errors
 
 
@@ -516,12 +565,17 @@ def _pointwise_lfre_scaled(
         neigh = nearest_train_rows(X_train, X_test[start:stop], k)
         if order is not None:
             neigh = neigh[:, order]
+        out = np.full(stop - start, np.nan)
         if estimator is None and not prob.exact:
-            out = _local_errors_batched(
-                X_train[neigh], Y_train[neigh], X_test[start:stop], Y_test[start:stop], prob
-            )
-        else:
-            out = np.full(stop - start, np.nan)
+            # Gram path first (fast, decides well-conditioned neighbourhoods); stacked SVDs
+            # for the rest (real features are often locally rank-deficient)
+            for svd in (False, True):
+                todo = np.flatnonzero(np.isnan(out))
+                if len(todo):
+                    rows, pts = neigh[todo], start + todo
+                    out[todo] = _local_errors_batched(
+                        X_train[rows], Y_train[rows], X_test[pts], Y_test[pts], prob, svd=svd
+                    )
         for j in np.flatnonzero(np.isnan(out)):
             i, rows = start + j, neigh[j]
             if estimator is None:

@@ -52,7 +52,9 @@ def _measure_rows(
     for measure in measures:
         if measure == "lfre":
             k = min(n_local_points, len(train) - 1)
-            out[measure] = lfre(source, target, n_local_points=k, train_idx=train, test_idx=test)
+            out[measure] = lfre(
+                source, target, n_local_points=k, train_idx=train, test_idx=test, n_jobs=-1
+            )
         else:
             out[measure] = STRUCTURE_MEASURES[measure](
                 source, target, train_idx=train, test_idx=test
