@@ -240,10 +240,14 @@ def run_study(
 
             layer, order = kcfg.get("layer", "ll"), int(kcfg.get("max_order", 8))
             names = [m for m in kcfg.get("models", []) if m in models]
+            order_measures = tuple(kcfg.get("order_measures", ("gfre", "lfre")))
+            model_measures = tuple(kcfg.get("model_measures", ("gfre", "lfre")))
             rising = {}
             for model in names:
                 atoms = cumulant_input(store, [(model, layer)], structures, order, scheduler)[0]
-                table = cumulant_order_table(atoms, max_order=order, seed=seed)
+                table = cumulant_order_table(
+                    atoms, max_order=order, measures=order_measures, seed=seed
+                )
                 write_comparison(table, out / "cumulants" / _folder(model), stem=f"orders_{layer}")
                 first = table[(table.measure == "gfre") & (table.source_order == 1)]
                 rising[model] = first.sort_values("target_order")["value"].round(4).tolist()
@@ -251,7 +255,10 @@ def run_study(
                 pairs = [(m, layer) for m in names]
                 aligned = cumulant_input(store, pairs, structures, order, scheduler)
                 table = cumulant_model_table(
-                    dict(zip(names, aligned, strict=True)), order=order, seed=seed
+                    dict(zip(names, aligned, strict=True)),
+                    order=order,
+                    measures=model_measures,
+                    seed=seed,
                 )
                 write_comparison(table, out / "cumulants" / "models", stem=f"models_{layer}")
             return {"gfre_phi1_to_phin": rising}

@@ -142,11 +142,42 @@ class RidgeFit:
     cv_scores: np.ndarray
 
 
+@dataclass
+class RidgeSource:
+    """The SVDs of a source ``X`` that the fits of every target share (see
+    :func:`ridge_source`): per fold ``(U, s, P)`` with ``P`` the other fold's rows times ``V``,
+    and the SVD of all rows."""
+
+    folds: tuple[np.ndarray, np.ndarray]
+    fold1: tuple[np.ndarray, np.ndarray, np.ndarray]
+    fold2: tuple[np.ndarray, np.ndarray, np.ndarray]
+    full: tuple[np.ndarray, np.ndarray, np.ndarray]
+    rcond: float
+
+
+def ridge_source(X: np.ndarray, random_state: int = SKMATTER_RANDOM_STATE) -> RidgeSource:
+    """Factorise ``X`` (n, d) once for :func:`ridge2fold_fit` of many targets."""
+    fold1, fold2 = fold_indices(X.shape[0], random_state)
+
+    def fold(A: np.ndarray, B: np.ndarray):
+        U, s, Vt = np.linalg.svd(A, full_matrices=False)
+        return U, s, B @ Vt.T
+
+    return RidgeSource(
+        folds=(fold1, fold2),
+        fold1=fold(X[fold1], X[fold2]),
+        fold2=fold(X[fold2], X[fold1]),
+        full=np.linalg.svd(X, full_matrices=False),
+        rcond=rcond_for(X.shape),
+    )
+
+
 def ridge2fold_fit(
     X: np.ndarray,
     y: np.ndarray,
     alphas: np.ndarray = DEFAULT_ALPHAS,
     random_state: int = SKMATTER_RANDOM_STATE,
+    source: RidgeSource | None = None,
 ) -> RidgeFit:
     """Fit scikit-matter's cutoff ``Ridge2FoldCV`` on ``(X, y)`` exactly (SVD based).
 
@@ -158,6 +189,8 @@ def ridge2fold_fit(
         Relative cutoffs in ``[0, 1)``.
     random_state : int
         Seed of the 2-fold split.
+    source : RidgeSource, optional
+        ``ridge_source(X, random_state)`` when already computed (fits of several targets).
 
     Returns
     -------
@@ -166,14 +199,16 @@ def ridge2fold_fit(
     alphas = np.asarray(alphas, dtype=float)
     if np.any(alphas < 0) or np.any(alphas >= 1):
         raise ValueError("relative alphas must lie in [0, 1)")
-    fold1, fold2 = fold_indices(X.shape[0], random_state)
-    rcond = rcond_for(X.shape)
-    f12 = factors_svd(X[fold1], y[fold1], X[fold2])
-    f21 = factors_svd(X[fold2], y[fold2], X[fold1])
+    if source is None:
+        source = ridge_source(X, random_state)
+    fold1, fold2 = source.folds
+    (U1, s1, P1), (U2, s2, P2) = source.fold1, source.fold2
+    f12 = Factors(s=s1, P=P1, R=U1.T @ y[fold1])
+    f21 = Factors(s=s2, P=P2, R=U2.T @ y[fold2])
     cutoffs = scaled_cutoffs(f12.s, f21.s, alphas)
-    scores = cv_scores(f12, y[fold2], f21, y[fold1], cutoffs, rcond)
+    scores = cv_scores(f12, y[fold2], f21, y[fold1], cutoffs, source.rcond)
     best = int(np.argmax(scores))
-    U, s, Vt = np.linalg.svd(X, full_matrices=False)
+    U, s, Vt = source.full
     n = int(np.sum(s > cutoffs[best]))
     W = (Vt.T[:, :n] / s[:n]) @ (U.T[:n] @ y)
     return RidgeFit(W=W, alpha=float(alphas[best]), cutoff=float(cutoffs[best]), cv_scores=scores)
@@ -258,14 +293,15 @@ def factors_gram_batched(A: np.ndarray, y: np.ndarray, B: np.ndarray, grams=None
     return s, Pe, R, lam
 
 
-def sse_by_count_batched(Pe: np.ndarray, R: np.ndarray, y: np.ndarray):
-    """Per-column squared errors of ``y`` predicted with the first ``n`` components, every ``n``.
+def sse_at_counts_batched(Pe: np.ndarray, R: np.ndarray, y: np.ndarray, counts: np.ndarray):
+    """Per-column squared errors of ``y`` predicted with the first ``n`` components, for each
+    ``n`` in ``counts`` (b, c).
 
     With ``c_j = Pe[:, j]`` and ``r_j = R[j]`` the prediction from ``n`` components is
-    ``Σ_{j<n} c_j r_jᵀ``; its squared error expands into Gram terms accumulated over ``j``, so
-    all ``r + 1`` counts cost two small matrix products per problem instead of ``r`` explicit
-    predictions. Returns ``(sse, bound)``, both (b, r + 1, t): ``bound`` is an upper bound of
-    the rounding error of the expansion (used to detect selections it cannot decide).
+    ``Σ_{j<n} c_j r_jᵀ``; its squared error expands into Gram terms summed over ``j < n``, so
+    every count costs matrix products instead of an explicit prediction. Returns
+    ``(sse, bound)``, both (b, c, t): ``bound`` is an upper bound of the rounding error of the
+    expansion (used to detect selections it cannot decide).
     """
     Pt = Pe.transpose(0, 2, 1)
     Q = Pt @ Pe
@@ -281,19 +317,13 @@ def sse_by_count_batched(Pe: np.ndarray, R: np.ndarray, y: np.ndarray):
     inc = cross
     inc += diag_r
     inc *= R
-    sse = np.empty((R.shape[0], R.shape[1] + 1, R.shape[2]))
-    sse[:, :1] = yy
-    np.cumsum(inc, axis=1, out=sse[:, 1:])
-    sse[:, 1:] += yy
-    scale = np.empty_like(sse)
-    scale[:, :1] = yy
-    np.cumsum(size, axis=1, out=scale[:, 1:])
-    scale[:, 1:] += yy
+    # (b, c, r) indicator of the components each count keeps: the sums over j < n are products
+    upto = (np.arange(R.shape[1])[None, None, :] < counts[:, :, None]).astype(R.dtype)
+    sse = upto @ inc
+    sse += yy
+    scale = upto @ size
+    scale += yy
     return sse, 1e-12 * Pe.shape[2] * scale
-
-
-def _gather_counts(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    return np.take_along_axis(values, counts[:, :, None], axis=1)
 
 
 def counts_for_batched(s: np.ndarray, cutoffs: np.ndarray, rcond: float) -> np.ndarray:
@@ -339,14 +369,12 @@ def select_cutoffs_batched(
         decided = gram_resolved_batched(lam1, cutoffs) & gram_resolved_batched(lam2, cutoffs)
     n12 = counts_for_batched(s12, cutoffs, rcond)
     n21 = counts_for_batched(s21, cutoffs, rcond)
-    sse12, err12 = sse_by_count_batched(P12, R12, y2)
-    sse21, err21 = sse_by_count_batched(P21, R21, y1)
+    a, ea = sse_at_counts_batched(P12, R12, y2, n12)
+    b, eb = sse_at_counts_batched(P21, R21, y1, n21)
 
     def score(sse, n_rows):
         return -np.mean(np.sqrt(np.maximum(sse, 0.0) / n_rows), axis=-1)
 
-    a, b = _gather_counts(sse12, n12), _gather_counts(sse21, n21)
-    ea, eb = _gather_counts(err12, n12), _gather_counts(err21, n21)
     m1, m2 = y1.shape[1], y2.shape[1]
     scores = (score(a, m2) + score(b, m1)) / 2
     low = (score(a + ea, m2) + score(b + eb, m1)) / 2

@@ -224,12 +224,21 @@ def compare_tables(
         )
 
     for src in names:
+        shared = {}
+        if "gfre" in measures and hasattr(engine, "pointwise_gfre_targets"):
+            # one factorisation of the source serves every target
+            shared = engine.pointwise_gfre_targets(
+                feats[src], feats, train_idx=train, test_idx=test
+            )
         for tgt in names:
             if progress:
                 progress(f"{src} → {tgt}")
             A, B = feats[src], feats[tgt]
             for measure in measures:
-                if measure in ("gfre", "gfrd"):
+                if measure == "gfre" and tgt in shared:
+                    v = shared[tgt]
+                    add(src, tgt, measure, rec._rms(v), _bootstrap_rms(v, n_bootstrap, rng))
+                elif measure in ("gfre", "gfrd"):
                     fn = engine.pointwise_gfre if measure == "gfre" else engine.pointwise_gfrd
                     v = fn(A, B, train_idx=train, test_idx=test)
                     add(src, tgt, measure, rec._rms(v), _bootstrap_rms(v, n_bootstrap, rng))

@@ -37,9 +37,10 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy.linalg import cho_solve, lapack
@@ -56,6 +57,7 @@ __all__ = [
     "lfre",
     "pointwise_gfrd",
     "pointwise_gfre",
+    "pointwise_gfre_targets",
     "pointwise_lfre",
     "reconstruction_stats",
     "resolve_split",
@@ -226,11 +228,30 @@ def pointwise_gfre(X, Y, train_idx=None, test_idx=None, scaler=None, estimator=N
     -------
     ndarray of shape (n_test,)
     """
-    X, Y = _check_pair(X, Y)
-    train, test = resolve_split(len(X), train_idx, test_idx)
-    X_train, X_test, Y_train, Y_test = _prepare(X, Y, train, test, scaler)
-    (pred,) = _fit_predict(X_train, Y_train, [X_test], estimator)
-    return _finite_result(np.linalg.norm(Y_test - pred, axis=1), "GFRE")
+    return pointwise_gfre_targets(X, {"Y": Y}, train_idx, test_idx, scaler, estimator)["Y"]
+
+
+def pointwise_gfre_targets(
+    X, targets: Mapping[Any, Any], train_idx=None, test_idx=None, scaler=None, estimator=None
+) -> dict[Any, np.ndarray]:
+    """:func:`pointwise_gfre` of every target in ``targets`` (name → array) from one source.
+
+    The source's SVDs (both folds and all training rows) are computed once and shared by
+    every target's fit, which is what the all-pairs comparison spends most of its GFRE time on.
+    """
+    out: dict[Any, np.ndarray] = {}
+    source = None
+    for name, Y in targets.items():
+        Xv, Yv = _check_pair(X, Y)
+        train, test = resolve_split(len(Xv), train_idx, test_idx)
+        X_train, X_test, Y_train, Y_test = _prepare(Xv, Yv, train, test, scaler)
+        if estimator is None:
+            source = source or rr.ridge_source(X_train)
+            pred = X_test @ rr.ridge2fold_fit(X_train, Y_train, source=source).W
+        else:
+            (pred,) = _fit_predict(X_train, Y_train, [X_test], estimator)
+        out[name] = _finite_result(np.linalg.norm(Y_test - pred, axis=1), "GFRE")
+    return out
 
 
 def gfre(X, Y, train_idx=None, test_idx=None, scaler=None, estimator=None) -> float:
