@@ -26,6 +26,8 @@ from mlipspace.platonic import (
     with_controls,
 )
 from mlipspace.platonic.chemistry import element_group
+from mlipspace.platonic.space import sample_rows
+from mlipspace.transport import w2_matrix
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +92,13 @@ def test_transport_recovers_rotated_model(synthetic_store):
     assert w2.loc["model-a", "model-b"] < 1e-6
     assert w2.loc["model-a", "mace-random:0"] > 0.1
     np.testing.assert_allclose(w2.to_numpy(), w2.to_numpy().T)
+    # one plan per unordered pair: W2 as computed from scratch, both directions from it
+    rows = sample_rows(len(space.atoms), 300, 0)
+    reference = w2_matrix({m: space.Z[m][rows] for m in space.models})
+    np.testing.assert_allclose(w2.to_numpy(), reference.to_numpy(), rtol=1e-9, atol=1e-12)
+    ba = pairs.set_index(["source", "target"]).loc[("model-b", "model-a")]
+    assert ba.emd_element_accuracy > 0.98
+    assert ba.emd_accuracy == pytest.approx(ab.emd_accuracy)  # a permutation, read backwards
 
 
 def test_stitching_and_dispersion(synthetic_store):

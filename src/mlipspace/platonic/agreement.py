@@ -18,7 +18,7 @@ from scipy.linalg import orthogonal_procrustes
 
 from ..anchors.projection import unit_rows
 from ..metrics import similarity as sim
-from ..transport import match, matching_accuracy, w2_matrix
+from ..transport import matching_accuracy, transport_plan, w2_distance
 from .space import CommonSpace, sample_rows
 
 _CHUNK = 2048
@@ -177,32 +177,37 @@ def transport_agreement(
     gw_idx = sample_rows(len(space.atoms), gw_atoms, random_state + 1)
     numbers = space.atoms.numbers[rows_idx]
     rng = np.random.default_rng(random_state)
-    out = []
-    for a in space.models:
-        for b in space.models:
-            if a == b:
-                continue
+    rows: dict[tuple[str, str], dict] = {}
+    models = list(space.models)
+    w2 = pd.DataFrame(0.0, index=models, columns=models)
+    for i, a in enumerate(models):
+        for b in models[i + 1 :]:
             if progress:
-                progress(f"OT {a} → {b}")
-            # shuffle B so that an identity assignment cannot arise from row order
+                progress(f"OT {a} ↔ {b}")
+            # shuffle B so that an identity assignment cannot arise from row order; one plan
+            # per unordered pair serves both directions (its rows send A to B, its columns B
+            # to A)
             perm = rng.permutation(len(rows_idx))
-            true = np.argsort(perm)
             ZA, ZB = space.Z[a][rows_idx], space.Z[b][rows_idx][perm]
-            emd = match(ZA, ZB, method="emd")
-            sinkhorn = match(ZA, ZB, method="sinkhorn", reg=0.05, num_iter_max=1000)
-            gw_perm = rng.permutation(len(gw_idx))
-            gw = gromov_wasserstein_match(space.E[a][gw_idx], space.E[b][gw_idx][gw_perm])
-            out.append(
-                {
-                    "source": a,
-                    "target": b,
-                    "emd_accuracy": matching_accuracy(emd, true),
-                    "emd_element_accuracy": float(np.mean(numbers[perm][emd] == numbers)),
-                    "sinkhorn_accuracy": matching_accuracy(sinkhorn, true),
+            emd = transport_plan(ZA, ZB, method="emd")
+            w2.loc[a, b] = w2.loc[b, a] = w2_distance(ZA, ZB, plan=emd)
+            sinkhorn = transport_plan(ZA, ZB, method="sinkhorn", reg=0.05, num_iter_max=1000)
+            for src, tgt, axis, true, src_numbers, tgt_numbers in (
+                (a, b, 1, np.argsort(perm), numbers, numbers[perm]),
+                (b, a, 0, perm, numbers[perm], numbers),
+            ):
+                sent = np.argmax(emd, axis=axis)
+                gw_perm = rng.permutation(len(gw_idx))
+                gw = gromov_wasserstein_match(space.E[src][gw_idx], space.E[tgt][gw_idx][gw_perm])
+                rows[src, tgt] = {
+                    "source": src,
+                    "target": tgt,
+                    "emd_accuracy": matching_accuracy(sent, true),
+                    "emd_element_accuracy": float(np.mean(tgt_numbers[sent] == src_numbers)),
+                    "sinkhorn_accuracy": matching_accuracy(np.argmax(sinkhorn, axis=axis), true),
                     "gw_raw_accuracy": matching_accuracy(gw, np.argsort(gw_perm)),
                     "n_atoms": len(rows_idx),
                     "gw_atoms": len(gw_idx),
                 }
-            )
-    w2 = w2_matrix({m: space.Z[m][rows_idx] for m in space.models})
+    out = [rows[a, b] for a in models for b in models if a != b]
     return pd.DataFrame(out), w2

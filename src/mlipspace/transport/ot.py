@@ -198,10 +198,20 @@ def matching_accuracy(assignment: np.ndarray, true: np.ndarray | None = None) ->
     return float(np.mean(assignment == true))
 
 
-def w2_distance(ZA: np.ndarray, ZB: np.ndarray, num_iter_max: int | None = None) -> float:
-    """2-Wasserstein distance between the uniform empirical measures of two point clouds."""
+def w2_distance(
+    ZA: np.ndarray,
+    ZB: np.ndarray,
+    num_iter_max: int | None = None,
+    plan: np.ndarray | None = None,
+) -> float:
+    """2-Wasserstein distance between the uniform empirical measures of two point clouds.
+
+    ``plan``: the exact (``"emd"``, squared-Euclidean) :func:`transport_plan` of ``ZA`` and
+    ``ZB`` when already computed.
+    """
     C = cost_matrix(ZA, ZB, "sqeuclidean")
-    return float(np.sqrt(max(np.sum(_emd(C, num_iter_max) * C), 0.0)))
+    T = _emd(C, num_iter_max) if plan is None else plan
+    return float(np.sqrt(max(np.sum(T * C), 0.0)))
 
 
 def w2_matrix(spaces: Mapping[str, np.ndarray], num_iter_max: int | None = None) -> pd.DataFrame:
