@@ -221,3 +221,32 @@ def test_structures_a_model_cannot_take_are_skipped_and_recorded(tmp_path):
     assert "isolated" in skipped.loc[0, "reason"]
     alone = mlipspace.featurize(structures, "chgnet-0.2.0", on_unsupported="skip", progress=False)
     assert len(alone) == 2  # the two Si atoms
+
+
+def test_models_side_by_side_in_worker_processes(tmp_path):
+    # two real models in two spawned workers write one store; the features equal an
+    # in-process run, and a second call finds everything stored
+    structures = _structures()
+    store = FeatureStore(tmp_path / "store.zarr")
+    done = []
+    api.featurize_models(
+        structures,
+        ["soap", "chgnet-0.3.0"],
+        ["ll", "bb"],
+        store,
+        n_workers=2,
+        progress=done.append,
+    )
+    assert sorted(t.split()[0] for t in done) == ["chgnet-0.3.0", "soap"]
+    assert {("soap", "ll"), ("soap", "bb"), ("chgnet-0.3.0", "ll")} <= set(store.entries())
+    here = featurize(structures, "chgnet-0.3.0", layer="ll", progress=False)
+    stored = store.read("chgnet-0.3.0", "ll")
+    np.testing.assert_allclose(stored.X, here.X, rtol=1e-5, atol=1e-6)
+    before = len(store.read("soap", "ll"))
+    api.featurize_models(structures, ["soap"], "ll", store, n_workers=1, progress=done.append)
+    assert len(store.read("soap", "ll")) == before
+
+
+def test_featurize_models_needs_a_store():
+    with pytest.raises(ModelError, match="store"):
+        api.featurize_models(_structures(), ["soap"], "ll", None)

@@ -181,23 +181,24 @@ def run_study(
     layers = list(fcfg.get("layers", ["ll"]))
 
     def featurize_all():
-        from .featurize import featurize
-
+        on_unsupported = fcfg.get("on_unsupported", "error")
         if scheduler is not None:
             from .distributed import featurize_distributed
 
-            on_unsupported = fcfg.get("on_unsupported", "error")
             featurize_distributed(
                 structures, models, layers, store, scheduler, on_unsupported=on_unsupported
             )
-            return {"store": str(store.path)}
-        for model in models:
-            featurize(
+        else:
+            from .featurize import featurize_models
+
+            featurize_models(
                 structures,
-                model,
-                layer=layers,
-                store=store,
-                on_unsupported=fcfg.get("on_unsupported", "error"),
+                models,
+                layers,
+                store,
+                n_workers=fcfg.get("workers"),
+                on_unsupported=on_unsupported,
+                progress=lambda text: say(f"featurize: {text}"),
             )
         return {"store": str(store.path)}
 

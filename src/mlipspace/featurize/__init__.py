@@ -6,6 +6,20 @@ as workers inside their own environments (:mod:`mlipspace.featurize.worker`).
 function, not this package, whatever submodules are imported later.
 """
 
-from .api import as_structures, features_table, featurize, featurize_with, load_model
+from .api import (
+    as_structures,
+    features_table,
+    featurize,
+    featurize_models,
+    featurize_with,
+    load_model,
+)
 
-__all__ = ["as_structures", "features_table", "featurize", "featurize_with", "load_model"]
+__all__ = [
+    "as_structures",
+    "features_table",
+    "featurize",
+    "featurize_models",
+    "featurize_with",
+    "load_model",
+]

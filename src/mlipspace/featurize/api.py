@@ -385,3 +385,76 @@ def featurize(
             on_unsupported=on_unsupported, on_progress=update,
         )  # fmt: skip
     return result[layers[0]] if single else result
+
+
+# -- several models, side by side -----------------------------------------------------
+
+
+def _limit_threads(threads: int) -> None:
+    """Worker initializer: ``threads`` torch and BLAS threads in this process."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(threads)
+    threadpool_limits(threads)
+
+
+def _featurize_into(
+    structures: list[Atoms], model: str, layers: list[str], store: Any, options: dict[str, Any]
+) -> str:
+    featurize(structures, model, layer=layers, store=store, progress=False, **options)
+    return model
+
+
+def featurize_models(
+    structures: Any,
+    models: Sequence[str],
+    layer: str | Sequence[str] = "ll",
+    store: Any = None,
+    n_workers: int | None = None,
+    on_unsupported: str = "error",
+    dtype: str = "float32",
+    progress: Callable[[str], None] | None = None,
+) -> None:
+    """Featurize ``structures`` with every model of ``models`` into ``store``, several at once.
+
+    ``n_workers`` worker processes (default: one per core, at most one per model) each run
+    one model at a time with ``cores // n_workers`` threads. Message-passing networks on small
+    structures use a second thread poorly: on the 2-core demo machine two models side by side
+    finish about 1.5× sooner than the same models one after the other with two threads each.
+    The store takes concurrent writers of different models; structures already stored are
+    skipped, so an interrupted run resumes. ``progress(text)`` is called as each model ends.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    if store is None:
+        raise ModelError("featurize_models writes into a store: give store=")
+    names = list(models)
+    layers = _as_layers(layer)
+    atoms = as_structures(structures)
+    if not atoms:
+        raise ModelError("no structures to featurize")
+    store = _open_store(store)
+    options = {"on_unsupported": on_unsupported, "dtype": dtype}
+    cores = os.cpu_count() or 1
+    n_workers = max(1, min(int(n_workers or cores), len(names)))
+    say = progress or (lambda text: None)
+    if n_workers == 1:
+        for i, name in enumerate(names):
+            featurize(atoms, name, layer=layers, store=store, progress=progress is None, **options)
+            say(f"{name} done ({i + 1}/{len(names)})")
+        return
+    context = multiprocessing.get_context("spawn")  # no forked torch or zarr threads
+    threads = max(1, cores // n_workers)
+    with ProcessPoolExecutor(
+        n_workers, mp_context=context, initializer=_limit_threads, initargs=(threads,)
+    ) as pool:
+        futures = [pool.submit(_featurize_into, atoms, n, layers, store, options) for n in names]
+        try:
+            for i, future in enumerate(as_completed(futures)):
+                say(f"{future.result()} done ({i + 1}/{len(names)})")
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
