@@ -445,18 +445,6 @@ def pointwise_lfre(
     )
 
 
-def _mean_free_basis(k: int) -> np.ndarray:
-    """The Householder vector ``w`` whose reflection sends the all-ones direction to row 0.
-
-    For centred ``A`` (k rows), ``(A - 2 w wᵀ A)[1:]`` has ``k - 1`` rows with the same
-    nonzero singular values and right singular vectors, without the structural zero of the
-    centring.
-    """
-    w = np.full(k, 1.0 / np.sqrt(k))
-    w[0] -= 1.0
-    return w / np.linalg.norm(w)
-
-
 def _truncated_pinv_predict_batched(G, left, right, cutoff) -> tuple[np.ndarray, np.ndarray]:
     """``left @ pinv_cutoff(G) @ right`` for stacks of Gram matrices ``G`` (b, m, m).
 
@@ -482,8 +470,9 @@ def _truncated_pinv_predict_batched(G, left, right, cutoff) -> tuple[np.ndarray,
         resolved[partial] = rr.gram_resolved_batched(lam, cutoff[partial, None])
         keep = np.sqrt(np.clip(lam, 0.0, None)) > cutoff[partial, None]
         weight = np.divide(1.0, lam, out=np.zeros_like(lam), where=keep)
-        pred[partial] = (left[partial] @ V * weight[:, None, :]) @ (
-            V.transpose(0, 2, 1) @ right[partial]
+        # left to right: matrix-vector products only (left has one row)
+        pred[partial] = (
+            ((left[partial] @ V) * weight[:, None, :]) @ V.transpose(0, 2, 1) @ right[partial]
         )
     return pred, resolved
 
@@ -495,7 +484,7 @@ def _truncated_svd_predict_batched(A, left, right, cutoff) -> tuple[np.ndarray, 
     U, s, Vt = np.linalg.svd(A, full_matrices=False)
     keep = s > cutoff[:, None]
     weight = np.divide(1.0, s, out=np.zeros_like(s), where=keep)
-    pred = ((left @ Vt.transpose(0, 2, 1)) * weight[:, None, :]) @ (U.transpose(0, 2, 1) @ right)
+    pred = ((left @ Vt.transpose(0, 2, 1)) * weight[:, None, :]) @ U.transpose(0, 2, 1) @ right
     return pred, rr.cutoffs_clear_batched(s, cutoff[:, None])
 
 
@@ -538,25 +527,21 @@ def _local_errors_batched(Xn, Yn, x, y, prob: _LocalProblem, svd: bool = False) 
             return _truncated_svd_predict_batched(Xr[i], xr[i], Yc[i], cutoff[i])
 
     elif k <= d:
-        # one k × k Gram serves both folds and, reflected to drop the centring's zero
-        # direction, the final fit: G_z = (H G H)[1:, 1:] with H = I - 2 w wᵀ
+        # one k × k Gram serves both folds and the final fit. Centring leaves the all-ones
+        # direction in its null space; adding mu·11ᵀ/k gives that direction the eigenvalue
+        # mu and changes nothing else, so the final Gram can be proved well resolved (or
+        # Cholesky-factorised). That component adds nothing to the prediction: the test
+        # row's Gram vector and the centred targets are orthogonal to the ones vector.
         gram = Xc @ Xt
         cutoff, decided = rr.select_cutoffs_batched(
             Xc, Yc, prob.folds, prob.rcond, prob.alphas, gram=gram
         )
-        w = _mean_free_basis(k)
 
         def final(i):
             g = gram[i]
-            gw = g @ w
-            hgh = g - 2.0 * (w[None, :, None] * gw[:, None, :] + gw[:, :, None] * w[None, None, :])
-            hgh += 4.0 * (gw @ w)[:, None, None] * np.outer(w, w)[None]
-            v = xq[i] @ Xt[i]  # (b, 1, k)
-            v -= 2.0 * (v @ w)[:, :, None] * w
-            Yz = Yc[i] - 2.0 * w[None, :, None] * (w @ Yc[i])[:, None, :]
-            return _truncated_pinv_predict_batched(
-                hgh[:, 1:, 1:], v[:, :, 1:], Yz[:, 1:], cutoff[i]
-            )
+            mu = np.trace(g, axis1=1, axis2=2) / k
+            g += (mu / k)[:, None, None]
+            return _truncated_pinv_predict_batched(g, xq[i] @ Xt[i], Yc[i], cutoff[i])
 
     else:
         cutoff, decided = rr.select_cutoffs_batched(Xc, Yc, prob.folds, prob.rcond, prob.alphas)
@@ -580,8 +565,11 @@ def _pointwise_lfre_scaled(
     order = None
     if estimator is None:
         order, prob = prob.contiguous()
+    # test rows the Gram path was tried on, and decided (shared by the threads: a heuristic)
+    gram_tried = gram_decided = 0
 
     def run(start: int) -> np.ndarray:
+        nonlocal gram_tried, gram_decided
         stop = min(start + chunk_size, len(X_test))
         neigh = nearest_train_rows(X_train, X_test[start:stop], k)
         if order is not None:
@@ -589,14 +577,20 @@ def _pointwise_lfre_scaled(
         out = np.full(stop - start, np.nan)
         if estimator is None and not prob.exact:
             # Gram path first (fast, decides well-conditioned neighbourhoods); stacked SVDs
-            # for the rest (real features are often locally rank-deficient)
-            for svd in (False, True):
+            # for the rest (real features are often locally rank-deficient). Once the Gram
+            # path has failed on most rows of this pair, it is not tried any more: only the
+            # time changes, never a value.
+            skip_gram = gram_tried >= 2 * chunk_size and gram_decided < 0.25 * gram_tried
+            for svd in (True,) if skip_gram else (False, True):
                 todo = np.flatnonzero(np.isnan(out))
                 if len(todo):
                     rows, pts = neigh[todo], start + todo
                     out[todo] = _local_errors_batched(
                         X_train[rows], Y_train[rows], X_test[pts], Y_test[pts], prob, svd=svd
                     )
+                    if not svd:
+                        gram_tried += len(todo)
+                        gram_decided += int(np.sum(~np.isnan(out[todo])))
         for j in np.flatnonzero(np.isnan(out)):
             i, rows = start + j, neigh[j]
             if estimator is None:
