@@ -28,6 +28,7 @@ import pandas as pd
 from ase import Atoms
 
 from ..errors import MlipspaceError
+from ..workers import map_in_workers
 from .calculators import CALCULATOR_MODELS
 from .physics import auroc_with_note, phonon_check, relax_symmetry_loss
 from .symmetry import (
@@ -154,6 +155,56 @@ def _projector(space: Any, model: str) -> Any:
     return RelativeProjector(center=center).fit(space.E[model][space.anchor_rows])
 
 
+def _diagnose_model(
+    model: str,
+    projector: Any,
+    layer: str,
+    target: Atoms | None,
+    chiral: list[Atoms],
+    symmetric: list[Atoms],
+    smallest: list[Atoms],
+    relax_steps: int,
+    rattle: float,
+    seed: int,
+) -> dict[str, Any]:
+    """Every diagnostic that runs ``model`` again (one worker job): displacement series,
+    mirror gap and, for models with a calculator, relaxations and phonons."""
+    from ..structures import structure_hash
+
+    out: dict[str, Any] = {"errors": [], "displacement": None, "mirror": None, "relax": None}
+    if target is not None:
+        try:
+            table = displacement_series(
+                target, model, layer=layer, projector=projector, random_state=seed
+            )
+            table["formula"] = target.get_chemical_formula()
+            out["displacement"] = table
+        except MlipspaceError as exc:
+            out["errors"].append(f"displacement {model}: {exc}")
+    if chiral:
+        try:
+            out["mirror"] = mirror_gap(chiral, model, layer=layer, projector=projector)
+        except MlipspaceError as exc:
+            out["errors"].append(f"mirror {model}: {exc}")
+    if model not in CALCULATOR_MODELS:
+        return out
+    table, final = relax_symmetry_loss(
+        symmetric,
+        model,
+        steps=relax_steps,
+        rattle=rattle,
+        random_state=seed,
+        return_structures=True,
+    )
+    out["relax"] = table
+    relaxed = dict(zip(table["structure_hash"], final, strict=True))
+    out["phonons"] = [
+        (structure_hash(a), phonon_check(relaxed[structure_hash(a)], model, mesh=(6, 6, 6)))
+        for a in smallest
+    ]
+    return out
+
+
 def _auroc_rows(table: pd.DataFrame, label: str, failure: str) -> list[dict[str, Any]]:
     usable = table.dropna(subset=["deviation"])
     value, note = (
@@ -185,6 +236,7 @@ def run_diagnostics(
     layer: str | None = None,
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
+    n_workers: int | None = None,
 ) -> dict[str, Any]:
     """Run every diagnostic on the trained models of ``space`` and write them under ``out``.
 
@@ -211,6 +263,9 @@ def run_diagnostics(
     layer : str, optional
         Feature layer (default: the layer of the space).
     seed : int, default=0
+    n_workers : int, optional
+        Models diagnosed side by side in worker processes (default: one per core; see
+        :func:`mlipspace.workers.map_in_workers`).
     progress : callable, optional
         Called with a short text before each step.
 
@@ -247,25 +302,30 @@ def run_diagnostics(
     if len(sym):
         summary["symmetry_max_spread"] = sym.groupby("model")["spread"].max().to_dict()
 
-    say("diagnostics: displacement series")
-    series = []
     # the structure with the most symmetry-equivalent sites: moving one breaks the most
     target = max(stored or symmetric, key=lambda a: _shared_sites(a), default=None)
-    if target is not None and _shared_sites(target) > 1:
-        for model in models:
-            try:
-                table = displacement_series(
-                    target,
-                    model,
-                    layer=layer,
-                    projector=_projector(space, model),
-                    random_state=seed,
-                )
-            except MlipspaceError as exc:
-                summary.setdefault("errors", []).append(f"displacement {model}: {exc}")
-                continue
-            table["formula"] = target.get_chemical_formula()
-            series.append(table)
+    if target is not None and _shared_sites(target) <= 1:
+        target = None
+    smallest = sorted(symmetric, key=len)[:n_phonon]
+    with_calculator = [m for m in models if m in CALCULATOR_MODELS]
+    summary["models_with_calculator"] = with_calculator
+    say(
+        "diagnostics: displacement series, mirror images, relaxations and phonons "
+        f"of {len(models)} models"
+    )
+    shared = (layer, target, chiral, symmetric, smallest, relax_steps, rattle, seed)
+    jobs = [(m, _projector(space, m), *shared) for m in models]
+    results = map_in_workers(
+        _diagnose_model,
+        jobs,
+        n_workers,
+        on_done=lambda i, _: say(f"diagnostics: {models[i]} done"),
+    )
+    errors = [e for r in results for e in r["errors"]]
+    if errors:
+        summary["errors"] = errors
+
+    series = [r["displacement"] for r in results if r["displacement"] is not None]
     displacement = pd.concat(series, ignore_index=True) if series else pd.DataFrame()
     displacement.to_csv(out / "displacement.csv", index=False)
     if len(displacement):
@@ -274,38 +334,14 @@ def run_diagnostics(
             for m, g in displacement.groupby("model")
         }
 
-    say("diagnostics: mirror images")
-    gaps = []
-    for model in models:
-        if not chiral:
-            break
-        try:
-            gaps.append(mirror_gap(chiral, model, layer=layer, projector=_projector(space, model)))
-        except MlipspaceError as exc:
-            summary.setdefault("errors", []).append(f"mirror {model}: {exc}")
+    gaps = [r["mirror"] for r in results if r["mirror"] is not None]
     mirror = pd.concat(gaps, ignore_index=True) if gaps else pd.DataFrame()
     mirror.to_csv(out / "mirror_gap.csv", index=False)
     if len(mirror):
         summary["mirror_gap_mean"] = mirror.groupby("model")["gap"].mean().to_dict()
 
     deviation = deviation_from_consensus(space, symmetric, rows)
-    with_calculator = [m for m in models if m in CALCULATOR_MODELS]
-    summary["models_with_calculator"] = with_calculator
-
-    say("diagnostics: relaxations")
-    relaxed, relaxed_structures = [], {}
-    for model in with_calculator:
-        say(f"diagnostics: relaxing with {model}")
-        table, final = relax_symmetry_loss(
-            symmetric,
-            model,
-            steps=relax_steps,
-            rattle=rattle,
-            random_state=seed,
-            return_structures=True,
-        )
-        relaxed.append(table)
-        relaxed_structures[model] = dict(zip(table["structure_hash"], final, strict=True))
+    relaxed = [r["relax"] for r in results if r["relax"] is not None]
     relax = pd.concat(relaxed, ignore_index=True) if relaxed else pd.DataFrame()
     if len(relax):
         relax = relax.merge(deviation, on=["model", "structure_hash"], how="left")
@@ -316,22 +352,19 @@ def run_diagnostics(
         summary["relax_label"] = f"symmetry lost at symprec {loosest:g} Å, converged runs"
     relax.to_csv(out / "relax.csv", index=False)
 
-    say("diagnostics: phonons")
+    formulas = {structure_hash(a): a.get_chemical_formula() for a in smallest}
     phonon_rows = []
-    smallest = sorted(symmetric, key=len)[:n_phonon]
-    for model in with_calculator:
-        for atoms in smallest:
-            key = structure_hash(atoms)
-            result = phonon_check(relaxed_structures[model][key], model, mesh=(6, 6, 6))
+    for model, result in zip(models, results, strict=True):
+        for key, check in result.get("phonons", []):
             phonon_rows.append(
                 {
                     "model": model,
                     "structure_hash": key,
-                    "formula": atoms.get_chemical_formula(),
+                    "formula": formulas[key],
                     "relaxed_converged": bool(
                         relax.set_index(["model", "structure_hash"]).loc[(model, key), "converged"]
                     ),
-                    **{k: v for k, v in result.items() if np.ndim(v) == 0},
+                    **{k: v for k, v in check.items() if np.ndim(v) == 0},
                 }
             )
     phonons = pd.DataFrame(phonon_rows)

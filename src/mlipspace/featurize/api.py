@@ -390,15 +390,6 @@ def featurize(
 # -- several models, side by side -----------------------------------------------------
 
 
-def _limit_threads(threads: int) -> None:
-    """Worker initializer: ``threads`` torch and BLAS threads in this process."""
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    torch.set_num_threads(threads)
-    threadpool_limits(threads)
-
-
 def _featurize_into(
     structures: list[Atoms], model: str, layers: list[str], store: Any, options: dict[str, Any]
 ) -> str:
@@ -419,14 +410,13 @@ def featurize_models(
     """Featurize ``structures`` with every model of ``models`` into ``store``, several at once.
 
     ``n_workers`` worker processes (default: one per core, at most one per model) each run
-    one model at a time with ``cores // n_workers`` threads. Message-passing networks on small
-    structures use a second thread poorly: on the 2-core demo machine two models side by side
-    finish about 1.5× sooner than the same models one after the other with two threads each.
-    The store takes concurrent writers of different models; structures already stored are
-    skipped, so an interrupted run resumes. ``progress(text)`` is called as each model ends.
+    one model at a time (:func:`mlipspace.workers.map_in_workers`): on the 2-core demo
+    machine two models side by side finish about 1.5× sooner than the same models one after
+    the other. The store takes concurrent writers of different models; structures already
+    stored are skipped, so an interrupted run resumes. ``progress(text)`` is called as each
+    model ends.
     """
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from ..workers import map_in_workers
 
     if store is None:
         raise ModelError("featurize_models writes into a store: give store=")
@@ -437,24 +427,12 @@ def featurize_models(
         raise ModelError("no structures to featurize")
     store = _open_store(store)
     options = {"on_unsupported": on_unsupported, "dtype": dtype}
-    cores = os.cpu_count() or 1
-    n_workers = max(1, min(int(n_workers or cores), len(names)))
-    say = progress or (lambda text: None)
-    if n_workers == 1:
-        for i, name in enumerate(names):
-            featurize(atoms, name, layer=layers, store=store, progress=progress is None, **options)
-            say(f"{name} done ({i + 1}/{len(names)})")
-        return
-    context = multiprocessing.get_context("spawn")  # no forked torch or zarr threads
-    threads = max(1, cores // n_workers)
-    with ProcessPoolExecutor(
-        n_workers, mp_context=context, initializer=_limit_threads, initargs=(threads,)
-    ) as pool:
-        futures = [pool.submit(_featurize_into, atoms, n, layers, store, options) for n in names]
-        try:
-            for i, future in enumerate(as_completed(futures)):
-                say(f"{future.result()} done ({i + 1}/{len(names)})")
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
+    finished = []
+
+    def done(i: int, name: str) -> None:
+        finished.append(name)
+        if progress:
+            progress(f"{name} done ({len(finished)}/{len(names)})")
+
+    jobs = [(atoms, name, layers, store, options) for name in names]
+    map_in_workers(_featurize_into, jobs, n_workers, on_done=done)
