@@ -11,6 +11,7 @@ one crystal) make "the same atom" ill-posed, so a hit within the near-duplicate 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -54,13 +55,21 @@ def retrieval_ranks(A: np.ndarray, B: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return ranks, nearest
 
 
-def procrustes_align(EA: np.ndarray, EB: np.ndarray, anchor_rows: np.ndarray) -> np.ndarray:
-    """Raw-space baseline: unit rows of A, zero-padded, rotated onto B by Procrustes on the anchors."""
+def procrustes_align(
+    EA: np.ndarray, EB: np.ndarray, anchor_rows: np.ndarray, rows: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Raw-space baseline: unit rows of A, zero-padded, rotated onto B by Procrustes on the anchors.
+
+    Returns the aligned ``rows`` (default: all) of A and the matching rows of B.
+    """
     width = max(EA.shape[1], EB.shape[1])
-    A = np.pad(unit_rows(EA), ((0, 0), (0, width - EA.shape[1])))
-    B = np.pad(unit_rows(EB), ((0, 0), (0, width - EB.shape[1])))
-    R, _ = orthogonal_procrustes(A[anchor_rows], B[anchor_rows])
-    return A @ R, B
+
+    def unit_padded(E: np.ndarray, idx: Any) -> np.ndarray:
+        return np.pad(unit_rows(E[idx]), ((0, 0), (0, width - E.shape[1])))
+
+    R, _ = orthogonal_procrustes(unit_padded(EA, anchor_rows), unit_padded(EB, anchor_rows))
+    idx = slice(None) if rows is None else rows
+    return unit_padded(EA, idx) @ R, unit_padded(EB, idx)
 
 
 def _retrieval_summary(
@@ -124,9 +133,9 @@ def pair_agreement(
                 "cosine_median": float(np.median(cos)),
             }
             row.update(_retrieval_summary(ranks, nearest, classes, numbers))
-            RA, RB = procrustes_align(space.E[a], space.E[b], anchor_in_sample)
-            raw_ranks, raw_nearest = retrieval_ranks(RA[rows_idx], RB[rows_idx])
-            row["raw_cosine_mean"] = float(rowwise_cosine(RA[rows_idx], RB[rows_idx]).mean())
+            RA, RB = procrustes_align(space.E[a], space.E[b], anchor_in_sample, rows_idx)
+            raw_ranks, raw_nearest = retrieval_ranks(RA, RB)
+            row["raw_cosine_mean"] = float(rowwise_cosine(RA, RB).mean())
             row.update(
                 {
                     f"raw_{k}": v
