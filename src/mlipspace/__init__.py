@@ -10,7 +10,7 @@ from .features import AtomFeatures, align
 # The subpackage and the function share the name: importing the function here binds
 # ``mlipspace.featurize`` to it (a later import of a submodule such as
 # ``mlipspace.featurize.envs`` sets attributes on the subpackage, not on ``mlipspace``).
-from .featurize import featurize
+from .featurize import featurize, featurize_models
 from .structures import demo_structures, read_structures, structure_hash
 
 __version__ = "0.1.0"
@@ -25,6 +25,7 @@ __all__ = [
     "demo_structures",
     "errors",
     "featurize",
+    "featurize_models",
     "read_structures",
     "structure_hash",
 ]

@@ -19,7 +19,7 @@ from scipy.linalg import orthogonal_procrustes
 
 from ..anchors.projection import unit_rows
 from ..metrics import similarity as sim
-from ..transport import matching_accuracy, transport_plan, w2_distance
+from ..transport import cost_matrix, matching_accuracy, transport_plan, w2_distance
 from .space import CommonSpace, sample_rows
 
 _CHUNK = 2048
@@ -198,9 +198,12 @@ def transport_agreement(
             # to A)
             perm = rng.permutation(len(rows_idx))
             ZA, ZB = space.Z[a][rows_idx], space.Z[b][rows_idx][perm]
-            emd = transport_plan(ZA, ZB, method="emd")
-            w2.loc[a, b] = w2.loc[b, a] = w2_distance(ZA, ZB, plan=emd)
-            sinkhorn = transport_plan(ZA, ZB, method="sinkhorn", reg=0.05, num_iter_max=1000)
+            C = cost_matrix(ZA, ZB)  # one cost matrix for both plans and W2
+            emd = transport_plan(ZA, ZB, method="emd", cost=C)
+            w2.loc[a, b] = w2.loc[b, a] = w2_distance(ZA, ZB, plan=emd, cost=C)
+            sinkhorn = transport_plan(
+                ZA, ZB, method="sinkhorn", reg=0.05, num_iter_max=1000, cost=C
+            )
             for src, tgt, axis, true, src_numbers, tgt_numbers in (
                 (a, b, 1, np.argsort(perm), numbers, numbers[perm]),
                 (b, a, 0, perm, numbers[perm], numbers),

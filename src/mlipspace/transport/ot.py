@@ -129,6 +129,7 @@ def transport_plan(
     reg: float = 0.05,
     metric: str = "sqeuclidean",
     num_iter_max: int | None = None,
+    cost: np.ndarray | None = None,
 ) -> np.ndarray:
     """The OT plan ``T`` (n × m, rows summing to 1/n) between two uniform point clouds.
 
@@ -147,9 +148,11 @@ def transport_plan(
     num_iter_max : int, optional
         Iteration cap (exact: network-simplex pivots, default ``max(1e5, 50·n·m)``;
         Sinkhorn: default 5000).
+    cost : array of shape (n, m), optional
+        ``cost_matrix(ZA, ZB, metric)`` when already computed (several plans of one pair).
     """
 
-    C = cost_matrix(ZA, ZB, metric)
+    C = cost_matrix(ZA, ZB, metric) if cost is None else cost
     if method == "emd":
         return _emd(C, num_iter_max)
     if method == "sinkhorn":
@@ -203,13 +206,14 @@ def w2_distance(
     ZB: np.ndarray,
     num_iter_max: int | None = None,
     plan: np.ndarray | None = None,
+    cost: np.ndarray | None = None,
 ) -> float:
     """2-Wasserstein distance between the uniform empirical measures of two point clouds.
 
-    ``plan``: the exact (``"emd"``, squared-Euclidean) :func:`transport_plan` of ``ZA`` and
-    ``ZB`` when already computed.
+    ``plan`` and ``cost``: the exact (``"emd"``) :func:`transport_plan` of ``ZA`` and ``ZB`` and
+    their squared-Euclidean :func:`cost_matrix`, when already computed.
     """
-    C = cost_matrix(ZA, ZB, "sqeuclidean")
+    C = cost_matrix(ZA, ZB, "sqeuclidean") if cost is None else cost
     T = _emd(C, num_iter_max) if plan is None else plan
     return float(np.sqrt(max(np.sum(T * C), 0.0)))
 
