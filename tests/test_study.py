@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 from ase.io import write
 
@@ -32,6 +33,7 @@ n_test = 60
 [cumulants]
 models = ["chgnet-0.3.0"]
 max_order = 2
+order_measures = ["gfre"]
 
 [platonic]
 anchors = 12
@@ -71,7 +73,8 @@ def test_stages_are_cached_and_force_redoes_the_rest(study_file):
     record = json.loads((out / "stages.json").read_text())
     assert list(record) == ["structures", "featurize", "compare", "cumulants", "platonic"]
     assert (out / "compare" / "compare_ll.csv").exists()
-    assert (out / "cumulants" / "chgnet-0.3.0" / "orders_ll.csv").exists()
+    orders = out / "cumulants" / "chgnet-0.3.0" / "orders_ll.csv"
+    assert set(pd.read_csv(orders)["measure"]) == {"gfre"}  # order_measures of the study
     assert (out / "platonic" / "summary.json").exists()
     assert (out / "summary.md").read_text().startswith("# mlipspace results")
 
