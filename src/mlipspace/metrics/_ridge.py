@@ -101,10 +101,16 @@ class Factors:
     R: np.ndarray
 
 
+def _fold_svd(A: np.ndarray, B: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(U, s, B V)`` of the SVD ``A = U S Vᵀ``: a fold's factors before any target."""
+    U, s, Vt = np.linalg.svd(A, full_matrices=False)
+    return U, s, B @ Vt.T
+
+
 def factors_svd(A: np.ndarray, y: np.ndarray, B: np.ndarray) -> Factors:
     """Exact factors from ``numpy.linalg.svd`` (what scikit-matter computes)."""
-    U, s, Vt = np.linalg.svd(A, full_matrices=False)
-    return Factors(s=s, P=B @ Vt.T, R=U.T @ y)
+    U, s, P = _fold_svd(A, B)
+    return Factors(s=s, P=P, R=U.T @ y)
 
 
 def _eigh_desc(G: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -158,15 +164,10 @@ class RidgeSource:
 def ridge_source(X: np.ndarray, random_state: int = SKMATTER_RANDOM_STATE) -> RidgeSource:
     """Factorise ``X`` (n, d) once for :func:`ridge2fold_fit` of many targets."""
     fold1, fold2 = fold_indices(X.shape[0], random_state)
-
-    def fold(A: np.ndarray, B: np.ndarray):
-        U, s, Vt = np.linalg.svd(A, full_matrices=False)
-        return U, s, B @ Vt.T
-
     return RidgeSource(
         folds=(fold1, fold2),
-        fold1=fold(X[fold1], X[fold2]),
-        fold2=fold(X[fold2], X[fold1]),
+        fold1=_fold_svd(X[fold1], X[fold2]),
+        fold2=_fold_svd(X[fold2], X[fold1]),
         full=np.linalg.svd(X, full_matrices=False),
         rcond=rcond_for(X.shape),
     )

@@ -167,18 +167,20 @@ def _flexible_scale(A_train: np.ndarray, name: str) -> tuple[np.ndarray, float]:
     return mean, np.sqrt(var_sum)
 
 
+def _split_scaled(A, train, test, scaler, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Training and test rows of one side, scaled with statistics of its training rows."""
+    A_train, A_test = A[train], A[test]
+    if scaler is None:
+        mean, scale = _flexible_scale(A_train, name)
+        return (A_train - mean) / scale, (A_test - mean) / scale
+    scaler.fit(A_train)
+    return np.asarray(scaler.transform(A_train)), np.asarray(scaler.transform(A_test))
+
+
 def _prepare(X, Y, train, test, scaler=None):
     """Split, then scale each side with statistics of its training rows."""
-    out = []
-    for A, name in ((X, "X"), (Y, "Y")):
-        A_train, A_test = A[train], A[test]
-        if scaler is None:
-            mean, scale = _flexible_scale(A_train, name)
-            out += [(A_train - mean) / scale, (A_test - mean) / scale]
-        else:
-            scaler.fit(A_train)
-            out += [np.asarray(scaler.transform(A_train)), np.asarray(scaler.transform(A_test))]
-    X_train, X_test, Y_train, Y_test = out
+    X_train, X_test = _split_scaled(X, train, test, scaler, "X")
+    Y_train, Y_test = _split_scaled(Y, train, test, scaler, "Y")
     return X_train, X_test, Y_train, Y_test
 
 
@@ -239,14 +241,16 @@ def pointwise_gfre_targets(
     The source's SVDs (both folds and all training rows) are computed once and shared by
     every target's fit, which is what the all-pairs comparison spends most of its GFRE time on.
     """
+    X = _as_2d_finite(X, "X")
+    checked = {name: _check_pair(X, Y)[1] for name, Y in targets.items()}
+    train, test = resolve_split(len(X), train_idx, test_idx)
+    # the source is scaled and (default estimator) factorised once
+    X_train, X_test = _split_scaled(X, train, test, scaler, "X")
+    source = rr.ridge_source(X_train) if estimator is None and checked else None
     out: dict[Any, np.ndarray] = {}
-    source = None
-    for name, Y in targets.items():
-        Xv, Yv = _check_pair(X, Y)
-        train, test = resolve_split(len(Xv), train_idx, test_idx)
-        X_train, X_test, Y_train, Y_test = _prepare(Xv, Yv, train, test, scaler)
-        if estimator is None:
-            source = source or rr.ridge_source(X_train)
+    for name, Y in checked.items():
+        Y_train, Y_test = _split_scaled(Y, train, test, scaler, "Y")
+        if source is not None:
             pred = X_test @ rr.ridge2fold_fit(X_train, Y_train, source=source).W
         else:
             (pred,) = _fit_predict(X_train, Y_train, [X_test], estimator)
