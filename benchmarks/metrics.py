@@ -39,40 +39,13 @@ def timed(fn, *args, **kwargs):
     return out, time.perf_counter() - t
 
 
-def bench_lfre(n_skmatter: int, n_jobs: int) -> None:
+def compare_lfre(X, Y, k, train, test, n_skmatter: int, n_jobs: int, label: str) -> None:
+    """Time our LFRE on every test row against scikit-matter's on the first ``n_skmatter``
+    (scaled to all), both warmed up first, and print the ratio and the largest difference."""
     from skmatter.metrics import pointwise_local_reconstruction_error as sk_plre
 
-    X, Y = synthetic(5000, 128, 128)
-    test, train = np.arange(1000), np.arange(1000, 5000)
     # steady-state throughput: both implementations are warmed up on 4 test rows first
     # (imports, LAPACK workspace queries, thread and process pools)
-    pointwise_lfre(X, Y, 128, train_idx=train, test_idx=test[:4], n_jobs=n_jobs)
-    sk_plre(X, Y, 128, train_idx=train, test_idx=test[:4], n_jobs=n_jobs)
-    ours, t_ours = timed(pointwise_lfre, X, Y, 128, train_idx=train, test_idx=test, n_jobs=n_jobs)
-    sub = test[:n_skmatter]
-    ref, t_ref = timed(sk_plre, X, Y, 128, train_idx=train, test_idx=sub, n_jobs=n_jobs)
-    t_ref_full = t_ref / len(sub) * len(test)
-    diff = np.max(np.abs(ours[: len(sub)] - ref) / np.abs(ref))
-    print(
-        f"LFRE  n_train=4000 n_test=1000 d=128 k=128 n_jobs={n_jobs}: ours {t_ours:.2f} s, "
-        f"skmatter {t_ref_full:.1f} s ({t_ref / len(sub) * 1e3:.1f} ms/point over {len(sub)} points) "
-        f"-> {t_ref_full / t_ours:.1f}x faster; max rel. diff {diff:.1e}"
-    )
-
-
-def bench_lfre_store(store_path: str, pair: str, n_skmatter: int, n_jobs: int) -> None:
-    """LFRE on real last-layer features of two models in a store (1000 test atoms,
-    stratified by subset; k = the smaller width), ours against scikit-matter's."""
-    from skmatter.metrics import pointwise_local_reconstruction_error as sk_plre
-
-    from mlipspace import FeatureStore
-    from mlipspace.metrics import stratified_split
-
-    source, target = pair.split(",")
-    tables = list(FeatureStore(store_path).aligned([(source, "ll"), (target, "ll")]).values())
-    X, Y = (np.asarray(t.X, dtype=np.float64) for t in tables)
-    train, test = stratified_split(tables[0].subset, n_test=1000, seed=0)
-    k = min(X.shape[1], Y.shape[1])
     pointwise_lfre(X, Y, k, train_idx=train, test_idx=test[:4], n_jobs=n_jobs)
     sk_plre(X, Y, k, train_idx=train, test_idx=test[:4], n_jobs=n_jobs)
     ours, t_ours = timed(pointwise_lfre, X, Y, k, train_idx=train, test_idx=test, n_jobs=n_jobs)
@@ -81,10 +54,31 @@ def bench_lfre_store(store_path: str, pair: str, n_skmatter: int, n_jobs: int) -
     t_ref_full = t_ref / len(sub) * len(test)
     diff = np.max(np.abs(ours[: len(sub)] - ref) / np.abs(ref))
     print(
-        f"LFRE  {source} -> {target} (ll, n_train={len(train)}, n_test={len(test)}, k={k}): "
-        f"ours {t_ours:.2f} s, skmatter {t_ref_full:.1f} s -> {t_ref_full / t_ours:.1f}x faster; "
-        f"max rel. diff {diff:.1e}"
+        f"LFRE  {label} n_train={len(train)} n_test={len(test)} k={k} n_jobs={n_jobs}: "
+        f"ours {t_ours:.2f} s, skmatter {t_ref_full:.1f} s "
+        f"({t_ref / len(sub) * 1e3:.1f} ms/point over {len(sub)} points) "
+        f"-> {t_ref_full / t_ours:.1f}x faster; max rel. diff {diff:.1e}"
     )
+
+
+def bench_lfre(n_skmatter: int, n_jobs: int) -> None:
+    X, Y = synthetic(5000, 128, 128)
+    test, train = np.arange(1000), np.arange(1000, 5000)
+    compare_lfre(X, Y, 128, train, test, n_skmatter, n_jobs, "synthetic d=128")
+
+
+def bench_lfre_store(store_path: str, pair: str, n_skmatter: int, n_jobs: int) -> None:
+    """LFRE on real last-layer features of two models in a store (1000 test atoms,
+    stratified by subset; k = the smaller width), ours against scikit-matter's."""
+    from mlipspace import FeatureStore
+    from mlipspace.metrics import stratified_split
+
+    source, target = pair.split(",")
+    tables = list(FeatureStore(store_path).aligned([(source, "ll"), (target, "ll")]).values())
+    X, Y = (np.asarray(t.X, dtype=np.float64) for t in tables)
+    train, test = stratified_split(tables[0].subset, n_test=1000, seed=0)
+    k = min(X.shape[1], Y.shape[1])
+    compare_lfre(X, Y, k, train, test, n_skmatter, n_jobs, f"{source} -> {target} (ll)")
 
 
 def bench_global(n: int, d: int) -> None:

@@ -118,26 +118,37 @@ def test_lfre_default_split_and_fast_path_equal_exact_path():
     np.testing.assert_allclose(a, b, rtol=1e-8)
 
 
-@pytest.mark.parametrize(("d", "k"), [(24, 16), (24, 24), (10, 25), (6, 40)])
-def test_batched_local_fits_decide_most_points_and_equal_the_exact_path(d, k):
-    # both branches of the batched path: one k × k Gram (k <= d) and feature-side Grams (k > d)
-    X, Y = _data(400, d, 9, 0.2, seed=11)
+def _neighbourhoods(X, Y, k):
+    """Scaled default split, the local problem and each test row's neighbours (fold order)."""
     train, test = rec.resolve_split(len(X))
     Xtr, Xte, Ytr, Yte = rec._prepare(X, Y, train, test)
     order, prob = rec._LocalProblem(
-        folds=rr.fold_indices(k), rcond=rr.rcond_for((k, d))
+        folds=rr.fold_indices(k), rcond=rr.rcond_for((k, X.shape[1]))
     ).contiguous()
     neigh = rec.nearest_train_rows(Xtr, Xte, k)[:, order]
-    batched = rec._local_errors_batched(Xtr[neigh], Ytr[neigh], Xte, Yte, prob)
-    decided = ~np.isnan(batched)
-    assert decided.mean() > 0.9
+    return Xtr, Xte, Ytr, Yte, prob, neigh
+
+
+def _exact_local_errors(Xtr, Xte, Ytr, Yte, prob, neigh):
+    """Every test row on the per-point SVD path (what scikit-matter computes)."""
     exact = rec._LocalProblem(folds=prob.folds, rcond=prob.rcond, exact=True)
-    reference = np.array(
+    return np.array(
         [
             rec._local_error(Xtr[r], Ytr[r], x, y, exact)
             for r, x, y in zip(neigh, Xte, Yte, strict=True)
         ]
     )
+
+
+@pytest.mark.parametrize(("d", "k"), [(24, 16), (24, 24), (10, 25), (6, 40)])
+def test_batched_local_fits_decide_most_points_and_equal_the_exact_path(d, k):
+    # both branches of the batched path: one k × k Gram (k <= d) and feature-side Grams (k > d)
+    X, Y = _data(400, d, 9, 0.2, seed=11)
+    Xtr, Xte, Ytr, Yte, prob, neigh = _neighbourhoods(X, Y, k)
+    batched = rec._local_errors_batched(Xtr[neigh], Ytr[neigh], Xte, Yte, prob)
+    decided = ~np.isnan(batched)
+    assert decided.mean() > 0.9
+    reference = _exact_local_errors(Xtr, Xte, Ytr, Yte, prob, neigh)
     np.testing.assert_allclose(batched[decided], reference[decided], rtol=1e-8)
 
 
@@ -163,25 +174,14 @@ def _locally_rank_deficient(n=500, d=48, seed=12):
 @pytest.mark.parametrize(("d", "k"), [(48, 32), (48, 48), (12, 30)])
 def test_svd_path_decides_rank_deficient_neighbourhoods_and_equals_skmatter(d, k):
     X, Y = _locally_rank_deficient(d=d)
-    train, test = rec.resolve_split(len(X))
-    Xtr, Xte, Ytr, Yte = rec._prepare(X, Y, train, test)
-    order, prob = rec._LocalProblem(
-        folds=rr.fold_indices(k), rcond=rr.rcond_for((k, d))
-    ).contiguous()
-    neigh = rec.nearest_train_rows(Xtr, Xte, k)[:, order]
+    Xtr, Xte, Ytr, Yte, prob, neigh = _neighbourhoods(X, Y, k)
     args = (Xtr[neigh], Ytr[neigh], Xte, Yte, prob)
     # the Gram path cannot resolve these spectra; stacked SVDs decide nearly all of them
     assert np.isnan(rec._local_errors_batched(*args)).mean() > 0.5
     by_svd = rec._local_errors_batched(*args, svd=True)
     decided = ~np.isnan(by_svd)
     assert decided.mean() > 0.9
-    exact = rec._LocalProblem(folds=prob.folds, rcond=prob.rcond, exact=True)
-    reference = np.array(
-        [
-            rec._local_error(Xtr[r], Ytr[r], x, y, exact)
-            for r, x, y in zip(neigh, Xte, Yte, strict=True)
-        ]
-    )
+    reference = _exact_local_errors(Xtr, Xte, Ytr, Yte, prob, neigh)
     np.testing.assert_allclose(by_svd[decided], reference[decided], rtol=1e-8, atol=1e-10)
     # and the whole measure equals scikit-matter's
     ours = pointwise_lfre(X, Y, k, n_jobs=2)

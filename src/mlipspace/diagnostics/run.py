@@ -263,11 +263,11 @@ def run_diagnostics(
     layer : str, optional
         Feature layer (default: the layer of the space).
     seed : int, default=0
+    progress : callable, optional
+        Called with a short text before each step and as each model's diagnostics end.
     n_workers : int, optional
         Models diagnosed side by side in worker processes (default: one per core; see
         :func:`mlipspace.workers.map_in_workers`).
-    progress : callable, optional
-        Called with a short text before each step.
 
     Returns
     -------
