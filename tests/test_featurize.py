@@ -250,3 +250,17 @@ def test_models_side_by_side_in_worker_processes(tmp_path):
 def test_featurize_models_needs_a_store():
     with pytest.raises(ModelError, match="store"):
         api.featurize_models(_structures(), ["soap"], "ll", None)
+
+
+def test_featurize_models_starts_the_slowest_models_first():
+    # longest-processing-time order keeps both workers busy to the end; unknown names
+    # (which fail in their own job) count as average
+    names = ["soap", "chgnet-0.3.0", "hienet-v3", "nonexistent-model", "sevennet-l3i5", "diep"]
+    assert api._slowest_first(names) == [
+        "hienet-v3",
+        "sevennet-l3i5",
+        "diep",
+        "nonexistent-model",
+        "chgnet-0.3.0",
+        "soap",
+    ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 
 import pytest
 
@@ -27,3 +28,24 @@ def test_workers_are_separate_processes():
 def test_a_failing_job_raises_its_error():
     with pytest.raises(ValueError, match="math domain error"):
         map_in_workers(math.sqrt, [(4.0,), (-1.0,)], n_workers=2)
+
+
+def _allocator_in_worker() -> tuple[str | None, int]:
+    """What a worker sees: the THP switch PyTorch reads, and glibc's mmap threshold at work
+    (a 1 MB block comes from the heap, i.e. below the program break, once tuned)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype = ctypes.c_void_p
+    libc.sbrk.restype = ctypes.c_void_p
+    block = libc.malloc(1 << 20)
+    below_break = int(block < libc.sbrk(0))
+    libc.free(ctypes.c_void_p(block))
+    return os.environ.get("THP_MEM_ALLOC_ENABLE"), below_break
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt is Linux-only")
+def test_workers_keep_freed_memory_in_their_heap():
+    # glibc's default puts a fresh 1 MB block in its own mmap; tuned workers take it from
+    # the heap (and so do not fault its pages in again after every free)
+    assert map_in_workers(_allocator_in_worker, [()] * 2, n_workers=2) == [("1", 1)] * 2

@@ -7,15 +7,50 @@ after the other with two threads each. Workers are spawned (no forked torch or z
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import multiprocessing
 import os
+import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
+# glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def tune_allocator(mmap_threshold: int = 32 << 20, trim_threshold: int = 256 << 20) -> bool:
+    """Keep freed memory in this process instead of handing it back to the kernel, and let
+    PyTorch back large tensors with transparent huge pages.
+
+    A forward pass allocates and frees the same tensors again and again. With glibc's default
+    thresholds the larger ones are ``mmap``-ed and unmapped every time, so each of their pages
+    faults again on first touch; featurizing spent up to half its time in the kernel that way
+    (300 demo structures, one thread: SevenNet-0 9.8 s → 6.7 s, DIEP ≈ 19 s → 11 s). Blocks
+    below ``mmap_threshold`` come from the heap, the heap keeps up to ``trim_threshold`` bytes
+    of free memory, and ``THP_MEM_ALLOC_ENABLE=1`` (read by PyTorch at its first allocation,
+    so call this before importing torch; spawned children inherit it) asks for 2 MB pages for
+    tensors of 2 MB and more. Linux only; returns whether glibc took the settings.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (e.g. musl has no mallopt)
+        return False
+    return bool(
+        mallopt(_M_MMAP_THRESHOLD, int(mmap_threshold))
+        and mallopt(_M_TRIM_THRESHOLD, int(trim_threshold))
+    )
+
 
 def limit_threads(threads: int) -> None:
-    """Worker initializer: ``threads`` torch and BLAS threads in this process."""
+    """Worker initializer: ``threads`` torch and BLAS threads in this process, and a heap that
+    keeps freed memory (:func:`tune_allocator`, before torch allocates anything)."""
+    tune_allocator()
     import torch
     from threadpoolctl import threadpool_limits
 

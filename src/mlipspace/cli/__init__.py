@@ -34,6 +34,9 @@ def _import_commands() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``mlipspace`` command."""
+    from ..workers import tune_allocator
+
+    tune_allocator()  # models run in this process too (one worker, diagnostics)
     _import_commands()
     try:
         app(args=argv, standalone_mode=True)

@@ -231,7 +231,8 @@ def phonon_check(
         scaled_positions=atoms.get_scaled_positions(),
         masses=atoms.get_masses(),
     )
-    phonon = Phonopy(unitcell, supercell_matrix=np.diag(supercell), primitive_matrix=None)
+    # "P": the given cell is the primitive cell (phonopy < 4 default; 4 picks one itself)
+    phonon = Phonopy(unitcell, supercell_matrix=np.diag(supercell), primitive_matrix="P")
     phonon.generate_displacements(distance=float(displacement))
 
     def forces_of(cell: PhonopyAtoms) -> np.ndarray:

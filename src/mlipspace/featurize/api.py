@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -392,9 +393,23 @@ def featurize(
 
 def _featurize_into(
     structures: list[Atoms], model: str, layers: list[str], store: Any, options: dict[str, Any]
-) -> str:
+) -> tuple[str, float]:
+    start = time.perf_counter()
     featurize(structures, model, layer=layers, store=store, progress=False, **options)
-    return model
+    return model, time.perf_counter() - start
+
+
+def _slowest_first(names: Sequence[str]) -> list[str]:
+    """``names`` by decreasing :attr:`ModelSpec.relative_cost` (unknown names cost 1)."""
+    from ..models.registry import resolve
+
+    def cost(name: str) -> float:
+        try:
+            return resolve(name)[0].relative_cost
+        except ModelError:  # reported by the job itself
+            return 1.0
+
+    return sorted(names, key=cost, reverse=True)
 
 
 def featurize_models(
@@ -429,10 +444,12 @@ def featurize_models(
     options = {"on_unsupported": on_unsupported, "dtype": dtype}
     finished = []
 
-    def done(i: int, name: str) -> None:
+    def done(i: int, result: tuple[str, float]) -> None:
+        name, seconds = result
         finished.append(name)
         if progress:
-            progress(f"{name} done ({len(finished)}/{len(names)})")
+            progress(f"{name} done in {seconds:.0f} s ({len(finished)}/{len(names)})")
 
-    jobs = [(atoms, name, layers, store, options) for name in names]
+    # slowest first (longest-processing-time order): the last job to start is a short one
+    jobs = [(atoms, name, layers, store, options) for name in _slowest_first(names)]
     map_in_workers(_featurize_into, jobs, n_workers, on_done=done)

@@ -317,6 +317,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         channel.write(PROTOCOL_PREFIX + json.dumps(event) + "\n")
         channel.flush()
 
+    from ..workers import tune_allocator
+
+    tune_allocator()
     try:
         args = _parse(argv)
         structures = read_structures(args.structures)

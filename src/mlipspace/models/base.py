@@ -82,6 +82,10 @@ class ModelSpec:
         Known layer dimensions (for listing without loading the model).
     description : str
         One line for ``mlipspace models``.
+    relative_cost : float
+        Featurization time per atom on CPU relative to SevenNet-0 (measured on the demo set,
+        one thread per model). Only used to start the slowest models first when several run
+        side by side, so that no worker idles at the end.
     """
 
     name: str
@@ -90,6 +94,7 @@ class ModelSpec:
     layers: dict[str, int] = field(default_factory=dict)
     description: str = ""
     weights_available: Callable[[], bool] | None = None
+    relative_cost: float = 1.0
 
     @property
     def parametrised(self) -> bool:

@@ -216,6 +216,7 @@ SPECS = [
         layers=layer_dims(WIDTH, WIDTH, [WIDTH] * (N_CONV + 1)),
         description=_DESCRIPTIONS[checkpoint],
         weights_available=_weights(checkpoint),
+        relative_cost=0.5,  # demo: 20-28 s against SevenNet-0's 48 s
     )
     for name, checkpoint in CHECKPOINTS.items()
 ]
