@@ -145,6 +145,22 @@ def test_worker_crash_is_reported(tmp_path):
         worker.run_worker(fake, [], family="mace", model="m", on_progress=lambda d, t: None)
 
 
+def test_worker_gets_this_process_thread_budget(tmp_path):
+    """Side by side, a worker-environment model must not take every core."""
+    import torch
+
+    fake = tmp_path / "python"
+    fake.write_text('#!/bin/sh\necho "threads=$OMP_NUM_THREADS" >&2\nexit 3\n')
+    fake.chmod(0o755)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with pytest.raises(ModelError, match="threads=1"):
+            worker.run_worker(fake, [], family="mace", model="m", on_progress=lambda d, t: None)
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_featurize_in_env_without_env(env_dir):
     with pytest.raises(EnvironmentSetupError, match=r"mlipspace env create mace"):
         worker.featurize_in_env([bulk("Cu")], "mace-random:0", ["ll"], None, progress=False)

@@ -128,6 +128,11 @@ def run_worker(
     env = dict(os.environ)
     env[envs.FAMILY_VARIABLE] = family
     env["PYTHONUNBUFFERED"] = "1"
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        # the worker gets this process's thread budget (one thread when models run side by
+        # side): left to its default it would take every core and slow its neighbour down
+        env["OMP_NUM_THREADS"] = str(torch.get_num_threads())
     command = [str(python), "-m", "mlipspace.featurize.worker", *arguments]
     try:
         process = subprocess.Popen(

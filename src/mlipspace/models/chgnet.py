@@ -216,7 +216,7 @@ SPECS = [
         layers=layer_dims(WIDTH, WIDTH, [WIDTH] * (N_CONV + 1)),
         description=_DESCRIPTIONS[checkpoint],
         weights_available=_weights(checkpoint),
-        relative_cost=0.5,  # demo: 20-28 s against SevenNet-0's 48 s
+        relative_cost=0.8,  # demo: 22-34 s against SevenNet-0's 32 s
     )
     for name, checkpoint in CHECKPOINTS.items()
 ]

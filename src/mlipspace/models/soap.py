@@ -169,6 +169,6 @@ SPECS = [
         layers={"ll": DIM, "node": DIM, "bb": DIM},
         description="SOAP power spectrum (featomic), 4 element classes, rc 5 Å, n 4, l 3: 640",
         weights_available=_weights,
-        relative_cost=0.1,  # demo: 4 s against SevenNet-0's 48 s
+        relative_cost=0.1,  # demo: 2-4 s against SevenNet-0's 32 s
     )
 ]
