@@ -392,8 +392,12 @@ def test_run_diagnostics_on_a_chgnet_common_space(tmp_path):
     assert summary["displacement_monotonic"] == {m: True for m in models}
     assert summary["relax_runs"] == 4 and summary["phonon_runs"] == 2
     relax = pd.read_csv(tmp_path / "diag" / "relax.csv")
-    # started exactly on the symmetric cell, an invariant model keeps its symmetry
-    assert not relax.loc[relax["converged"], "lost"].any()
+    # started exactly on the symmetric cell, an invariant model keeps its symmetry at the
+    # label's tolerance (1e-3 Å). At 1e-5 Å float32 round-off can break it over a relaxation
+    # that changes the volume by 25% (CHGNet 0.2.0 on Li4S4 with AVX-512 kernels): the
+    # column is reported, not used as the label.
+    assert not relax.loc[relax["converged"], "lost_label"].astype(bool).any()
+    assert set(relax["lost_label"].dropna()) <= {True, False}
     assert relax["deviation"].notna().all()
     assert set(summary["mirror_gap_mean"]) == set(models)
     assert all(n >= 4 for n in pd.read_csv(tmp_path / "diag" / "mirror_gap.csv")["n_atoms"])
