@@ -10,12 +10,15 @@ one crystal) make "the same atom" ill-posed, so a hit within the near-duplicate 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy.linalg import orthogonal_procrustes
+from threadpoolctl import threadpool_limits
 
 from ..anchors.projection import unit_rows
 from ..metrics import similarity as sim
@@ -168,8 +171,12 @@ def transport_agreement(
     gw_atoms: int = 200,
     random_state: int = 0,
     progress: Callable[[str], None] | None = None,
+    n_threads: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Optimal transport between models in the common space, with Gromov–Wasserstein on raw spaces.
+
+    Pairs of models run in ``n_threads`` threads (default: one per core); the results do not
+    depend on it.
 
     Returns
     -------
@@ -186,32 +193,38 @@ def transport_agreement(
     gw_idx = sample_rows(len(space.atoms), gw_atoms, random_state + 1)
     numbers = space.atoms.numbers[rows_idx]
     rng = np.random.default_rng(random_state)
-    rows: dict[tuple[str, str], dict] = {}
     models = list(space.models)
-    w2 = pd.DataFrame(0.0, index=models, columns=models)
-    for i, a in enumerate(models):
-        for b in models[i + 1 :]:
-            if progress:
-                progress(f"OT {a} ↔ {b}")
-            # shuffle B so that an identity assignment cannot arise from row order; one plan
-            # per unordered pair serves both directions (its rows send A to B, its columns B
-            # to A)
-            perm = rng.permutation(len(rows_idx))
-            ZA, ZB = space.Z[a][rows_idx], space.Z[b][rows_idx][perm]
-            C = cost_matrix(ZA, ZB)  # one cost matrix for both plans and W2
-            emd = transport_plan(ZA, ZB, method="emd", cost=C)
-            w2.loc[a, b] = w2.loc[b, a] = w2_distance(ZA, ZB, plan=emd, cost=C)
-            sinkhorn = transport_plan(
-                ZA, ZB, method="sinkhorn", reg=0.05, num_iter_max=1000, cost=C
-            )
-            for src, tgt, axis, true, src_numbers, tgt_numbers in (
+    pairs = [(a, b) for i, a in enumerate(models) for b in models[i + 1 :]]
+    # every random draw first, in pair order, so that the pairs can run in any order: B is
+    # shuffled so that an identity assignment cannot arise from row order, and the raw GW
+    # targets of both directions are shuffled too
+    draws = [
+        (rng.permutation(len(rows_idx)), rng.permutation(len(gw_idx)), rng.permutation(len(gw_idx)))
+        for _ in pairs
+    ]
+
+    def one_pair(pair: tuple[str, str], perms: tuple[np.ndarray, ...]) -> tuple[list[dict], float]:
+        (a, b), (perm, *gw_perms) = pair, perms
+        if progress:
+            progress(f"OT {a} ↔ {b}")
+        ZA, ZB = space.Z[a][rows_idx], space.Z[b][rows_idx][perm]
+        C = cost_matrix(ZA, ZB)  # one cost matrix for both plans and W2
+        # one plan per unordered pair serves both directions (rows send A to B, columns B to A)
+        emd = transport_plan(ZA, ZB, method="emd", cost=C)
+        sinkhorn = transport_plan(ZA, ZB, method="sinkhorn", reg=0.05, num_iter_max=1000, cost=C)
+        out = []
+        for (src, tgt, axis, true, src_numbers, tgt_numbers), gw_perm in zip(
+            (
                 (a, b, 1, np.argsort(perm), numbers, numbers[perm]),
                 (b, a, 0, perm, numbers[perm], numbers),
-            ):
-                sent = np.argmax(emd, axis=axis)
-                gw_perm = rng.permutation(len(gw_idx))
-                gw = gromov_wasserstein_match(space.E[src][gw_idx], space.E[tgt][gw_idx][gw_perm])
-                rows[src, tgt] = {
+            ),
+            gw_perms,
+            strict=True,
+        ):
+            sent = np.argmax(emd, axis=axis)
+            gw = gromov_wasserstein_match(space.E[src][gw_idx], space.E[tgt][gw_idx][gw_perm])
+            out.append(
+                {
                     "source": src,
                     "target": tgt,
                     "emd_accuracy": matching_accuracy(sent, true),
@@ -221,5 +234,17 @@ def transport_agreement(
                     "n_atoms": len(rows_idx),
                     "gw_atoms": len(gw_idx),
                 }
+            )
+        return out, w2_distance(ZA, ZB, plan=emd, cost=C)
+
+    # POT's network simplex releases the GIL: pairs run side by side, one BLAS thread each
+    n_threads = max(1, int(n_threads or os.cpu_count() or 1))
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(n_threads) as pool:
+        results = list(pool.map(one_pair, pairs, draws))
+    rows: dict[tuple[str, str], dict] = {}
+    w2 = pd.DataFrame(0.0, index=models, columns=models)
+    for (a, b), (directions, distance) in zip(pairs, results, strict=True):
+        w2.loc[a, b] = w2.loc[b, a] = distance
+        rows.update({(r["source"], r["target"]): r for r in directions})
     out = [rows[a, b] for a in models for b in models if a != b]
     return pd.DataFrame(out), w2
