@@ -362,8 +362,8 @@ def test_run_diagnostics_on_a_chgnet_common_space(tmp_path):
     import json
 
     import mlipspace
-    from mlipspace.diagnostics.run import high_symmetry_structures, run_diagnostics
-    from mlipspace.platonic import common_space_from_store
+    from mlipspace.diagnostics.run import high_symmetry_structures
+    from mlipspace.platonic import run_platonic
 
     structures = mlipspace.demo_structures("small")
     picked = high_symmetry_structures(structures, 2)
@@ -375,23 +375,31 @@ def test_run_diagnostics_on_a_chgnet_common_space(tmp_path):
         mlipspace.featurize(
             structures, model, layer="node", store=store, progress=False, on_unsupported="skip"
         )
-    space = common_space_from_store(store, models, n_anchors=32, method="fps")
-    summary = run_diagnostics(
-        space,
-        structures,
-        tmp_path / "diag",
-        n_symmetric=2,
-        n_mirror=1,
-        n_phonon=1,
-        relax_steps=60,
+    # through the Platonic run: the diagnostics run beside its analyses, into its summary
+    platonic = run_platonic(
+        store,
+        models,
+        tmp_path,
+        structures=structures,
+        n_anchors=32,
+        method="fps",
+        n_atoms=300,
+        ot_atoms=200,
+        robustness=False,
+        diagnostics=dict(n_symmetric=2, n_mirror=1, n_phonon=1, relax_steps=60),
     )
+    summary = platonic["diagnostics"]
+    assert json.loads((tmp_path / "summary.json").read_text())["diagnostics"] == json.loads(
+        json.dumps(summary, default=float)
+    )
+    assert (tmp_path / "claims.csv").exists() and (tmp_path / "transport.csv").exists()
     for name in ("symmetry", "displacement", "mirror_gap", "relax", "phonons", "auroc"):
-        assert (tmp_path / "diag" / f"{name}.csv").exists(), name
+        assert (tmp_path / "diagnostics" / f"{name}.csv").exists(), name
     # CHGNet is exactly invariant: stored symmetric sites coincide, spread grows when moved
     assert max(summary["symmetry_max_spread"].values()) < 1e-5
     assert summary["displacement_monotonic"] == {m: True for m in models}
     assert summary["relax_runs"] == 4 and summary["phonon_runs"] == 2
-    relax = pd.read_csv(tmp_path / "diag" / "relax.csv")
+    relax = pd.read_csv(tmp_path / "diagnostics" / "relax.csv")
     # started exactly on the symmetric cell, an invariant model keeps its symmetry at the
     # label's tolerance (1e-3 Å). At 1e-5 Å float32 round-off can break it over a relaxation
     # that changes the volume by 25% (CHGNet 0.2.0 on Li4S4 with AVX-512 kernels): the
@@ -400,6 +408,6 @@ def test_run_diagnostics_on_a_chgnet_common_space(tmp_path):
     assert set(relax["lost_label"].dropna()) <= {True, False}
     assert relax["deviation"].notna().all()
     assert set(summary["mirror_gap_mean"]) == set(models)
-    assert all(n >= 4 for n in pd.read_csv(tmp_path / "diag" / "mirror_gap.csv")["n_atoms"])
-    written = json.loads((tmp_path / "diag" / "summary.json").read_text())
+    assert all(n >= 4 for n in pd.read_csv(tmp_path / "diagnostics" / "mirror_gap.csv")["n_atoms"])
+    written = json.loads((tmp_path / "diagnostics" / "summary.json").read_text())
     assert written["models_with_calculator"] == models

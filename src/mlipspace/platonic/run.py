@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -59,13 +60,11 @@ def run_platonic(
     ``diagnostics`` (True, or the keyword arguments of
     :func:`mlipspace.diagnostics.run.run_diagnostics`) also runs the failure diagnostics on
     ``structures`` into ``out/diagnostics``; they run the models again, so they are off by
-    default. ``robustness`` recomputes the core agreement under other anchor settings (T10).
+    default; their model runs (worker processes) go on while the analyses run here.
+    ``robustness`` recomputes the core agreement under other anchor settings (T10).
     The checks of the paper's claims (:mod:`.claims`) go to ``claims.csv`` and ``claims.md``.
     Returns a summary dictionary (also written as ``summary.json``).
     """
-    from ..metrics.compare import write_comparison
-    from ..transport import plot_dendrogram
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     say = progress or (lambda text: None)
@@ -87,6 +86,75 @@ def run_platonic(
     space = with_controls(base, shuffled=trained[:1], random_state=seed)
     base.anchor_ids.to_csv(out / "anchors.csv", index=False)
 
+    # the diagnostics need only the space: their worker processes use the cores that the
+    # mostly single-threaded analyses below leave idle
+    background = ThreadPoolExecutor(1)
+    diagnosed = None
+    if diagnostics and structures is not None:
+        from ..diagnostics.run import run_diagnostics
+
+        options = diagnostics if isinstance(diagnostics, dict) else {}
+        diagnosed = background.submit(
+            run_diagnostics,
+            base,
+            structures,
+            out / "diagnostics",
+            seed=seed,
+            progress=say,
+            **options,
+        )
+    try:
+        summary = _analyses(
+            base, space, list(models), out, structures, n_atoms, ot_atoms, seed, say
+        )
+        robust = None
+        if robustness:
+            say("robustness to anchor settings")
+            robust = robustness_table(base, n_atoms=min(n_atoms, 1000), random_state=seed)
+            robust.to_csv(out / "robustness.csv", index=False)
+        if diagnosed is not None:
+            summary["diagnostics"] = diagnosed.result()
+    finally:
+        background.shutdown(wait=True)  # a failed analysis still lets the diagnostics end
+    claims = evaluate_claims(
+        space,
+        summary.pop("_agreement"),
+        summary.pop("_ot_pairs"),
+        summary.pop("_w2"),
+        summary.pop("_stitched"),
+        summary.pop("_bias"),
+        summary.pop("_atypical"),
+        summary["arithmetic"],
+        summary["fine_tune"],
+        summary.get("diagnostics"),
+        robust,
+    )
+    claims.to_csv(out / "claims.csv", index=False)
+    (out / "claims.md").write_text(claims_markdown(claims), encoding="utf-8")
+    summary["claims"] = claims.to_dict(orient="records")
+    (out / "summary.json").write_text(
+        json.dumps(summary, indent=2, default=float), encoding="utf-8"
+    )
+    return summary
+
+
+def _analyses(
+    base: CommonSpace,
+    space: CommonSpace,
+    models: list[str],
+    out: Path,
+    structures: Sequence[Atoms] | None,
+    n_atoms: int,
+    ot_atoms: int,
+    seed: int,
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    """Agreement, transport, bias, atypicality, fine-tuning, arithmetic and stitching: their
+    files under ``out`` and the summary (with the tables the claims need, under ``_`` keys)."""
+    from ..metrics.compare import write_comparison
+    from ..transport import plot_dendrogram
+
+    trained = [m for m in base.models if not is_control(m)]
     agreement = pair_agreement(space, n_atoms=n_atoms, random_state=seed, progress=say)
     agreement.to_csv(out / "agreement.csv", index=False)
     write_comparison(
@@ -179,36 +247,13 @@ def run_platonic(
         "fine_tune": fine_tunes,
         "most_atypical": most_atypical,
     }
-    if diagnostics and structures is not None:
-        from ..diagnostics.run import run_diagnostics
-
-        options = diagnostics if isinstance(diagnostics, dict) else {}
-        summary["diagnostics"] = run_diagnostics(
-            base, structures, out / "diagnostics", seed=seed, progress=say, **options
-        )
-    robust = None
-    if robustness:
-        say("robustness to anchor settings")
-        robust = robustness_table(base, n_atoms=min(n_atoms, 1000), random_state=seed)
-        robust.to_csv(out / "robustness.csv", index=False)
-    claims = evaluate_claims(
-        space,
-        agreement,
-        ot_pairs,
-        w2,
-        stitched,
-        bias,
-        atypical_table,
-        arithmetic_summary,
-        fine_tunes,
-        summary.get("diagnostics"),
-        robust,
-    )
-    claims.to_csv(out / "claims.csv", index=False)
-    (out / "claims.md").write_text(claims_markdown(claims), encoding="utf-8")
-    summary["claims"] = claims.to_dict(orient="records")
-    (out / "summary.json").write_text(
-        json.dumps(summary, indent=2, default=float), encoding="utf-8"
+    summary.update(
+        _agreement=agreement,
+        _ot_pairs=ot_pairs,
+        _w2=w2,
+        _stitched=stitched,
+        _bias=bias,
+        _atypical=atypical_table,
     )
     return summary
 
