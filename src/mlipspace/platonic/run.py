@@ -104,8 +104,8 @@ def run_platonic(
             **options,
         )
     try:
-        summary = _analyses(
-            base, space, list(models), out, structures, n_atoms, ot_atoms, seed, say
+        summary, tables = _analyses(
+            base, space, trained, list(models), out, structures, n_atoms, ot_atoms, seed, say
         )
         robust = None
         if robustness:
@@ -118,12 +118,7 @@ def run_platonic(
         background.shutdown(wait=True)  # a failed analysis still lets the diagnostics end
     claims = evaluate_claims(
         space,
-        summary.pop("_agreement"),
-        summary.pop("_ot_pairs"),
-        summary.pop("_w2"),
-        summary.pop("_stitched"),
-        summary.pop("_bias"),
-        summary.pop("_atypical"),
+        *tables,
         summary["arithmetic"],
         summary["fine_tune"],
         summary.get("diagnostics"),
@@ -141,6 +136,7 @@ def run_platonic(
 def _analyses(
     base: CommonSpace,
     space: CommonSpace,
+    trained: list[str],
     models: list[str],
     out: Path,
     structures: Sequence[Atoms] | None,
@@ -148,13 +144,13 @@ def _analyses(
     ot_atoms: int,
     seed: int,
     say: Callable[[str], None],
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], tuple]:
     """Agreement, transport, bias, atypicality, fine-tuning, arithmetic and stitching: their
-    files under ``out`` and the summary (with the tables the claims need, under ``_`` keys)."""
+    files under ``out``. Returns the summary and the tables the claims check (agreement, OT
+    pairs, W2, stitching, bias, atypical structures: :func:`evaluate_claims`'s order)."""
     from ..metrics.compare import write_comparison
     from ..transport import plot_dendrogram
 
-    trained = [m for m in base.models if not is_control(m)]
     agreement = pair_agreement(space, n_atoms=n_atoms, random_state=seed, progress=say)
     agreement.to_csv(out / "agreement.csv", index=False)
     write_comparison(
@@ -247,15 +243,7 @@ def _analyses(
         "fine_tune": fine_tunes,
         "most_atypical": most_atypical,
     }
-    summary.update(
-        _agreement=agreement,
-        _ot_pairs=ot_pairs,
-        _w2=w2,
-        _stitched=stitched,
-        _bias=bias,
-        _atypical=atypical_table,
-    )
-    return summary
+    return summary, (agreement, ot_pairs, w2, stitched, bias, atypical_table)
 
 
 def _pair_summary(
