@@ -306,23 +306,21 @@ def sse_at_counts_batched(Pe: np.ndarray, R: np.ndarray, y: np.ndarray, counts: 
     """
     Pt = Pe.transpose(0, 2, 1)
     Q = Pt @ Pe
-    yy = np.sum(y * y, axis=1)[:, None, :]
-    # inc_j = r_j ∘ (Q_jj r_j + 2 (Σ_{l<j} Q_jl r_l − (Peᵀy)_j)), without big temporaries
+    yy = np.einsum("bij,bij->bj", y, y)[:, None, :]
+    # inc_j = r_j ∘ (Q_jj r_j + 2 (Σ_{l<j} Q_jl r_l − (Peᵀy)_j)) = cross_j + diag_j, where the
+    # diagonal part Q_jj r_j² is never negative: |inc_j| <= |cross_j| + diag_j bounds its rounding
     cross = np.tril(Q, -1) @ R
     cross -= Pt @ y
+    cross *= R
     cross *= 2.0
-    diag_r = np.diagonal(Q, axis1=1, axis2=2)[:, :, None] * R
-    size = np.abs(cross)
-    size += np.abs(diag_r)
-    size *= np.abs(R)
-    inc = cross
-    inc += diag_r
-    inc *= R
+    diag = np.diagonal(Q, axis1=1, axis2=2)[:, :, None] * (R * R)
     # (b, c, r) indicator of the components each count keeps: the sums over j < n are products
     upto = (np.arange(R.shape[1])[None, None, :] < counts[:, :, None]).astype(R.dtype)
-    sse = upto @ inc
+    sse = upto @ (cross + diag)
     sse += yy
-    scale = upto @ size
+    np.abs(cross, out=cross)
+    cross += diag
+    scale = upto @ cross
     scale += yy
     return sse, 1e-12 * Pe.shape[2] * scale
 
@@ -341,14 +339,15 @@ def select_cutoffs_batched(
     alphas: np.ndarray = DEFAULT_ALPHAS,
     gram: np.ndarray | None = None,
     svd: bool = False,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The 2-fold CV cutoff of many centred problems ``(Xc, Yc)`` (b, k, ·) at once.
 
     The fold factors come from the Gram matrices, or with ``svd=True`` from stacked SVDs
     (slower, but as exact as scikit-matter's for any spectrum). ``gram`` is ``Xc Xcᵀ``
     (b, k, k) if already known: the folds' Gram blocks are cut from it.
-    Returns ``(cutoff, decided)``: ``decided`` is False where Gram factors are not resolved or
-    where rounding could change which cutoff wins; those problems must be solved otherwise.
+    Returns ``(cutoff, decided, kept)``: ``decided`` is False where Gram factors are not
+    resolved or where rounding could change which cutoff wins (those problems must be solved
+    otherwise); ``kept`` (b, 2) counts the singular values each fold keeps at that cutoff.
     """
     f1, f2 = folds
     A1, A2, y1, y2 = Xc[:, f1], Xc[:, f2], Yc[:, f1], Yc[:, f2]
@@ -387,4 +386,5 @@ def select_cutoffs_batched(
     margin = low[rows, best] - np.max(np.where(same, -np.inf, high), axis=1)
     tie = 1e-9 * np.abs(scores[rows, best])
     decided &= margin > tie  # margin is +inf when every choice has the same counts
-    return cutoffs[rows, best], decided
+    kept = np.stack([n12[rows, best], n21[rows, best]], axis=1)
+    return cutoffs[rows, best], decided, kept
