@@ -561,9 +561,7 @@ def _local_errors_batched(Xn, Yn, x, y, prob: _LocalProblem, svd: bool = False) 
             )
 
     else:
-        cutoff, decided, _ = rr.select_cutoffs_batched(
-            Xc, Yc, prob.folds, prob.rcond, prob.alphas
-        )
+        cutoff, decided, _ = rr.select_cutoffs_batched(Xc, Yc, prob.folds, prob.rcond, prob.alphas)
 
         def final(i):
             return _truncated_pinv_predict_batched(Xt[i] @ Xc[i], xq[i], Xt[i] @ Yc[i], cutoff[i])
