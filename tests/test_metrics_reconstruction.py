@@ -189,6 +189,27 @@ def test_svd_path_decides_rank_deficient_neighbourhoods_and_equals_skmatter(d, k
     np.testing.assert_allclose(ours, ref, rtol=RTOL, atol=1e-10)
 
 
+def test_nearly_perfect_local_fits_leave_the_gram_path(monkeypatch):
+    # targets linear in the sources up to 1e-11: every local error is a tiny difference of
+    # O(1) numbers, and Gram solutions (condition number squared) lose its relative accuracy
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((400, 8)) * np.logspace(0, -3, 8)
+    Y = X @ rng.standard_normal((8, 6)) + 1e-11 * rng.standard_normal((400, 6))
+    Xtr, Xte, Ytr, Yte, prob, neigh = _neighbourhoods(X, Y, 30)
+    args = (Xtr[neigh], Ytr[neigh], Xte, Yte, prob)
+    reference = _exact_local_errors(Xtr, Xte, Ytr, Yte, prob, neigh)
+    assert np.median(reference) < 1e-10
+    # the accuracy test sends them to the SVD path (without it the Gram path decides them)
+    assert np.isnan(rec._local_errors_batched(*args)).mean() > 0.9
+    monkeypatch.setattr(rec, "_GRAM_ACCURACY", np.inf)
+    assert not np.isnan(rec._local_errors_batched(*args)).any()
+    monkeypatch.undo()
+    # equal to scikit-matter down to the rounding of O(1) numbers (no SVD does better here)
+    ours = pointwise_lfre(X, Y, 30)
+    ref = sk.pointwise_local_reconstruction_error(X, Y, 30)
+    np.testing.assert_allclose(ours, ref, rtol=1e-6, atol=1e-14)
+
+
 def test_float32_input_matches_float64_reference():
     X, Y = _data(200, 8, 8, 0.1, seed=6)
     X32, Y32 = X.astype(np.float32), Y.astype(np.float32)
