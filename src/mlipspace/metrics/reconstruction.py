@@ -476,8 +476,11 @@ def _truncated_pinv_predict_batched(
         if _cholesky(G[i] - shift * eye) is None:
             partial.append(i)
             continue
-        pred[i] = cho_solve((_cholesky(G[i]), False), left[i].T).T @ right[i]
-        cond[i] = np.trace(G[i]) / shift  # every eigenvalue is above the shift
+        factor = _cholesky(G[i])
+        pred[i] = cho_solve((factor, False), left[i].T).T @ right[i]
+        # every eigenvalue is above the shift; LAPACK's 1-norm estimate is usually far tighter
+        rcond, _ = lapack.dpocon(factor, np.linalg.norm(G[i], 1))
+        cond[i] = min(np.trace(G[i]) / shift, 1.0 / rcond if rcond > 0 else np.inf)
     if partial:
         lam, V = rr.eigh_desc_batched(G[partial])
         resolved[partial] = rr.gram_resolved_batched(lam, cutoff[partial, None])
