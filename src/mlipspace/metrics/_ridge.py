@@ -340,15 +340,14 @@ def select_cutoffs_batched(
     alphas: np.ndarray = DEFAULT_ALPHAS,
     gram: np.ndarray | None = None,
     svd: bool = False,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray]:
     """The 2-fold CV cutoff of many centred problems ``(Xc, Yc)`` (b, k, ·) at once.
 
     The fold factors come from the Gram matrices, or with ``svd=True`` from stacked SVDs
     (slower, but as exact as scikit-matter's for any spectrum). ``gram`` is ``Xc Xcᵀ``
     (b, k, k) if already known: the folds' Gram blocks are cut from it.
-    Returns ``(cutoff, decided, kept)``: ``decided`` is False where Gram factors are not
-    resolved or where rounding could change which cutoff wins (those problems must be solved
-    otherwise); ``kept`` (b, 2) counts the singular values each fold keeps at that cutoff.
+    Returns ``(cutoff, decided)``: ``decided`` is False where Gram factors are not resolved or
+    where rounding could change which cutoff wins; those problems must be solved otherwise.
     """
     f1, f2 = folds
     A1, A2, y1, y2 = Xc[:, f1], Xc[:, f2], Yc[:, f1], Yc[:, f2]
@@ -387,5 +386,4 @@ def select_cutoffs_batched(
     margin = low[rows, best] - np.max(np.where(same, -np.inf, high), axis=1)
     tie = 1e-9 * np.abs(scores[rows, best])
     decided &= margin > tie  # margin is +inf when every choice has the same counts
-    kept = np.stack([n12[rows, best], n21[rows, best]], axis=1)
-    return cutoffs[rows, best], decided, kept
+    return cutoffs[rows, best], decided

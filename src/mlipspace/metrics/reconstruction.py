@@ -450,15 +450,14 @@ def pointwise_lfre(
 
 
 def _truncated_pinv_predict_batched(
-    G, left, right, cutoff, all_kept_possible=None
+    G, left, right, cutoff
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``left @ pinv_cutoff(G) @ right`` for stacks of Gram matrices ``G`` (b, m, m).
 
     ``pinv_cutoff`` keeps the eigenvalues whose square root is above ``cutoff`` (the singular
     values of the matrix behind ``G``). Where a Cholesky factorisation of ``G - shift·I``
     proves all of them above the cutoff and well resolved, this is a Cholesky solve; the rest
-    go through a stacked eigendecomposition. ``all_kept_possible`` (b,) may rule the Cholesky
-    attempt out beforehand (only the time changes). Returns the predictions, whether each
+    go through a stacked eigendecomposition. Returns the predictions, whether each
     spectrum is resolved well enough to truncate as an SVD would, and a bound on the condition
     number of the kept spectrum (the rounding of a Gram solution grows with it).
     """
@@ -469,9 +468,6 @@ def _truncated_pinv_predict_batched(
     eye = np.eye(m)
     partial = []
     for i in range(b):
-        if all_kept_possible is not None and not all_kept_possible[i]:
-            partial.append(i)
-            continue
         shift = max(cutoff[i] ** 2 * (1.0 + 1e-6), rr.GRAM_RESOLUTION * float(np.trace(G[i])))
         if _cholesky(G[i] - shift * eye) is None:
             partial.append(i)
@@ -494,10 +490,13 @@ def _truncated_pinv_predict_batched(
     return pred, resolved, cond
 
 
-def _truncated_svd_predict_batched(A, left, right, cutoff) -> tuple[np.ndarray, np.ndarray]:
+def _truncated_svd_predict_batched(
+    A, left, right, cutoff
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``left @ pinv_cutoff(A) @ right`` for stacks ``A`` (b, k, d), ``left`` (b, 1, d),
-    ``right`` (b, k, t) through stacked SVDs (exact for any spectrum), and whether each cutoff
-    is clear of the singular values."""
+    ``right`` (b, k, t) through stacked SVDs (exact for any spectrum), whether each cutoff is
+    clear of the singular values, and zeros where the Gram solver gives a condition number (an
+    SVD solution rounds as scikit-matter's does: no accuracy test applies)."""
     U, s, Vt = np.linalg.svd(A, full_matrices=False)
     keep = s > cutoff[:, None]
     weight = np.divide(1.0, s, out=np.zeros_like(s), where=keep)
@@ -541,7 +540,7 @@ def _local_errors_batched(Xn, Yn, x, y, prob: _LocalProblem, svd: bool = False) 
     Xt = Xc.transpose(0, 2, 1)
     if svd:
         Xr, xr = _row_space_coordinates(Xc, xq)
-        cutoff, decided, _ = rr.select_cutoffs_batched(
+        cutoff, decided = rr.select_cutoffs_batched(
             Xr, Yc, prob.folds, prob.rcond, prob.alphas, svd=True
         )
 
@@ -555,25 +554,18 @@ def _local_errors_batched(Xn, Yn, x, y, prob: _LocalProblem, svd: bool = False) 
         # Cholesky-factorised). That component adds nothing to the prediction: the test
         # row's Gram vector and the centred targets are orthogonal to the ones vector.
         gram = Xc @ Xt
-        cutoff, decided, kept = rr.select_cutoffs_batched(
+        cutoff, decided = rr.select_cutoffs_batched(
             Xc, Yc, prob.folds, prob.rcond, prob.alphas, gram=gram
         )
-        # Cauchy interlacing: the final Gram's smallest eigenvalue is at most a fold Gram's
-        # second smallest (one more for the rank-one mu term), so a fold that drops two
-        # components at the cutoff proves the final fit drops one: no Cholesky attempt then
-        fold_sizes = np.array([np.arange(k)[f].size for f in prob.folds])
-        all_kept_possible = np.all(kept >= fold_sizes - 1, axis=1)
 
         def final(i):
             g = gram[i]
             mu = np.trace(g, axis1=1, axis2=2) / k
             g += (mu / k)[:, None, None]
-            return _truncated_pinv_predict_batched(
-                g, xq[i] @ Xt[i], Yc[i], cutoff[i], all_kept_possible[i]
-            )
+            return _truncated_pinv_predict_batched(g, xq[i] @ Xt[i], Yc[i], cutoff[i])
 
     else:
-        cutoff, decided, _ = rr.select_cutoffs_batched(Xc, Yc, prob.folds, prob.rcond, prob.alphas)
+        cutoff, decided = rr.select_cutoffs_batched(Xc, Yc, prob.folds, prob.rcond, prob.alphas)
 
         def final(i):
             return _truncated_pinv_predict_batched(Xt[i] @ Xc[i], xq[i], Xt[i] @ Yc[i], cutoff[i])
