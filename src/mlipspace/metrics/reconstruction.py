@@ -468,7 +468,8 @@ def _truncated_pinv_predict_batched(
     eye = np.eye(m)
     partial = []
     for i in range(b):
-        shift = max(cutoff[i] ** 2 * (1.0 + 1e-6), rr.GRAM_RESOLUTION * float(np.trace(G[i])))
+        trace = float(np.trace(G[i]))
+        shift = max(cutoff[i] ** 2 * (1.0 + 1e-6), rr.GRAM_RESOLUTION * trace)
         if _cholesky(G[i] - shift * eye) is None:
             partial.append(i)
             continue
@@ -476,7 +477,7 @@ def _truncated_pinv_predict_batched(
         pred[i] = cho_solve((factor, False), left[i].T).T @ right[i]
         # every eigenvalue is above the shift; LAPACK's 1-norm estimate is usually far tighter
         rcond, _ = lapack.dpocon(factor, np.linalg.norm(G[i], 1))
-        cond[i] = min(np.trace(G[i]) / shift, 1.0 / rcond if rcond > 0 else np.inf)
+        cond[i] = min(trace / shift, 1.0 / rcond if rcond > 0 else np.inf)
     if partial:
         lam, V = rr.eigh_desc_batched(G[partial])
         resolved[partial] = rr.gram_resolved_batched(lam, cutoff[partial, None])
@@ -490,18 +491,15 @@ def _truncated_pinv_predict_batched(
     return pred, resolved, cond
 
 
-def _truncated_svd_predict_batched(
-    A, left, right, cutoff
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _truncated_svd_predict_batched(A, left, right, cutoff) -> tuple[np.ndarray, np.ndarray]:
     """``left @ pinv_cutoff(A) @ right`` for stacks ``A`` (b, k, d), ``left`` (b, 1, d),
-    ``right`` (b, k, t) through stacked SVDs (exact for any spectrum), whether each cutoff is
-    clear of the singular values, and zeros where the Gram solver gives a condition number (an
-    SVD solution rounds as scikit-matter's does: no accuracy test applies)."""
+    ``right`` (b, k, t) through stacked SVDs (exact for any spectrum), and whether each cutoff
+    is clear of the singular values."""
     U, s, Vt = np.linalg.svd(A, full_matrices=False)
     keep = s > cutoff[:, None]
     weight = np.divide(1.0, s, out=np.zeros_like(s), where=keep)
     pred = ((left @ Vt.transpose(0, 2, 1)) * weight[:, None, :]) @ U.transpose(0, 2, 1) @ right
-    return pred, rr.cutoffs_clear_batched(s, cutoff[:, None]), np.zeros(len(s))
+    return pred, rr.cutoffs_clear_batched(s, cutoff[:, None])
 
 
 def _row_space_coordinates(Xc: np.ndarray, xq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -545,7 +543,8 @@ def _local_errors_batched(Xn, Yn, x, y, prob: _LocalProblem, svd: bool = False) 
         )
 
         def final(i):
-            return _truncated_svd_predict_batched(Xr[i], xr[i], Yc[i], cutoff[i])
+            # an SVD solution rounds as scikit-matter's does: no condition number to check
+            return (*_truncated_svd_predict_batched(Xr[i], xr[i], Yc[i], cutoff[i]), None)
 
     elif k <= d:
         # one k × k Gram serves both folds and the final fit. Centring leaves the all-ones
@@ -577,11 +576,12 @@ def _local_errors_batched(Xn, Yn, x, y, prob: _LocalProblem, svd: bool = False) 
         pred, resolved, cond = final(done)
         target = y[done] - ym[done, 0]
         err = np.linalg.norm(target - pred[:, 0], axis=1)
-        # A Gram solution carries a rounding error of about eps·cond·|y| in the prediction
-        # (an SVD's: eps·sqrt(cond)·|y|), so a nearly perfect local fit (real features often
-        # give them) can lose its relative accuracy: those go to the SVD path
-        scale = np.linalg.norm(target, axis=1) + np.linalg.norm(pred[:, 0], axis=1)
-        resolved &= np.spacing(1.0) * cond * scale <= _GRAM_ACCURACY * err
+        if cond is not None:
+            # A Gram solution carries a rounding error of about eps·cond·|y| in the prediction
+            # (an SVD's: eps·sqrt(cond)·|y|), so a nearly perfect local fit (real features
+            # often give them) can lose its relative accuracy: those go to the SVD path
+            scale = np.linalg.norm(target, axis=1) + np.linalg.norm(pred[:, 0], axis=1)
+            resolved &= np.spacing(1.0) * cond * scale <= _GRAM_ACCURACY * err
         errors[done] = np.where(resolved, err, np.nan)
     return errors
 
