@@ -231,7 +231,10 @@ def test_chgnet_calculator_agrees_with_the_adapter():
     for atoms, expected in zip(structures, energies, strict=True):
         atoms = atoms.copy()
         atoms.calc = calc
-        assert atoms.get_potential_energy() == pytest.approx(expected, abs=1e-4)
+        # float32 model: one full-suite run (session 6) saw the batched adapter 1.7e-4 eV (6e-6
+        # relative) away from the calculator on the 8-atom cell, not reproducible in isolation;
+        # another checkpoint is far outside 2e-5 relative (0.2.0: 0.16 eV, 5e-3 relative)
+        assert atoms.get_potential_energy() == pytest.approx(expected, rel=2e-5, abs=1e-4)
     squeezed = bulk("NaCl", "rocksalt", a=5.45)
     _numerical_stress_matches(calc, squeezed)
 
