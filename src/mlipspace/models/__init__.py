@@ -1,14 +1,25 @@
 """Model adapters (one module per family) and their registry."""
 
-from .base import STANDARD_LAYERS, ModelAdapter, ModelSpec
-from .registry import available_models, get_model, model_specs, register, resolve
+from .base import MODEL_KINDS, STANDARD_LAYERS, SYMMETRIES, ModelAdapter, ModelCard, ModelSpec
+from .registry import (
+    available_models,
+    get_model,
+    model_card,
+    model_specs,
+    register,
+    resolve,
+)
 
 __all__ = [
+    "MODEL_KINDS",
     "STANDARD_LAYERS",
+    "SYMMETRIES",
     "ModelAdapter",
+    "ModelCard",
     "ModelSpec",
     "available_models",
     "get_model",
+    "model_card",
     "model_specs",
     "register",
     "resolve",

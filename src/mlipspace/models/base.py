@@ -19,6 +19,63 @@ from ase import Atoms
 
 STANDARD_LAYERS = ("ll", "node", "bb")
 
+#: what a registered model is: a trained potential, a fixed descriptor, or a control
+MODEL_KINDS = ("mlip", "descriptor", "control")
+#: the symmetry of a model's features, as built (and checked by the contract tests):
+#: invariant under rotations and reflections, under proper rotations only, or neither
+SYMMETRIES = ("O(3)", "SO(3)", "none")
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """Every fact about a model that an analysis may need, in one place.
+
+    Analyses never keep side tables of model facts: they read the card of the model's
+    :class:`ModelSpec` through :func:`mlipspace.models.model_card`.
+
+    Parameters
+    ----------
+    architecture : str
+        Architecture family, e.g. ``"CHGNet"``, ``"SevenNet"``, ``"MACE"``. Models of one
+        architecture are "siblings" in the Platonic analyses.
+    training_data : str
+        Training set, e.g. ``"MPtrj"``, ``"MatPES"``, ``"OMat24"``; empty when unknown.
+    level_of_theory : str
+        Functional of the labels: ``"PBE"`` (PBE/PBE+U), ``"r2SCAN"``, or several joined
+        by ``"+"`` for multi-fidelity models; empty when not applicable.
+    kind : str
+        One of :data:`MODEL_KINDS`.
+    fine_tuned_from : str, optional
+        Registered name of the model this one was fine-tuned from.
+    shared_initialisation : str, optional
+        Registered name of a model that shares this one's weights at initialisation
+        (e.g. the heads of one multi-fidelity checkpoint).
+    has_calculator : bool
+        Whether mlipspace can build an ASE calculator (energies, forces) for it.
+    symmetry : str
+        One of :data:`SYMMETRIES`.
+    environment : str
+        Worker environment (``envs/<environment>.txt``); ``"main"`` runs in the main one.
+    """
+
+    architecture: str = ""
+    training_data: str = ""
+    level_of_theory: str = ""
+    kind: str = "mlip"
+    fine_tuned_from: str | None = None
+    shared_initialisation: str | None = None
+    has_calculator: bool = False
+    symmetry: str = "O(3)"
+    environment: str = "main"
+
+    def __post_init__(self) -> None:
+        if self.kind not in MODEL_KINDS:
+            raise ValueError(f"ModelCard.kind must be one of {MODEL_KINDS}, not {self.kind!r}")
+        if self.symmetry not in SYMMETRIES:
+            raise ValueError(
+                f"ModelCard.symmetry must be one of {SYMMETRIES}, not {self.symmetry!r}"
+            )
+
 
 class ModelAdapter(abc.ABC):
     """One loaded model that can compute per-atom features.
@@ -87,6 +144,8 @@ class ModelSpec:
         one thread per model, 17185 atoms: SevenNet-0 32 s, HIENet-V3 149 s). Only used to
         start the slowest models first when several run side by side, so that no worker idles
         at the end.
+    card : ModelCard
+        The model's facts (architecture, data, kind, symmetry, environment...).
     """
 
     name: str
@@ -96,6 +155,7 @@ class ModelSpec:
     description: str = ""
     weights_available: Callable[[], bool] | None = None
     relative_cost: float = 1.0
+    card: ModelCard = field(default_factory=ModelCard)
 
     @property
     def parametrised(self) -> bool:

@@ -6,7 +6,7 @@ import importlib
 from importlib.metadata import entry_points
 
 from ..errors import ModelError
-from .base import ModelAdapter, ModelSpec
+from .base import ModelAdapter, ModelCard, ModelSpec
 
 # Built-in family modules; each defines ``SPECS: list[ModelSpec]`` and imports its
 # heavy dependencies (torch, the model package) only inside the factories.
@@ -91,3 +91,9 @@ def get_model(name: str, dtype: str = "float32", device: str = "cpu") -> ModelAd
     adapter = spec.factory(argument, dtype=dtype, device=device)
     adapter.name = name
     return adapter
+
+
+def model_card(name: str) -> ModelCard:
+    """The card of the model registered as ``name`` (parametrised names share their prefix's)."""
+    spec, _ = resolve(name)
+    return spec.card
