@@ -197,3 +197,153 @@ def test_feature_outlier_structures_are_left_out_and_named(caplog):
     assert df.attrs["excluded_structures"][0]["model"] == "b"
     kept_all = compare_tables(tables, measures=("gfre",), n_test=20, outlier_factor=None)
     assert kept_all.attrs["excluded_structures"] == []
+
+
+# ---------------------------------------------------------------------------------------------
+# calibration: permutation null, structure bootstrap, width control, measure names
+# ---------------------------------------------------------------------------------------------
+
+
+def test_defaults_add_only_the_measure_names(store):
+    fs, _ = store
+    df = compare(fs, ["wide", "narrow"], measures=("gfre", "mknn", "cka"), n_test=100)
+    from mlipspace.metrics.compare import COLUMNS
+
+    assert list(df.columns) == [*COLUMNS, "measure_label", "preprocessing"]
+    labels = df.drop_duplicates("measure").set_index("measure")["measure_label"]
+    assert labels["mknn"] == "mutual kNN (k=10, cosine)"
+    assert labels["cka"] == "linear CKA (biased HSIC)"
+    assert df["uncertainty"].isna().all()
+
+
+def test_compare_permutation_null(store):
+    fs, _ = store
+    df = compare(
+        fs,
+        ["wide", "narrow", "noise"],
+        measures=("gfre", "cka", "mknn"),
+        n_test=200,
+        n_permutations=19,
+    )
+    assert set(df["n_permutations"]) == {19} and set(df["null_unit"]) == {"structure"}
+    assert (df["null_movable"] > 0.5).all()  # the small demo set has many equal-size structures
+    cell = df.set_index(["measure", "source", "target"])
+    # two descriptors of the same environments beat their null in every measure...
+    for measure in ("gfre", "cka", "mknn"):
+        assert cell.loc[(measure, "wide", "narrow"), "p_value"] == pytest.approx(1 / 20)
+    # ...random features do not
+    assert cell.loc[("gfre", "noise", "wide"), "p_value"] > 0.05
+    assert cell.loc[("cka", "noise", "wide"), "p_value"] > 0.05
+    # an error's null lies above the score (lower is better), a similarity's below
+    assert (
+        cell.loc[("gfre", "wide", "narrow"), "null_mean"]
+        > cell.loc[("gfre", "wide", "narrow"), "value"]
+    )
+    assert (
+        cell.loc[("cka", "wide", "narrow"), "null_mean"]
+        < cell.loc[("cka", "wide", "narrow"), "value"]
+    )
+    # a symmetric measure has one null per pair
+    assert (
+        cell.loc[("cka", "wide", "noise"), "p_value"]
+        == cell.loc[("cka", "noise", "wide"), "p_value"]
+    )
+    # the null of a GFRE cell equals refitting on the permuted target
+    from mlipspace.metrics.calibration import permutation_indices
+
+    tables = {
+        k[0]: v for k, v in fs.aligned([(m, "ll") for m in ("wide", "narrow", "noise")]).items()
+    }
+    train, test = stratified_split(tables["wide"].subset, n_test=200, seed=0)
+    perms, _ = permutation_indices(
+        len(train) + len(test),
+        19,
+        np.random.SeedSequence(0).spawn(3)[0],
+        tables["wide"].structure_hash,
+    )
+    null = [
+        gfre(tables["wide"].X, tables["narrow"].X[p], train_idx=train, test_idx=test) for p in perms
+    ]
+    assert cell.loc[("gfre", "wide", "narrow"), "null_mean"] == pytest.approx(np.mean(null))
+
+
+def test_compare_structure_bootstrap_interval(store):
+    fs, _ = store
+    df = compare(
+        fs,
+        ["wide", "narrow", "noise"],
+        measures=("gfre", "lfre", "cka", "mknn", "cknna"),
+        n_test=200,
+        n_bootstrap=40,
+        confidence=0.9,
+    )
+    assert set(df["bootstrap_unit"]) == {"structure"} and set(df["confidence"]) == {0.9}
+    off = df[df.source != df.target]
+    assert (off["ci_low"] <= off["value"]).all() and (off["value"] <= off["ci_high"]).all()
+    assert np.isfinite(off["bootstrap_bias"]).all()
+    assert (off["ci_high"] > off["ci_low"]).all() and (off["uncertainty"] > 0).all()
+    with pytest.raises(MetricInputError, match="confidence"):
+        compare(fs, ["wide"], measures=("cka",), n_test=100, n_bootstrap=5, confidence=95)
+
+
+def test_compare_width_control(store):
+    fs, _ = store
+    names = ["wide", "narrow", "noise"]
+    df = compare(fs, names, measures=("gfre", "cka"), n_test=200, width_control=True)
+    assert set(df["common_width"]) == {6}  # the narrowest model
+    # the value at common width is the comparison run on 6 principal components
+    cut = compare(fs, names, measures=("gfre", "cka"), n_test=200, common_dim=6)
+    key = ["measure", "source", "target"]
+    merged = df.merge(cut[[*key, "value"]], on=key, suffixes=("", "_cut"))
+    assert np.allclose(merged["value_common_width"], merged["value_cut"], rtol=1e-10)
+    cell = df.set_index(key)
+    # a random source of the wide model's width reconstructs nothing; the wide model does
+    assert cell.loc[("gfre", "wide", "narrow"), "random_baseline"] > 0.9
+    assert cell.loc[("gfre", "wide", "narrow"), "value"] < 0.5
+    # the random noise "model" sits on its own baseline
+    assert cell.loc[("gfre", "noise", "wide"), "value"] == pytest.approx(
+        cell.loc[("gfre", "noise", "wide"), "random_baseline"], abs=0.05
+    )
+    # a symmetric measure's baseline replaces the row model: one per direction
+    assert (
+        cell.loc[("cka", "wide", "narrow"), "random_baseline"]
+        != cell.loc[("cka", "narrow", "wide"), "random_baseline"]
+    )
+    explicit = compare(fs, names, measures=("gfre",), n_test=200, common_width=4)
+    assert set(explicit["common_width"]) == {4}
+
+
+def test_cli_calibration_columns(store, tmp_path):
+    from typer.testing import CliRunner
+
+    from mlipspace.cli import _import_commands
+    from mlipspace.cli.app import app
+
+    _import_commands()
+    fs, _ = store
+    result = CliRunner().invoke(
+        app,
+        [
+            "compare",
+            "--store",
+            str(fs.path),
+            "--models",
+            "wide,noise",
+            "--measures",
+            "gfre,mknn",
+            "--out",
+            str(tmp_path / "out"),
+            "--n-test",
+            "100",
+            "--permutations",
+            "9",
+            "--bootstrap",
+            "5",
+            "--width-control",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "mutual kNN (k=10, cosine)" in result.output and " ns" in result.output
+    df = pd.read_csv(tmp_path / "out" / "compare.csv")
+    for column in ("p_value", "null_mean", "ci_low", "random_baseline", "measure_label"):
+        assert df[column].notna().all(), column

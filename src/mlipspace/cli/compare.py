@@ -28,7 +28,37 @@ def compare_command(
     common_dim: Annotated[
         int | None, typer.Option("--common-dim", help="PCA every model to N dims first (control).")
     ] = None,
-    bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples.")] = 0,
+    bootstrap: Annotated[
+        int,
+        typer.Option(
+            "--bootstrap", help="Bootstrap resamples of the test structures (CI columns)."
+        ),
+    ] = 0,
+    confidence: Annotated[
+        float, typer.Option("--confidence", help="Level of the bootstrap interval.")
+    ] = 0.95,
+    permutations: Annotated[
+        int,
+        typer.Option(
+            "--permutations", help="Permutation null (structures permuted): p-value columns."
+        ),
+    ] = 0,
+    width_control: Annotated[
+        bool,
+        typer.Option(
+            "--width-control",
+            help="Add a random-source baseline of the same width and the value at a common "
+            "PCA width.",
+        ),
+    ] = False,
+    common_width: Annotated[
+        int | None,
+        typer.Option(
+            "--common-width",
+            help="PCA width of the width control (default: the smallest width; implies "
+            "--width-control).",
+        ),
+    ] = None,
     n_test: Annotated[int, typer.Option("--n-test", help="Test atoms (stratified).")] = 1000,
     seed: Annotated[int, typer.Option("--seed", help="Split and bootstrap seed.")] = 0,
     n_local_points: Annotated[
@@ -37,6 +67,9 @@ def compare_command(
     scheduler: SchedulerOption = None,
 ) -> None:
     """Compare models pairwise: table (parquet, CSV) and heatmaps (PNG, SVG, HTML)."""
+    import numpy as np
+
+    from ..metrics.calibration import beats_null
     from ..metrics.compare import compare, write_comparison
     from ..store import FeatureStore
 
@@ -63,21 +96,40 @@ def compare_command(
             seed=seed,
             common_dim=common_dim,
             n_bootstrap=bootstrap,
+            confidence=confidence,
+            n_permutations=permutations,
+            width_control=width_control,
+            common_width=common_width,
             n_local_points=n_local_points,
             progress=tick,
             engine=engine,
         )
     written = write_comparison(df, out)
-    for measure, sub in df.groupby("measure", sort=False):
+    for _, sub in df.groupby("measure", sort=False):
         M = sub.pivot(index="source", columns="target", values="value").reindex(
             index=names, columns=names
         )
-        table = Table(title=f"{measure} (row: source, column: target)")
+        P = None
+        if "p_value" in sub:
+            P = sub.pivot(index="source", columns="target", values="p_value").reindex(
+                index=names, columns=names
+            )
+        table = Table(
+            title=f"{sub['measure_label'].iloc[0]} (row: source, column: target)",
+            caption=sub["preprocessing"].iloc[0]
+            + ("; ns: does not beat its permutation null" if P is not None else ""),
+        )
         table.add_column("")
         for name in names:
             table.add_column(name, justify="right")
         for name in names:
-            table.add_row(name, *(f"{v:.4g}" for v in M.loc[name]))
+            cells = [f"{v:.4g}" for v in M.loc[name]]
+            if P is not None:
+                cells = [
+                    c if beats_null(p) or not np.isfinite(p) else f"{c} ns"
+                    for c, p in zip(cells, P.loc[name], strict=True)
+                ]
+            table.add_row(name, *cells)
         console.print(table)
     dims = df.drop_duplicates("source").set_index("source")
     for name in names:

@@ -21,7 +21,9 @@ import pandas as pd
 from ..errors import MetricInputError
 from ..features import OUTLIER_FACTOR, AtomFeatures, align, drop_outlier_structures
 from . import reconstruction as rec
-from . import similarity as sim
+from .calibration import common_width as common_width_of
+from .compare_calibration import ComparisonCalibration
+from .registry import MEASURES, SYMMETRIC
 from .split import stratified_split
 
 __all__ = [
@@ -34,19 +36,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-ASYMMETRIC = ("gfre", "gfrd", "lfre")
-SYMMETRIC: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
-    "cka": lambda a, b: sim.cka(a, b),
-    "cka_unbiased": lambda a, b: sim.cka(a, b, unbiased=True),
-    "cka_rbf": lambda a, b: sim.cka(a, b, kernel="rbf"),
-    "mknn": lambda a, b: sim.mutual_knn(a, b, k=10),
-    "cknna": lambda a, b: sim.cknna(a, b, k=10),
-    "svcca": lambda a, b: sim.svcca(a, b),
-    "procrustes": lambda a, b: sim.procrustes_distance(a, b),
-    "rsa": lambda a, b: sim.rsa(a, b),
-}
-MEASURES = (*ASYMMETRIC, *SYMMETRIC)
 
 COLUMNS = [
     "source",
@@ -93,22 +82,39 @@ def pca_projection(X: np.ndarray, train_idx: np.ndarray, n_components: int) -> n
     return (X - mean) @ Vt[:n_components].T
 
 
-def _bootstrap_rms(values: np.ndarray, n_bootstrap: int, rng: np.random.Generator) -> float:
-    if n_bootstrap <= 0:
-        return float("nan")
-    draws = rng.integers(0, len(values), size=(n_bootstrap, len(values)))
-    return float(np.std(np.sqrt(np.mean(values[draws] ** 2, axis=1)), ddof=1))
+def _lfre_k(n_local_points: int | None, A: np.ndarray, B: np.ndarray, n_train: int) -> int:
+    k = n_local_points or min(A.shape[1], B.shape[1])
+    return max(2, min(k, n_train))
 
 
-def _bootstrap_symmetric(fn, A, B, n_bootstrap: int, rng: np.random.Generator) -> float:
-    """Std of ``fn`` over bootstrap resamples of the test rows (duplicates dropped)."""
-    if n_bootstrap <= 0:
-        return float("nan")
-    vals = []
-    for _ in range(n_bootstrap):
-        rows = np.unique(rng.integers(0, len(A), size=len(A)))
-        vals.append(fn(A[rows], B[rows]))
-    return float(np.std(vals, ddof=1))
+def _evaluator(engine, train, test, n_local_points, n_jobs):
+    """``evaluate(measure, A, B) -> (value, pointwise or None)``: one cell as compare computes it.
+
+    Reconstruction measures fit on the training rows and return their per-test-atom errors;
+    similarity measures are computed on the test rows (no pointwise values).
+    """
+
+    def evaluate(measure: str, A: np.ndarray, B: np.ndarray):
+        if measure in ("gfre", "gfrd"):
+            fn = engine.pointwise_gfre if measure == "gfre" else engine.pointwise_gfrd
+            v = fn(A, B, train_idx=train, test_idx=test)
+            return rec._rms(v), v
+        if measure == "lfre":
+            k = _lfre_k(n_local_points, A, B, len(train))
+            v = engine.pointwise_lfre(A, B, k, train_idx=train, test_idx=test, n_jobs=n_jobs)
+            return rec._rms(v), v
+        return float(SYMMETRIC[measure](A[test], B[test])), None
+
+    def evaluate_many(measure: str, A: np.ndarray, Bs) -> list[float]:
+        if measure == "gfre" and hasattr(engine, "pointwise_gfre_targets"):
+            # one factorisation of the source serves every permuted target
+            out = engine.pointwise_gfre_targets(
+                A, dict(enumerate(Bs)), train_idx=train, test_idx=test
+            )
+            return [rec._rms(out[i]) for i in range(len(Bs))]
+        return [evaluate(measure, A, B)[0] for B in Bs]
+
+    return evaluate, evaluate_many
 
 
 def compare_tables(
@@ -123,6 +129,10 @@ def compare_tables(
     progress: Callable[[str], None] | None = None,
     outlier_factor: float | None = OUTLIER_FACTOR,
     engine: Any = None,
+    n_permutations: int = 0,
+    confidence: float = 0.95,
+    width_control: bool = False,
+    common_width: int | None = None,
 ) -> pd.DataFrame:
     """Asymmetric all-pairs comparison of feature tables.
 
@@ -136,12 +146,17 @@ def compare_tables(
         Test atoms, stratified by subset (:func:`~mlipspace.metrics.stratified_split`); capped
         at half the atoms.
     seed : int, default=0
-        Seed of the split and of the bootstrap.
+        Seed of the split, of the permutations, of the bootstrap and of the random sources.
     common_dim : int, optional
         Project every model on its first ``common_dim`` principal components (fitted on the
         training atoms) first: a control for the effect of dimension.
     n_bootstrap : int, default=0
-        Bootstrap resamples of the test atoms for the ``uncertainty`` column (NaN when 0).
+        Resamples of the test *structures* (drawn with replacement; atoms of one structure are
+        not independent) for the ``uncertainty`` column (their standard deviation) and the
+        ``ci_low``/``ci_high`` percentile interval at ``confidence`` (NaN / absent when 0).
+        GFRE, GFRD and LFRE resample their per-test-atom errors (the fits are not redone),
+        mutual kNN its per-atom overlaps; the other measures are recomputed on the resampled
+        rows (:attr:`mlipspace.metrics.registry.MeasureInfo.bootstrap`).
     n_local_points : int, optional
         LFRE neighbourhood; default ``min(dim_source, dim_target)`` (capped by the training rows).
     n_jobs : int, optional
@@ -156,11 +171,28 @@ def compare_tables(
         Where GFRE, GFRD and LFRE run: anything with ``pointwise_gfre``, ``pointwise_gfrd``
         and ``pointwise_lfre`` of the signatures of :mod:`mlipspace.metrics.reconstruction`
         (the default), e.g. :class:`mlipspace.distributed.DaskEngine` for a Dask cluster.
+    n_permutations : int, default=0
+        Permutation null of every cell (:func:`mlipspace.metrics.permutation_test`): the
+        target's structures are permuted among structures of the same atom count, the measure
+        recomputed (refitted for GFRE/GFRD/LFRE) ``n_permutations`` times; adds ``null_mean``,
+        ``null_std``, ``p_value``, ``n_permutations``, ``null_unit``, ``null_movable``.
+    confidence : float, default=0.95
+        Level of the bootstrap interval.
+    width_control : bool, default=False
+        Add ``random_baseline`` (the source replaced by Gaussian features of its width, same
+        rows: :func:`mlipspace.metrics.calibration.random_features`) and
+        ``value_common_width`` (every model on ``common_width`` principal components).
+    common_width : int, optional
+        Width of the width control's PCA (default: the smallest width compared); giving it
+        turns the width control on.
 
     Returns
     -------
     DataFrame
-        Columns :data:`COLUMNS`; ``attrs["excluded_structures"]`` lists the outliers left out.
+        Columns :data:`COLUMNS`, ``measure_label`` and ``preprocessing`` (the measure's precise
+        name and what was done to the features, :mod:`mlipspace.metrics.registry`), then the
+        calibration columns asked for; ``attrs["excluded_structures"]`` lists the outliers
+        left out.
     """
     unknown = [m for m in measures if m not in MEASURES]
     if unknown:
@@ -198,10 +230,27 @@ def compare_tables(
     eff = {k: effective_rank(v[train]) for k, v in feats.items()}
     layer = first.layer
     engine = rec if engine is None else engine
-    rng = np.random.default_rng(seed)
+    evaluate, evaluate_many = _evaluator(engine, train, test, n_local_points, n_jobs)
+    width = None
+    if width_control or common_width is not None:
+        width = common_width_of(dims.values(), common_width)
+    calibration = ComparisonCalibration(
+        feats,
+        train,
+        test,
+        groups=first.structure_hash,
+        n_permutations=n_permutations,
+        n_bootstrap=n_bootstrap,
+        confidence=confidence,
+        width=width,
+        common_feats=(
+            {k: pca_projection(v, train, width) for k, v in feats.items()} if width else None
+        ),
+        random_state=seed,
+    )
     rows: list[dict[str, Any]] = []
 
-    def add(src, tgt, measure, value, unc, k=None):
+    def add(src, tgt, measure, value, unc, k, extra):
         rows.append(
             dict(
                 source=src,
@@ -220,6 +269,7 @@ def compare_tables(
                 common_dim=common_dim,
                 n_local_points=k,
                 n_bootstrap=n_bootstrap,
+                **extra,
             )
         )
 
@@ -235,32 +285,28 @@ def compare_tables(
                 progress(f"{src} → {tgt}")
             A, B = feats[src], feats[tgt]
             for measure in measures:
-                if measure == "gfre" and tgt in shared:
-                    v = shared[tgt]
-                    add(src, tgt, measure, rec._rms(v), _bootstrap_rms(v, n_bootstrap, rng))
-                elif measure in ("gfre", "gfrd"):
-                    fn = engine.pointwise_gfre if measure == "gfre" else engine.pointwise_gfrd
-                    v = fn(A, B, train_idx=train, test_idx=test)
-                    add(src, tgt, measure, rec._rms(v), _bootstrap_rms(v, n_bootstrap, rng))
-                elif measure == "lfre":
+                k = None
+                if measure in SYMMETRIC and names.index(tgt) < names.index(src):
+                    continue  # computed once per unordered pair, with (tgt, src)
+                if measure == "lfre":
                     if src == tgt:
                         # a model reconstructs itself: the local fits cost the most there
                         # (k = its full width) and say nothing; the diagonal is left empty
                         continue
-                    k = n_local_points or min(dims[src], dims[tgt])
-                    k = max(2, min(k, len(train)))
-                    v = engine.pointwise_lfre(
-                        A, B, k, train_idx=train, test_idx=test, n_jobs=n_jobs
-                    )
-                    add(src, tgt, measure, rec._rms(v), _bootstrap_rms(v, n_bootstrap, rng), k)
-                elif names.index(tgt) >= names.index(src):
-                    fn = SYMMETRIC[measure]
-                    value = fn(A[test], B[test])
-                    unc = _bootstrap_symmetric(fn, A[test], B[test], n_bootstrap, rng)
-                    add(src, tgt, measure, value, unc)
-                    if tgt != src:
-                        add(tgt, src, measure, value, unc)
-    df = pd.DataFrame(rows, columns=COLUMNS)
+                    k = _lfre_k(n_local_points, A, B, len(train))
+                if measure == "gfre" and tgt in shared:
+                    v = shared[tgt]
+                    value = rec._rms(v)
+                else:
+                    value, v = evaluate(measure, A, B)
+                extra, unc = calibration.cell(measure, evaluate, src, tgt, value, v, evaluate_many)
+                add(src, tgt, measure, value, unc, k, extra)
+                if measure in SYMMETRIC and tgt != src:
+                    # the null and the interval are those of the pair; the random baseline
+                    # replaces the row model, so it is drawn for each direction
+                    extra = {**extra, **calibration.width_columns(measure, evaluate, tgt, src)}
+                    add(tgt, src, measure, value, unc, k, extra)
+    df = pd.DataFrame(rows, columns=[*COLUMNS, *calibration.columns()])
     order = {m: i for i, m in enumerate(measures)}
     df = df.sort_values(
         ["measure", "source", "target"], key=lambda c: c.map(order) if c.name == "measure" else c

@@ -32,6 +32,7 @@ __all__ = [
     "hsic_unbiased",
     "knn_indices",
     "mutual_knn",
+    "pointwise_mutual_knn",
     "procrustes_distance",
     "rsa",
     "svcca",
@@ -213,15 +214,23 @@ def mutual_knn(X, Y, k: int = 10, normalize: bool = True) -> float:
     normalize : bool, default=True
         L2-normalise rows first (neighbours by cosine similarity).
     """
+    hits = _mutual_knn_hits(X, Y, k, normalize)
+    return float(hits.sum() / (k * len(hits)))
+
+
+def pointwise_mutual_knn(X, Y, k: int = 10, normalize: bool = True) -> np.ndarray:
+    """``|N_X(i) ∩ N_Y(i)| / k`` for every sample ``i``; :func:`mutual_knn` is their mean."""
+    return _mutual_knn_hits(X, Y, k, normalize) / k
+
+
+def _mutual_knn_hits(X, Y, k: int, normalize: bool) -> np.ndarray:
     X, Y = _check_pair(X, Y, normalize, min_samples=k + 1)
     nx, ny = knn_indices(X, k), knn_indices(Y, k)
-    # sorted rows + searchsorted count the shared members without n×n masks
     nx.sort(axis=1)
     ny.sort(axis=1)
-    hits = 0
-    for a, b in zip(nx, ny, strict=True):
-        hits += np.intersect1d(a, b, assume_unique=True).size
-    return float(hits / (k * len(X)))
+    return np.array(
+        [np.intersect1d(a, b, assume_unique=True).size for a, b in zip(nx, ny, strict=True)]
+    )
 
 
 def _knn_mask(K: np.ndarray, k: int, unbiased: bool) -> np.ndarray:

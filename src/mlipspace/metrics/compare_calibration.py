@@ -1,0 +1,195 @@
+"""The calibration columns of one all-pairs comparison (:func:`mlipspace.compare`).
+
+Applies :mod:`mlipspace.metrics.calibration` (permutation null, structure bootstrap, width
+control) to every ``(source, target, measure)`` cell, with one set of permutations, resamples
+and random sources shared by all cells of the comparison.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import MetricInputError
+from . import similarity as sim
+from .calibration import (
+    BootstrapResult,
+    PermutationResult,
+    bootstrap_draws,
+    percentile_interval,
+    permutation_indices,
+    random_features,
+    summarize_draws,
+    summarize_null,
+)
+from .registry import KNN_K, SYMMETRIC, measure_info
+
+__all__ = ["ComparisonCalibration"]
+
+
+Evaluate = Callable[[str, np.ndarray, np.ndarray], tuple[float, "np.ndarray | None"]]
+EvaluateMany = Callable[[str, np.ndarray, Sequence[np.ndarray]], list[float]]
+
+# permuted targets handed to one call of ``evaluate_many`` (bounds the memory of the copies)
+_NULL_BATCH = 16
+
+
+@dataclass
+class ComparisonCalibration:
+    """Null, bootstrap and width control of every cell of one all-pairs comparison.
+
+    Built once per comparison with the features of every model on the shared atoms, the split
+    and the structure of every atom; :meth:`cell` then gives the calibration columns of one
+    ``(source, target, measure)`` cell from a function ``evaluate(measure, A, B) -> (value,
+    pointwise)`` that computes the measure as the comparison does (fit on the training rows,
+    report on the test rows). The permutations and the random sources are drawn once and shared
+    by every cell, so cells are compared on the same null draws.
+
+    Parameters
+    ----------
+    feats : mapping of model name to array (n_atoms, width)
+    train, test : array of int
+        The comparison's split.
+    groups : array of shape (n_atoms,)
+        Structure of every atom: the unit of the permutations and of the bootstrap.
+    n_permutations, n_bootstrap : int
+        0 leaves the null / the interval out.
+    confidence : float
+        Level of the percentile interval.
+    width : int, optional
+        Common PCA width of the width control; None leaves the width control out.
+    common_feats : mapping of model name to array, optional
+        Every model projected on ``width`` principal components (required with ``width``).
+    random_state : int, optional
+    """
+
+    feats: dict[str, np.ndarray]
+    train: np.ndarray
+    test: np.ndarray
+    groups: np.ndarray
+    n_permutations: int = 0
+    n_bootstrap: int = 0
+    confidence: float = 0.95
+    width: int | None = None
+    common_feats: dict[str, np.ndarray] | None = None
+    random_state: int | None = 0
+
+    def __post_init__(self) -> None:
+        seeds = np.random.SeedSequence(self.random_state).spawn(3)
+        self.groups = np.asarray(self.groups)
+        self._perms = None
+        self._movable = 1.0
+        if self.n_permutations:
+            self._perms, self._movable = permutation_indices(
+                len(self.groups), self.n_permutations, seeds[0], self.groups
+            )
+        if self.n_bootstrap:
+            percentile_interval([0.0, 1.0], self.confidence)  # validates the level up front
+        self._boot_seed = seeds[1]
+        self._random = {}
+        if self.width is not None:
+            if self.common_feats is None:
+                raise MetricInputError("the width control needs the features at common width")
+            children = seeds[2].spawn(len(self.feats))
+            for child, (name, X) in zip(children, self.feats.items(), strict=True):
+                self._random[name] = random_features(len(X), X.shape[1], child)
+
+    def columns(self) -> list[str]:
+        """The columns :meth:`cell` fills, in table order."""
+        cols = ["measure_label", "preprocessing"]
+        if self.n_bootstrap:
+            cols += ["ci_low", "ci_high", "bootstrap_bias", "confidence", "bootstrap_unit"]
+        if self.n_permutations:
+            cols += [
+                "null_mean",
+                "null_std",
+                "p_value",
+                "n_permutations",
+                "null_unit",
+                "null_movable",
+            ]
+        if self.width is not None:
+            cols += ["random_baseline", "value_common_width", "common_width"]
+        return cols
+
+    def cell(
+        self,
+        measure: str,
+        evaluate: Evaluate,
+        source: str,
+        target: str,
+        value: float,
+        pointwise: np.ndarray | None = None,
+        evaluate_many: EvaluateMany | None = None,
+    ) -> tuple[dict, float]:
+        """Calibration columns of one cell, and its bootstrap standard deviation (NaN if none)."""
+        info = measure_info(measure)
+        out: dict = {"measure_label": info.label, "preprocessing": info.preprocessing}
+        std = float("nan")
+        A, B = self.feats[source], self.feats[target]
+        if self.n_bootstrap:
+            boot = self._bootstrap(measure, A, B, value, pointwise)
+            std = boot.std
+            out.update(
+                ci_low=boot.ci_low,
+                ci_high=boot.ci_high,
+                bootstrap_bias=boot.bias,
+                confidence=self.confidence,
+                bootstrap_unit="structure",
+            )
+        if self.n_permutations:
+            res = self._null(measure, evaluate, evaluate_many, A, B, value)
+            out.update(
+                null_mean=res.null_mean,
+                null_std=res.null_std,
+                p_value=res.p_value,
+                n_permutations=res.n_permutations,
+                null_unit=res.unit,
+                null_movable=res.movable,
+            )
+        out.update(self.width_columns(measure, evaluate, source, target))
+        return out, std
+
+    def width_columns(self, measure: str, evaluate: Evaluate, source: str, target: str) -> dict:
+        """``random_baseline`` (the source replaced by :func:`random_features` of its width) and
+        ``value_common_width`` (both sides on ``width`` principal components); empty without a
+        width control."""
+        if self.width is None:
+            return {}
+        baseline = evaluate(measure, self._random[source], self.feats[target])[0]
+        common = evaluate(measure, self.common_feats[source], self.common_feats[target])[0]
+        return {
+            "random_baseline": float(baseline),
+            "value_common_width": float(common),
+            "common_width": int(self.width),
+        }
+
+    def _null(self, measure, evaluate, evaluate_many, A, B, value) -> PermutationResult:
+        if evaluate_many is None:
+
+            def evaluate_many(m, A_, Bs):
+                return [evaluate(m, A_, Bp)[0] for Bp in Bs]
+
+        null: list[float] = []
+        for start in range(0, len(self._perms), _NULL_BATCH):
+            batch = [B[p] for p in self._perms[start : start + _NULL_BATCH]]
+            null.extend(evaluate_many(measure, A, batch))
+        return summarize_null(
+            value, null, measure_info(measure).higher_is_similar, "structure", self._movable
+        )
+
+    def _bootstrap(self, measure, A, B, value, pointwise) -> BootstrapResult:
+        # every cell resamples the same structures (common random numbers across cells)
+        rng = np.random.default_rng(self._boot_seed)
+        mode = measure_info(measure).bootstrap
+        groups = self.groups[self.test]
+        At, Bt = A[self.test], B[self.test]
+        if mode == "mean":
+            pointwise = sim.pointwise_mutual_knn(At, Bt, k=KNN_K)
+        fn = SYMMETRIC.get(measure)
+        draws = bootstrap_draws(
+            mode, groups, self.n_bootstrap, rng, pointwise=pointwise, fn=fn, X=At, Y=Bt
+        )
+        return summarize_draws(value, draws, self.confidence)
