@@ -145,9 +145,10 @@ def test_float64_features():
 
 def test_models_of_other_families_go_to_a_worker(monkeypatch):
     from mlipspace.featurize import worker
-    from mlipspace.models import ModelSpec, register
+    from mlipspace.models import ModelCard, ModelSpec, register
 
-    register(ModelSpec(name="fake-family-model", family="fake", factory=lambda *a, **k: None))
+    card = ModelCard(environment="fake")
+    register(ModelSpec(name="fake-family-model", factory=lambda *a, **k: None, card=card))
     seen = {}
 
     def fake_in_env(structures, model, layers, **kwargs):

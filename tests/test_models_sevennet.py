@@ -148,7 +148,7 @@ def test_unknown_fidelity_and_metadata():
 
 
 def test_structures_are_packed_into_passes_of_bounded_size():
-    from mlipspace.models.sevennet import _pack
+    from mlipspace.models.torch_base import pack_by_atoms
 
-    sizes = [len(g) for g in _pack([Atoms("H" * n) for n in (100, 20, 10, 200, 5)], 128)]
+    sizes = [len(g) for g in pack_by_atoms([Atoms("H" * n) for n in (100, 20, 10, 200, 5)], 128)]
     assert sizes == [2, 1, 1, 1]  # 120 | 10 (+200 would overflow) | 200 alone | 5

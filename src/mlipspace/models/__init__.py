@@ -3,10 +3,14 @@
 from .base import MODEL_KINDS, STANDARD_LAYERS, SYMMETRIES, ModelAdapter, ModelCard, ModelSpec
 from .registry import (
     available_models,
+    calculator_models,
+    find_card,
+    fine_tune_pairs,
     get_model,
     model_card,
     model_specs,
     register,
+    related_by_construction,
     resolve,
 )
 
@@ -18,9 +22,13 @@ __all__ = [
     "ModelCard",
     "ModelSpec",
     "available_models",
+    "calculator_models",
+    "find_card",
+    "fine_tune_pairs",
     "get_model",
     "model_card",
     "model_specs",
     "register",
+    "related_by_construction",
     "resolve",
 ]

@@ -41,8 +41,9 @@ class ModelCard:
     training_data : str
         Training set, e.g. ``"MPtrj"``, ``"MatPES"``, ``"OMat24"``; empty when unknown.
     level_of_theory : str
-        Functional of the labels: ``"PBE"`` (PBE/PBE+U), ``"r2SCAN"``, or several joined
-        by ``"+"`` for multi-fidelity models; empty when not applicable.
+        Functional of the energies the model predicts: ``"PBE"`` (PBE/PBE+U) or
+        ``"r2SCAN"``; for one head of a multi-fidelity model, that head's functional
+        (``training_data`` names every data set it saw). Empty when not applicable.
     kind : str
         One of :data:`MODEL_KINDS`.
     fine_tuned_from : str, optional
@@ -80,15 +81,14 @@ class ModelCard:
 class ModelAdapter(abc.ABC):
     """One loaded model that can compute per-atom features.
 
-    Subclasses set :attr:`name`, :attr:`family` and implement :meth:`layer_dims` and
-    :meth:`compute`. They must never compute forces or stresses when only features
-    are asked for.
+    Subclasses set :attr:`name` and implement :meth:`layer_dims` and :meth:`compute`.
+    They must never compute forces or stresses when only features are asked for. Torch
+    models subclass :class:`mlipspace.models.torch_base.TorchAdapter` instead, which
+    implements :meth:`compute` on top of a family's batch builder and forward pass.
     """
 
     #: registered name, e.g. ``"chgnet-0.3.0"``
     name: str = ""
-    #: family, which decides the worker environment, e.g. ``"chgnet"``
-    family: str = ""
 
     @abc.abstractmethod
     def layer_dims(self) -> dict[str, int]:
@@ -129,9 +129,6 @@ class ModelSpec:
     name : str
         Registered name, or a prefix ending in ``":"`` for parametrised names such as
         ``"mace:"`` (the rest of the requested name is passed to ``factory``).
-    family : str
-        Family, naming the worker environment (``envs/<family>.txt``); ``"main"`` runs
-        in the main environment.
     factory : callable
         ``factory(argument, dtype=..., device=...) -> ModelAdapter``; ``argument`` is
         ``None`` for plain names, the text after ``:`` for parametrised ones.
@@ -139,17 +136,19 @@ class ModelSpec:
         Known layer dimensions (for listing without loading the model).
     description : str
         One line for ``mlipspace models``.
+    weights_available : callable, optional
+        ``weights_available() -> bool``: whether the weights can be loaded offline here.
     relative_cost : float
         Featurization time per atom on CPU relative to SevenNet-0 (measured on the demo set,
         one thread per model, 17185 atoms: SevenNet-0 32 s, HIENet-V3 149 s). Only used to
         start the slowest models first when several run side by side, so that no worker idles
         at the end.
     card : ModelCard
-        The model's facts (architecture, data, kind, symmetry, environment...).
+        The model's facts (architecture, data, kind, symmetry, environment...): the one
+        place they are kept. A plugin fills it like a built-in family.
     """
 
     name: str
-    family: str
     factory: Callable[..., ModelAdapter]
     layers: dict[str, int] = field(default_factory=dict)
     description: str = ""
@@ -159,4 +158,10 @@ class ModelSpec:
 
     @property
     def parametrised(self) -> bool:
+        """Whether this spec serves a family of names ``<prefix>:<argument>``."""
         return self.name.endswith(":")
+
+    @property
+    def family(self) -> str:
+        """The worker environment (read-only; ``card.environment`` is the one home)."""
+        return self.card.environment

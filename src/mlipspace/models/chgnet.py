@@ -23,6 +23,7 @@ model's own prediction including the composition model.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,20 +33,17 @@ import numpy as np
 from ase import Atoms
 
 from ..errors import ModelError
-from ._torch import (
+from .base import ModelCard, ModelSpec
+from .torch_base import (
     Capture,
-    assemble_layers,
-    check_dtype,
-    check_layers,
+    ForwardResult,
+    TorchAdapter,
     checkpoint_metadata,
     layer_dims,
     package_file,
     prepare_module,
-    set_threads,
-    split_rows,
     torch_dtype,
 )
-from .base import ModelAdapter, ModelSpec
 
 #: registered name -> checkpoint name understood by ``CHGNet.load``
 CHECKPOINTS = {"chgnet-0.3.0": "0.3.0", "chgnet-0.2.0": "0.2.0", "chgnet-r2scan": "r2scan"}
@@ -68,7 +66,7 @@ def _checkpoint_path(checkpoint: str) -> Path:
     )
 
 
-class CHGNetAdapter(ModelAdapter):
+class CHGNetAdapter(TorchAdapter):
     """Per-atom features of a pretrained CHGNet checkpoint.
 
     Parameters
@@ -81,17 +79,15 @@ class CHGNetAdapter(ModelAdapter):
         Torch device.
     """
 
-    family = "main"
+    batch_size = BATCH_SIZE
 
     def __init__(self, checkpoint: str = "0.3.0", dtype: str = "float32", device: str = "cpu"):
         from chgnet.model import CHGNet
 
         if checkpoint not in CHECKPOINT_FILES:
             raise ModelError(f"unknown CHGNet checkpoint {checkpoint!r}")
-        set_threads()
+        super().__init__(dtype, device)
         self.checkpoint = checkpoint
-        self.dtype = check_dtype(dtype)
-        self.device = device
         self.name = f"chgnet-{checkpoint}"
         with contextlib.redirect_stdout(io.StringIO()):  # the constructor always prints
             model = CHGNet.load(model_name=checkpoint, use_device="cpu", verbose=False)
@@ -114,15 +110,6 @@ class CHGNetAdapter(ModelAdapter):
             "chgnet", _checkpoint_path(self.checkpoint), dtype=self.dtype, cutoff=self.cutoff
         )
 
-    def preferred_batch_size(self) -> int:
-        return BATCH_SIZE
-
-    def compute(
-        self, structures: Sequence[Atoms], layers: Sequence[str]
-    ) -> dict[str, list[np.ndarray]]:
-        features, _ = self.forward(structures, layers)
-        return features
-
     # -- implementation --------------------------------------------------------------
     def graphs(self, structures: Sequence[Atoms]) -> list[Any]:
         """CHGNet crystal graphs, cast to the model's dtype and device."""
@@ -136,44 +123,34 @@ class CHGNetAdapter(ModelAdapter):
             try:
                 graph = self.model.graph_converter(AseAtomsAdaptor.get_structure(atoms))
             except ValueError as exc:  # isolated atoms, no cell, ...
-                label = atoms.info.get("source", f"#{i}")
-                raise ModelError(
-                    f"{self.name} cannot build a graph for structure {i} ({label}, "
-                    f"{atoms.get_chemical_formula()}): {exc}"
-                ) from exc
+                raise self.graph_error(atoms, i, exc) from exc
             graph.atom_frac_coord = graph.atom_frac_coord.to(dtype)
             graph.neighbor_image = graph.neighbor_image.to(dtype)
             graph.lattice = graph.lattice.to(dtype)
             out.append(graph.to(self.device))
         return out
 
-    def forward(
-        self, structures: Sequence[Atoms], layers: Sequence[str]
-    ) -> tuple[dict[str, list[np.ndarray]], np.ndarray]:
-        """Features of every requested layer and total energies (eV), in one forward pass."""
+    def build_batch(self, structures: Sequence[Atoms]) -> list[Any]:
+        return self.graphs(structures)
+
+    def run_model(self, batch: list[Any], structures: Sequence[Atoms]) -> ForwardResult:
+        """One ``task="e"`` pass (no forces, no stress); total energies in eV."""
         import torch
 
-        layers = check_layers(layers, self.layer_dims(), self.name)
-        if not structures:
-            return {name: [] for name in layers}, np.zeros(0)
-        graphs = self.graphs(structures)
-        counts = [len(a) for a in structures]
         model = self.model
-        with Capture() as cap, torch.no_grad():
+        with Capture() as cap:
             cap.output(model.atom_embedding, "layer:0")
             for i, conv in enumerate(model.atom_conv_layers):
                 cap.output(conv, f"layer:{i + 1}")
             cap.input(model.mlp, "node")
             last_linear = [m for m in model.mlp.modules() if isinstance(m, torch.nn.Linear)][-1]
             cap.input(last_linear, "ll")
-            prediction = model(graphs, task="e")
-        per_layer = [cap[f"layer:{i}"] for i in range(N_CONV + 1)]
-        tensors = assemble_layers(layers, cap["ll"], cap["node"], per_layer)
-        features = {name: split_rows(t, counts, self.dtype) for name, t in tensors.items()}
+            prediction = model(batch, task="e")
         energy = prediction["e"].detach().cpu().numpy().astype(np.float64)
         if model.is_intensive:
-            energy = energy * np.asarray(counts)
-        return features, energy
+            energy = energy * np.asarray([len(a) for a in structures])
+        per_layer = [cap[f"layer:{i}"] for i in range(N_CONV + 1)]
+        return ForwardResult(ll=cap["ll"], node=cap["node"], per_layer=per_layer, energy=energy)
 
     def calculator(self) -> Any:
         """The package's own ASE calculator around the same model (for tests and benchmarks)."""
@@ -208,15 +185,32 @@ _DESCRIPTIONS = {
     "r2scan": "CHGNet r2SCAN transfer-learning checkpoint (from 0.3.0 on MP-r2SCAN)",
 }
 
+#: the r2SCAN checkpoint is 0.3.0 fine-tuned on MP-r2SCAN (the README in the wheel)
+_CARDS = {
+    "0.3.0": ModelCard(training_data="MPtrj", level_of_theory="PBE"),
+    "0.2.0": ModelCard(training_data="MPtrj", level_of_theory="PBE"),
+    "r2scan": ModelCard(
+        training_data="MP-r2SCAN", level_of_theory="r2SCAN", fine_tuned_from="chgnet-0.3.0"
+    ),
+}
+
+
+def _card(checkpoint: str) -> ModelCard:
+    """CHGNet uses distances and angles only: invariant under reflections too (O(3))."""
+    return dataclasses.replace(
+        _CARDS[checkpoint], architecture="CHGNet", has_calculator=True, symmetry="O(3)"
+    )
+
+
 SPECS = [
     ModelSpec(
         name=name,
-        family="main",
         factory=_factory(checkpoint),
         layers=layer_dims(WIDTH, WIDTH, [WIDTH] * (N_CONV + 1)),
         description=_DESCRIPTIONS[checkpoint],
         weights_available=_weights(checkpoint),
         relative_cost=0.8,  # demo: 22-34 s against SevenNet-0's 32 s
+        card=_card(checkpoint),
     )
     for name, checkpoint in CHECKPOINTS.items()
 ]

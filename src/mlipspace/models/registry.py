@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from importlib.metadata import entry_points
 
 from ..errors import ModelError
@@ -94,6 +95,53 @@ def get_model(name: str, dtype: str = "float32", device: str = "cpu") -> ModelAd
 
 
 def model_card(name: str) -> ModelCard:
-    """The card of the model registered as ``name`` (parametrised names share their prefix's)."""
+    """The card of the model registered as ``name`` (parametrised names share their prefix's).
+
+    Raises
+    ------
+    ModelError
+        If no registered spec serves ``name``.
+    """
     spec, _ = resolve(name)
     return spec.card
+
+
+def find_card(name: str) -> ModelCard | None:
+    """The card of ``name``, or ``None`` when no registered spec serves it.
+
+    For analyses that meet names which are not registered models: the Platonic
+    analysis's own baselines, or models of a store whose plugin is not installed here.
+    """
+    try:
+        return model_card(name)
+    except ModelError:
+        return None
+
+
+def fine_tune_pairs(names: Sequence[str]) -> list[tuple[str, str]]:
+    """``(fine-tuned, base)`` pairs among ``names``, from the cards' ``fine_tuned_from``."""
+    present = set(names)
+    pairs = []
+    for name in names:
+        card = find_card(name)
+        if card is not None and card.fine_tuned_from in present:
+            pairs.append((name, card.fine_tuned_from))
+    return pairs
+
+
+def related_by_construction(a: str, b: str) -> bool:
+    """Whether one of ``a``, ``b`` was fine-tuned from, or shares weights with, the other."""
+    for x, y in ((a, b), (b, a)):
+        card = find_card(x)
+        if card is not None and y in (card.fine_tuned_from, card.shared_initialisation):
+            return True
+    return False
+
+
+def calculator_models() -> tuple[str, ...]:
+    """Registered (non-parametrised) names whose card says ``has_calculator``."""
+    return tuple(
+        name
+        for name, spec in model_specs().items()
+        if spec.card.has_calculator and not spec.parametrised
+    )

@@ -31,28 +31,25 @@ proper rotations only; see docs/models.md for the measured mirror sensitivity.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from ase import Atoms
 
 from ..errors import ModelError
-from ._torch import (
-    assemble_layers,
-    check_dtype,
-    check_layers,
+from .base import ModelCard, ModelSpec
+from .torch_base import (
+    ForwardResult,
+    TorchAdapter,
     checkpoint_metadata,
     default_dtype,
     layer_dims,
     package_file,
     prepare_module,
-    set_threads,
-    split_rows,
     torch_dtype,
 )
-from .base import ModelAdapter, ModelSpec
 
 #: registered name -> (file inside sevenn/pretrained_potentials, modal)
 CHECKPOINTS = {
@@ -88,19 +85,6 @@ def _leading_scalars(irreps: Any) -> int:
     return n
 
 
-def _pack(structures: Sequence[Atoms], max_atoms: int) -> list[list[Atoms]]:
-    """Consecutive groups of structures with at most ``max_atoms`` atoms each (or one)."""
-    groups: list[list[Atoms]] = []
-    size = 0
-    for atoms in structures:
-        if not groups or size + len(atoms) > max_atoms:
-            groups.append([])
-            size = 0
-        groups[-1].append(atoms)
-        size += len(atoms)
-    return groups
-
-
 def _cast_floats(data: Any, dtype: Any) -> None:
     import torch
 
@@ -110,7 +94,7 @@ def _cast_floats(data: Any, dtype: Any) -> None:
             data[key] = value.to(dtype)
 
 
-class SevenNetAdapter(ModelAdapter):
+class SevenNetAdapter(TorchAdapter):
     """Per-atom features of a pretrained SevenNet checkpoint.
 
     Parameters
@@ -123,7 +107,8 @@ class SevenNetAdapter(ModelAdapter):
     device : str
     """
 
-    family = "main"
+    batch_size = BATCH_SIZE
+    atoms_per_pass = ATOMS_PER_PASS
 
     def __init__(
         self, key: str, modal: str | None = None, dtype: str = "float32", device: str = "cpu"
@@ -132,10 +117,8 @@ class SevenNetAdapter(ModelAdapter):
 
         if key not in CHECKPOINTS:
             raise ModelError(f"unknown SevenNet checkpoint {key!r}")
-        set_threads()
+        super().__init__(dtype, device)
         self.key = key
-        self.dtype = check_dtype(dtype)
-        self.device = device
         self.path = _checkpoint_path(key)
         self.name = key if modal is None else f"{key}:{modal}"
         cp = sevenn.util.load_checkpoint(str(self.path))
@@ -182,15 +165,6 @@ class SevenNetAdapter(ModelAdapter):
             "sevenn", self.path, dtype=self.dtype, cutoff=self.cutoff, modal=self.modal
         )
 
-    def preferred_batch_size(self) -> int:
-        return BATCH_SIZE
-
-    def compute(
-        self, structures: Sequence[Atoms], layers: Sequence[str]
-    ) -> dict[str, list[np.ndarray]]:
-        features, _ = self.forward(structures, layers)
-        return features
-
     # -- implementation --------------------------------------------------------------
     def graph(self, atoms: Atoms) -> Any:
         """The input graph of one structure, as the package's calculator builds it."""
@@ -203,41 +177,22 @@ class SevenNetAdapter(ModelAdapter):
             data["data_modality"] = self.modal
         return data.to(self.device)
 
-    def forward(
-        self, structures: Sequence[Atoms], layers: Sequence[str]
-    ) -> tuple[dict[str, list[np.ndarray]], np.ndarray]:
-        """Features of every requested layer and total energies (eV).
-
-        Structures are packed into forward passes of at most :data:`ATOMS_PER_PASS` atoms
-        (a larger structure gets a pass of its own).
-        """
-        layers = check_layers(layers, self.layer_dims(), self.name)
-        features: dict[str, list[np.ndarray]] = {name: [] for name in layers}
-        energies = []
-        for chunk in _pack(structures, ATOMS_PER_PASS):
-            part, energy = self._forward_pass(chunk, layers)
-            for name in layers:
-                features[name].extend(part[name])
-            energies.append(energy)
-        return features, np.concatenate(energies) if energies else np.zeros(0)
-
-    def _forward_pass(
-        self, structures: Sequence[Atoms], layers: Sequence[str]
-    ) -> tuple[dict[str, list[np.ndarray]], np.ndarray]:
-        import torch
+    def build_batch(self, structures: Sequence[Atoms]) -> Any:
+        """One graph, or a torch-geometric ``Batch`` of several (as ``sevenn inference``)."""
         from torch_geometric.data import Batch
 
-        counts = [len(a) for a in structures]
         graphs = [self.graph(a) for a in structures]
-        batched = len(graphs) > 1
+        return Batch.from_data_list(graphs) if len(graphs) > 1 else graphs[0]
+
+    def run_model(self, batch: Any, structures: Sequence[Atoms]) -> ForwardResult:
+        """The modules in order up to ``force_output`` (skipped: no forces, no stress)."""
         model = self.model
-        model.set_is_batch_data(batched)
-        data = Batch.from_data_list(graphs) if batched else graphs[0]
+        model.set_is_batch_data(len(structures) > 1)
         per_layer: list[Any] = [None] * (N_LAYERS + 1)
         node = None
         cast = self.dtype != "float32"
-        with torch.no_grad():
-            data = model._preprocess(data)
+        try:
+            data = model._preprocess(batch)
             for name, module in model._modules.items():
                 if name == "force_output":
                     break
@@ -251,13 +206,12 @@ class SevenNetAdapter(ModelAdapter):
                 elif name in self._gates:
                     i = self._gates.index(name) + 1
                     per_layer[i] = data["x"][:, : self._widths[i]].clone()
-            energy = data["inferred_total_energy"].reshape(-1)
-        model.set_is_batch_data(False)
+        finally:
+            model.set_is_batch_data(False)
         if node is None or any(t is None for t in per_layer):
             raise ModelError(f"{self.name}: the forward pass did not reach every layer")
-        tensors = assemble_layers(layers, node, node, per_layer)
-        features = {name: split_rows(t, counts, self.dtype) for name, t in tensors.items()}
-        return features, energy.detach().cpu().numpy().astype(np.float64)
+        energy = data["inferred_total_energy"].reshape(-1)
+        return ForwardResult(ll=node, node=node, per_layer=per_layer, energy=energy)
 
     def calculator(self) -> Any:
         """The package's own ASE calculator around the same model instance (E, F, stress)."""
@@ -295,26 +249,48 @@ _DESCRIPTIONS = {
     "sevennet-l3i5": "SevenNet-l3i5 (MPtrj), 5 interactions, lmax 3",
 }
 _DIMS = layer_dims(WIDTH, WIDTH, [WIDTH] * (N_LAYERS + 1))
+#: is_parity=False in every checkpoint: the 0e channels are invariant under proper
+#: rotations only (mirror sensitivity measured in docs/models.md)
+_CARD = ModelCard(
+    architecture="SevenNet",
+    training_data="MPtrj",
+    level_of_theory="PBE",
+    has_calculator=True,
+    symmetry="SO(3)",
+)
+#: SevenNet-MF-0 was trained on MPtrj (PBE/PBE+U) and MP-r2SCAN, one read-out per fidelity
+_MF_LEVELS = {"PBE": "PBE", "R2SCAN": "r2SCAN"}
+
+
+def _mf_card(modal: str) -> ModelCard:
+    other = next(m for m in MF_MODALS if m != modal)
+    return dataclasses.replace(
+        _CARD,
+        training_data="MPtrj+MP-r2SCAN",
+        level_of_theory=_MF_LEVELS[modal],
+        shared_initialisation=f"sevennet-mf-0:{other}",
+    )
+
 
 SPECS = [
     ModelSpec(
         name=key,
-        family="main",
         factory=_factory(key, None),
         layers=_DIMS,
         description=description,
         weights_available=_weights(key),
         relative_cost=3.2 if key == "sevennet-l3i5" else 1.0,  # demo: 104 s vs 32 s
+        card=_CARD,
     )
     for key, description in _DESCRIPTIONS.items()
 ] + [
     ModelSpec(
         name=f"sevennet-mf-0:{modal}",
-        family="main",
         factory=_factory("sevennet-mf-0", modal),
         layers=_DIMS,
         description=f"SevenNet-MF-0 multi-fidelity, {modal} head",
         weights_available=_weights("sevennet-mf-0"),
+        card=_mf_card(modal),
     )
     for modal in MF_MODALS
 ]

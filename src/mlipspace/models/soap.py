@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
-from ._torch import check_dtype, check_layers, package_version
-from .base import ModelAdapter, ModelSpec
+from .base import ModelAdapter, ModelCard, ModelSpec
+from .torch_base import check_dtype, check_layers, package_version
 
 HYPERS: dict[str, Any] = {
     "cutoff": {"radius": 5.0, "smoothing": {"type": "ShiftedCosine", "width": 0.5}},
@@ -81,7 +81,6 @@ class SOAPAdapter(ModelAdapter):
         Ignored (featomic runs on CPU).
     """
 
-    family = "main"
     name = "soap"
 
     def __init__(self, dtype: str = "float32", device: str = "cpu"):
@@ -164,11 +163,11 @@ def _weights() -> bool:
 SPECS = [
     ModelSpec(
         name="soap",
-        family="main",
         factory=_factory,
         layers={"ll": DIM, "node": DIM, "bb": DIM},
         description="SOAP power spectrum (featomic), 4 element classes, rc 5 Å, n 4, l 3: 640",
         weights_available=_weights,
         relative_cost=0.1,  # demo: 2-4 s against SevenNet-0's 32 s
+        card=ModelCard(architecture="SOAP", kind="descriptor", symmetry="O(3)"),
     )
 ]
