@@ -263,3 +263,29 @@ def test_random_features_are_seeded_and_checked():
 def test_percentile_uses_confidence_level():
     lo, hi = percentile_interval(np.linspace(0, 1, 1001), 0.5)
     assert lo == pytest.approx(0.25) and hi == pytest.approx(0.75)
+
+
+def test_describe_measure_names_measure_split_and_calibration():
+    import pandas as pd
+
+    from mlipspace.metrics.registry import describe_measure
+
+    table = pd.DataFrame(
+        {
+            "measure": ["mknn", "gfre"],
+            "n_train": [90, 90],
+            "n_test": [10, 10],
+            "seed": [3, 3],
+            "common_dim": [None, None],
+            "n_bootstrap": [50, 50],
+            "confidence": [0.9, 0.9],
+            "bootstrap_unit": ["structure", "structure"],
+            "n_permutations": [99, 99],
+        }
+    )
+    text = describe_measure(table, "mknn")
+    assert text.startswith("mutual kNN (k=10, cosine); rows L2-normalised")
+    assert "90 training / 10 test atoms" in text and "seed 3" in text
+    assert "90% interval from 50 resamples of test structures" in text
+    assert "99 permutations" in text and "width" not in text
+    assert "geomspace" in describe_measure(table, "gfre")

@@ -71,6 +71,7 @@ def compare_command(
 
     from ..metrics.calibration import beats_null
     from ..metrics.compare import compare, write_comparison
+    from ..metrics.registry import describe_measure
     from ..store import FeatureStore
 
     names = _split_list(models)
@@ -105,7 +106,7 @@ def compare_command(
             engine=engine,
         )
     written = write_comparison(df, out)
-    for _, sub in df.groupby("measure", sort=False):
+    for measure, sub in df.groupby("measure", sort=False):
         M = sub.pivot(index="source", columns="target", values="value").reindex(
             index=names, columns=names
         )
@@ -116,7 +117,7 @@ def compare_command(
             )
         table = Table(
             title=f"{sub['measure_label'].iloc[0]} (row: source, column: target)",
-            caption=sub["preprocessing"].iloc[0]
+            caption=describe_measure(sub, measure)
             + ("; ns: does not beat its permutation null" if P is not None else ""),
         )
         table.add_column("")

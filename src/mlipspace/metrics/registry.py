@@ -25,6 +25,7 @@ __all__ = [
     "MEASURE_INFO",
     "SYMMETRIC",
     "MeasureInfo",
+    "describe_measure",
     "higher_is_similar",
     "measure_function",
     "measure_info",
@@ -227,3 +228,47 @@ def measure_name(fn: Callable) -> str | None:
     while hasattr(fn, "func"):
         fn = fn.func
     return _FUNCTION_NAMES.get(fn)
+
+
+def describe_measure(table, measure: str) -> str:
+    """One line naming a measure of a comparison table and everything done before it.
+
+    The header of every printed table of ``measure`` (terminal, report, ``summary.md``): its
+    :attr:`MeasureInfo.label` and :attr:`MeasureInfo.preprocessing`, then the split and the
+    calibration read from the table's columns (``n_train``, ``n_test``, ``seed``,
+    ``common_dim``, ``n_bootstrap`` and ``bootstrap_unit``, ``n_permutations``,
+    ``common_width``) where present.
+    """
+    info = measure_info(measure)
+    rows = table[table["measure"] == measure] if "measure" in table else table
+
+    def first(column):
+        if column not in rows or rows[column].dropna().empty:
+            return None
+        return rows[column].dropna().iloc[0]
+
+    parts = [f"{info.label}; {info.preprocessing}"]
+    if first("n_test") is not None:
+        parts.append(
+            f"split: {first('n_train')} training / {first('n_test')} test atoms, stratified by "
+            f"subset, seed {first('seed')}"
+        )
+    if first("common_dim") is not None:
+        parts.append(f"every model first projected on {int(first('common_dim'))} PCs")
+    if first("n_local_points") is not None and measure == "lfre":
+        parts.append("n_local_points per cell in the table (default min of the two widths)")
+    if (first("n_bootstrap") or 0) > 0 and first("confidence") is not None:
+        parts.append(
+            f"{first('confidence'):.0%} interval from {int(first('n_bootstrap'))} resamples of "
+            f"test {first('bootstrap_unit') or 'structure'}s"
+        )
+    if first("n_permutations") is not None:
+        parts.append(
+            f"null: {int(first('n_permutations'))} permutations of whole structures of equal size"
+        )
+    if first("common_width") is not None:
+        parts.append(
+            f"width control: source replaced by Gaussian features of its width; common PCA "
+            f"width {int(first('common_width'))}"
+        )
+    return "; ".join(parts)
