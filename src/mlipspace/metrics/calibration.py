@@ -20,7 +20,7 @@ higher means more similar) is read from :mod:`mlipspace.metrics.registry`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,6 +36,7 @@ __all__ = [
     "bootstrap_draws",
     "common_width",
     "group_rows",
+    "iter_permutations",
     "percentile_interval",
     "permutation_indices",
     "permutation_p_value",
@@ -110,7 +111,7 @@ def _check_xy(X, Y, groups) -> tuple[np.ndarray, np.ndarray]:
 
 
 def permutation_indices(
-    n: int, n_permutations: int, random_state: int | None = 0, groups=None
+    n: int, n_permutations: int, random_state=0, groups=None
 ) -> tuple[np.ndarray, float]:
     """Row permutations of the null, and the fraction of rows they can move.
 
@@ -126,30 +127,49 @@ def permutation_indices(
     Returns
     -------
     perms : ndarray of shape (n_permutations, n)
-        ``Y[perms[b]]`` is the ``b``-th permuted ``Y``.
+        ``Y[perms[b]]`` is the ``b``-th permuted ``Y`` (:func:`iter_permutations` yields them
+        one at a time).
     movable : float
         Fraction of rows that can be moved (1 without ``groups``).
     """
+    movable, perms = iter_permutations(n, n_permutations, random_state, groups)
+    return np.stack(list(perms)), movable
+
+
+def iter_permutations(
+    n: int, n_permutations: int, random_state=0, groups=None
+) -> tuple[float, Iterator[np.ndarray]]:
+    """:func:`permutation_indices` one permutation at a time (memory ``O(n)``).
+
+    Returns the fraction of rows that can move and an iterator over the permutations; the same
+    ``random_state`` gives the same permutations.
+    """
     if int(n_permutations) != n_permutations or n_permutations < 1:
         raise MetricInputError(f"n_permutations must be a positive integer, got {n_permutations}")
-    rng = np.random.default_rng(random_state)
-    n_permutations = int(n_permutations)
     if groups is None:
-        perms = np.stack([rng.permutation(n) for _ in range(n_permutations)])
-        return perms, 1.0
-    if len(groups) != n:
-        raise MetricInputError(f"groups has {len(groups)} labels for {n} rows")
-    blocks = group_rows(groups)
-    by_size: dict[int, list[np.ndarray]] = {}
-    for rows in blocks:
-        by_size.setdefault(len(rows), []).append(rows)
-    classes = [np.stack(b) for b in by_size.values() if len(b) > 1]
-    movable = sum(c.size for c in classes) / n if n else 0.0
-    perms = np.tile(np.arange(n), (n_permutations, 1))
-    for b in range(n_permutations):
-        for R in classes:  # R: (structures of this size, atoms per structure)
-            perms[b, R] = R[rng.permutation(len(R))]
-    return perms, float(movable)
+        classes, movable = None, 1.0
+    else:
+        if len(groups) != n:
+            raise MetricInputError(f"groups has {len(groups)} labels for {n} rows")
+        by_size: dict[int, list[np.ndarray]] = {}
+        for rows in group_rows(groups):
+            by_size.setdefault(len(rows), []).append(rows)
+        # one array (structures of this size, atoms per structure) per exchangeable class
+        classes = [np.stack(b) for b in by_size.values() if len(b) > 1]
+        movable = sum(c.size for c in classes) / n if n else 0.0
+
+    def generate() -> Iterator[np.ndarray]:
+        rng = np.random.default_rng(random_state)
+        for _ in range(int(n_permutations)):
+            if classes is None:
+                yield rng.permutation(n)
+                continue
+            perm = np.arange(n)
+            for R in classes:
+                perm[R] = R[rng.permutation(len(R))]
+            yield perm
+
+    return float(movable), generate()
 
 
 def permutation_p_value(score: float, null, higher_is_similar: bool) -> float:
@@ -244,7 +264,7 @@ def permutation_test(
     X, Y = _check_xy(X, Y, groups)
     higher = _direction(measure, higher_is_similar)
     fn = _resolve(measure)
-    perms, movable = permutation_indices(len(X), n_permutations, random_state, groups)
+    movable, perms = iter_permutations(len(X), n_permutations, random_state, groups)
     score = float(fn(X, Y))
     null = np.array([float(fn(X, Y[p])) for p in perms])
     return summarize_null(

@@ -105,16 +105,19 @@ def _evaluator(engine, train, test, n_local_points, n_jobs):
             return rec._rms(v), v
         return float(SYMMETRIC[measure](A[test], B[test])), None
 
-    def evaluate_many(measure: str, A: np.ndarray, Bs) -> list[float]:
+    def evaluate_null(measure: str, A: np.ndarray, B: np.ndarray, perms) -> list[float]:
+        """The measure with the rows of ``B`` permuted by each of ``perms``."""
         if measure == "gfre" and hasattr(engine, "pointwise_gfre_targets"):
             # one factorisation of the source serves every permuted target
             out = engine.pointwise_gfre_targets(
-                A, dict(enumerate(Bs)), train_idx=train, test_idx=test
+                A, {i: B[p] for i, p in enumerate(perms)}, train_idx=train, test_idx=test
             )
-            return [rec._rms(out[i]) for i in range(len(Bs))]
-        return [evaluate(measure, A, B)[0] for B in Bs]
+            return [rec._rms(out[i]) for i in range(len(perms))]
+        if measure in SYMMETRIC:  # only the test rows are needed: copy only those
+            return [float(SYMMETRIC[measure](A[test], B[p[test]])) for p in perms]
+        return [evaluate(measure, A, B[p])[0] for p in perms]
 
-    return evaluate, evaluate_many
+    return evaluate, evaluate_null
 
 
 def compare_tables(
@@ -230,7 +233,7 @@ def compare_tables(
     eff = {k: effective_rank(v[train]) for k, v in feats.items()}
     layer = first.layer
     engine = rec if engine is None else engine
-    evaluate, evaluate_many = _evaluator(engine, train, test, n_local_points, n_jobs)
+    evaluate, evaluate_null = _evaluator(engine, train, test, n_local_points, n_jobs)
     width = None
     if width_control or common_width is not None:
         width = common_width_of(dims.values(), common_width)
@@ -299,7 +302,7 @@ def compare_tables(
                     value = rec._rms(v)
                 else:
                     value, v = evaluate(measure, A, B)
-                extra, unc = calibration.cell(measure, evaluate, src, tgt, value, v, evaluate_many)
+                extra, unc = calibration.cell(measure, evaluate, src, tgt, value, v, evaluate_null)
                 add(src, tgt, measure, value, unc, k, extra)
                 if measure in SYMMETRIC and tgt != src:
                     # the null and the interval are those of the pair; the random baseline

@@ -7,6 +7,7 @@ and random sources shared by all cells of the comparison.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -18,8 +19,8 @@ from .calibration import (
     BootstrapResult,
     PermutationResult,
     bootstrap_draws,
+    iter_permutations,
     percentile_interval,
-    permutation_indices,
     random_features,
     summarize_draws,
     summarize_null,
@@ -30,10 +31,12 @@ __all__ = ["ComparisonCalibration"]
 
 
 Evaluate = Callable[[str, np.ndarray, np.ndarray], tuple[float, "np.ndarray | None"]]
-EvaluateMany = Callable[[str, np.ndarray, Sequence[np.ndarray]], list[float]]
+EvaluateNull = Callable[[str, np.ndarray, np.ndarray, Sequence[np.ndarray]], list[float]]
 
-# permuted targets handed to one call of ``evaluate_many`` (bounds the memory of the copies)
+# permutations handed to one call of ``evaluate_null``: at most this many, and permuted copies
+# of the target of at most _NULL_BYTES in all
 _NULL_BATCH = 16
+_NULL_BYTES = 2**28
 
 
 @dataclass
@@ -79,12 +82,12 @@ class ComparisonCalibration:
     def __post_init__(self) -> None:
         seeds = np.random.SeedSequence(self.random_state).spawn(3)
         self.groups = np.asarray(self.groups)
-        self._perms = None
+        self._perm_seed = seeds[0]
         self._movable = 1.0
         if self.n_permutations:
-            self._perms, self._movable = permutation_indices(
-                len(self.groups), self.n_permutations, seeds[0], self.groups
-            )
+            self._movable = iter_permutations(
+                len(self.groups), self.n_permutations, self._perm_seed, self.groups
+            )[0]
         if self.n_bootstrap:
             percentile_interval([0.0, 1.0], self.confidence)  # validates the level up front
         self._boot_seed = seeds[1]
@@ -122,7 +125,7 @@ class ComparisonCalibration:
         target: str,
         value: float,
         pointwise: np.ndarray | None = None,
-        evaluate_many: EvaluateMany | None = None,
+        evaluate_null: EvaluateNull | None = None,
     ) -> tuple[dict, float]:
         """Calibration columns of one cell, and its bootstrap standard deviation (NaN if none)."""
         info = measure_info(measure)
@@ -140,7 +143,7 @@ class ComparisonCalibration:
                 bootstrap_unit="structure",
             )
         if self.n_permutations:
-            res = self._null(measure, evaluate, evaluate_many, A, B, value)
+            res = self._null(measure, evaluate, evaluate_null, A, B, value)
             out.update(
                 null_mean=res.null_mean,
                 null_std=res.null_std,
@@ -166,16 +169,20 @@ class ComparisonCalibration:
             "common_width": int(self.width),
         }
 
-    def _null(self, measure, evaluate, evaluate_many, A, B, value) -> PermutationResult:
-        if evaluate_many is None:
+    def _null(self, measure, evaluate, evaluate_null, A, B, value) -> PermutationResult:
+        """The measure on the target's rows permuted, the same permutations for every cell."""
+        if evaluate_null is None:
 
-            def evaluate_many(m, A_, Bs):
-                return [evaluate(m, A_, Bp)[0] for Bp in Bs]
+            def evaluate_null(m, A_, B_, perms):
+                return [evaluate(m, A_, B_[p])[0] for p in perms]
 
+        perms = iter_permutations(
+            len(self.groups), self.n_permutations, self._perm_seed, self.groups
+        )[1]
+        batch_size = max(1, min(_NULL_BATCH, _NULL_BYTES // max(1, B.nbytes)))
         null: list[float] = []
-        for start in range(0, len(self._perms), _NULL_BATCH):
-            batch = [B[p] for p in self._perms[start : start + _NULL_BATCH]]
-            null.extend(evaluate_many(measure, A, batch))
+        while batch := list(itertools.islice(perms, batch_size)):
+            null.extend(evaluate_null(measure, A, B, batch))
         return summarize_null(
             value, null, measure_info(measure).higher_is_similar, "structure", self._movable
         )
