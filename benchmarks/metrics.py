@@ -77,7 +77,7 @@ def eigensolver_floor(X, train, test, k: int, n_jobs: int) -> float:
 
     from threadpoolctl import threadpool_limits
 
-    from mlipspace.metrics.reconstruction import nearest_train_rows
+    from mlipspace.metrics.neighbours import nearest_train_rows
 
     X_train, X_test = X[train], X[test]
     half = k // 2

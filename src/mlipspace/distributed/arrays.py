@@ -1,4 +1,4 @@
-"""A feature store as chunked ``dask.array`` s, without reading the features up front.
+"""Row-blocked dask arrays: any array as one, and a feature store as one without reading it.
 
 A segment holds its structures one after the other, sites in order, so which rows of which
 segment hold a structure follows from the segment's structure table alone. The row order is
@@ -18,18 +18,63 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ..errors import StoreError
+from ..errors import MetricInputError, StoreError
 from ..features import STRUCTURE_COLUMNS
 from ..structures.hashing import structure_hash
 
 if TYPE_CHECKING:
     import dask.array as da
     from ase import Atoms
+    from distributed import Client
 
     from ..store import FeatureStore
 
 #: target rows (atoms) of one block
 CHUNK_ROWS = 65536
+
+
+def as_dask(A: Any, chunk_rows: int = CHUNK_ROWS) -> da.Array:
+    """A 2-D dask array in row blocks (full width): a dask array rechunked, or an array wrapped.
+
+    Parameters
+    ----------
+    A : dask array or array-like of shape (n_rows, n_features)
+    chunk_rows : int
+        Rows per block when ``A`` is not a dask array yet.
+
+    Returns
+    -------
+    dask.array.Array
+    """
+    import dask.array as da
+
+    if isinstance(A, da.Array):
+        if A.ndim != 2:
+            raise MetricInputError(f"expected a 2-D array, got shape {A.shape}")
+        return A.rechunk({1: -1}) if len(A.chunks[1]) > 1 else A
+    A = np.asarray(A)
+    if A.ndim != 2:
+        raise MetricInputError(f"expected a 2-D array, got shape {A.shape}")
+    return da.from_array(A, chunks=(max(1, int(chunk_rows)), A.shape[1]))
+
+
+def row_bounds(chunks: Sequence[int]) -> list[tuple[int, int]]:
+    """``[start, stop)`` rows of every block of a dask array's row ``chunks``."""
+    stops = np.cumsum(chunks)
+    return [(int(b - c), int(b)) for b, c in zip(stops, chunks, strict=True)]
+
+
+def row_blocks(A: da.Array) -> list[Any]:
+    """The row blocks of ``A`` as ``dask.delayed`` objects, in order."""
+    # unoptimised: a task shared by X and Y (one read or one generator for both) stays shared
+    return list(A.to_delayed(optimize_graph=False).ravel())
+
+
+def compute_one(obj: Any, client: Client | None) -> Any:
+    """Evaluate one dask object on ``client``, or in this process when it is ``None``."""
+    if client is None:
+        return obj.compute(scheduler="sync")
+    return client.compute(obj).result()
 
 
 def entry_index(store: FeatureStore, model: str, layer: str) -> pd.DataFrame:
@@ -44,7 +89,8 @@ def entry_index(store: FeatureStore, model: str, layer: str) -> pd.DataFrame:
         table["segment"] = segment
         frames.append(table)
     if not frames:
-        raise StoreError(store._missing(model, layer))
+        store.metadata(model, layer)  # raises the store's own "no features for ..." error
+        raise StoreError(f"{store.path}: no features for model {model!r} layer {layer!r}")
     index = pd.concat(frames, ignore_index=True)
     return index.drop_duplicates("structure_hash", keep="first").reset_index(drop=True)
 

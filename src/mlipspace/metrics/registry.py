@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import MetricInputError
-from . import _ridge as rr
+from . import ridge as rr
 from . import reconstruction as rec
 from . import similarity as sim
 

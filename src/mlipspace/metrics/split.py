@@ -1,12 +1,59 @@
-"""Train/test splits of atoms for the comparison protocol of Chorna et al. (2025)."""
+"""Train/test splits: scikit-matter's split of the reconstruction measures
+(:func:`resolve_split`) and the stratified split of atoms of the comparison protocol of
+Chorna et al. (2025) (:func:`stratified_split`)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from ..errors import MetricInputError
+from .ridge import SKMATTER_RANDOM_STATE
+from .validation import check_index
 
-__all__ = ["stratified_split"]
+__all__ = ["resolve_split", "stratified_split"]
+
+
+def resolve_split(n: int, train_idx=None, test_idx=None) -> tuple[np.ndarray, np.ndarray]:
+    """Train and test rows exactly as scikit-matter chooses them.
+
+    Parameters
+    ----------
+    n : int
+        Number of rows.
+    train_idx, test_idx : array of int or bool, optional
+        With neither, a shuffled 50/50 split (``random_state=0x5F3759DF``); with one, the
+        other is its complement (sorted).
+
+    Returns
+    -------
+    train_idx, test_idx : ndarray of int
+    """
+    if train_idx is None and test_idx is None:
+        from sklearn.model_selection import train_test_split
+
+        if n < 4:
+            raise MetricInputError(f"need at least 4 samples for the default 50/50 split, got {n}")
+        train, test = train_test_split(
+            np.arange(n),
+            test_size=0.5,
+            train_size=0.5,
+            random_state=SKMATTER_RANDOM_STATE,
+            shuffle=True,
+        )
+    elif train_idx is None:
+        test = check_index(test_idx, n, "test_idx")
+        train = np.setdiff1d(np.arange(n), test)
+    elif test_idx is None:
+        train = check_index(train_idx, n, "train_idx")
+        test = np.setdiff1d(np.arange(n), train)
+    else:
+        train = check_index(train_idx, n, "train_idx")
+        test = check_index(test_idx, n, "test_idx")
+    if len(train) < 2:
+        raise MetricInputError(f"need at least 2 training samples, got {len(train)}")
+    if len(test) < 1:
+        raise MetricInputError("the test set is empty")
+    return np.asarray(train), np.asarray(test)
 
 
 def stratified_split(subsets, n_test: int = 1000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

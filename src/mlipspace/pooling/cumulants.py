@@ -33,19 +33,27 @@ import pandas as pd
 
 from ..errors import MetricInputError
 from ..features import STRUCTURE_COLUMNS, AtomFeatures
+from .moments import (
+    Moments,
+    check_atom_features,
+    check_order,
+    group_moments,
+    keyed_moments,
+    segments,
+)
 
 __all__ = [
     "CumulantAccumulator",
     "StructureFeatures",
+    "cumulant_blocks",
     "cumulants",
     "cumulants_streaming",
     "moments_to_cumulants",
     "pool",
+    "structures_frame",
 ]
 
 POOLINGS = ("cumulants", "mean", "sum", "max")
-# upper bound on the number of float64 elements in one temporary (rows x feature block)
-_BLOCK_ELEMENTS = 1 << 22
 
 
 @dataclass
@@ -159,95 +167,21 @@ def _root_scale(kappa: np.ndarray, p: int) -> np.ndarray:
     return np.sign(kappa) * np.abs(kappa) ** (1.0 / p)
 
 
-@dataclass
-class _Moments:
-    """Per-group count, mean and central power sums ``M_p = Σ (x − mean)^p``, p = 2..n."""
+def cumulant_blocks(m: Moments, max_order: int, scaled: bool) -> np.ndarray:
+    """The (root-scaled) cumulant blocks ``[κ1, ..., κn]`` of every group, concatenated.
 
-    count: np.ndarray  # (G,)
-    mean: np.ndarray  # (G, d)
-    M: np.ndarray  # (G, n - 1, d), M[:, p - 2] = M_p
+    Parameters
+    ----------
+    m : Moments
+        Per-group moments up to ``max_order``.
+    max_order : int
+    scaled : bool
+        Apply ``sign(κp)|κp|^(1/p)`` to the blocks of order ``p >= 2``.
 
-    @classmethod
-    def zeros(cls, n_groups: int, d: int, max_order: int) -> _Moments:
-        return cls(
-            np.zeros(n_groups),
-            np.zeros((n_groups, d)),
-            np.zeros((n_groups, max(max_order - 1, 0), d)),
-        )
-
-    def take(self, rows: np.ndarray) -> _Moments:
-        return _Moments(self.count[rows], self.mean[rows], self.M[rows])
-
-
-def _segments(inverse: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Row order that makes groups contiguous, the start of each group, and the counts."""
-    order = np.argsort(inverse, kind="stable")
-    count = np.bincount(inverse, minlength=n_groups)
-    starts = np.concatenate([[0], np.cumsum(count)[:-1]])
-    return order, starts, count
-
-
-def _column_blocks(n_rows: int, d: int) -> Iterable[slice]:
-    width = max(1, _BLOCK_ELEMENTS // max(n_rows, 1))
-    for lo in range(0, d, width):
-        yield slice(lo, min(lo + width, d))
-
-
-def _group_moments(X: np.ndarray, inverse: np.ndarray, n_groups: int, max_order: int) -> _Moments:
-    """Two-pass (mean, then central power sums) statistics of every group, in float64."""
-    order, starts, count = _segments(inverse, n_groups)
-    if (count == 0).any():
-        empty = np.flatnonzero(count == 0)[:5].tolist()
-        raise MetricInputError(f"structures {empty} have no atoms")
-    out = _Moments.zeros(n_groups, X.shape[1], max_order)
-    out.count[:] = count
-    for cols in _column_blocks(X.shape[0], X.shape[1]):
-        Xs = np.asarray(X[order, cols], dtype=np.float64)
-        mean = np.add.reduceat(Xs, starts, axis=0) / count[:, None]
-        out.mean[:, cols] = mean
-        D = Xs - np.repeat(mean, count, axis=0)
-        P = D * D
-        for p in range(2, max_order + 1):
-            out.M[:, p - 2, cols] = np.add.reduceat(P, starts, axis=0)
-            if p < max_order:
-                P *= D
-    return out
-
-
-def _merge(a: _Moments, b: _Moments) -> _Moments:
-    """Exact moments of the union of two disjoint sets of rows (Pébay 2008, eq. 2.1).
-
-    ``M_p = Σ_k C(p, k) [M^a_{p−k} (−n_b δ / n)^k + M^b_{p−k} (n_a δ / n)^k]`` with
-    ``δ = mean_b − mean_a``, ``M_0 = count`` and ``M_1 = 0``. An empty ``a`` (count 0)
-    leaves ``b`` unchanged.
+    Returns
+    -------
+    ndarray of shape (n_groups, max_order · d)
     """
-    na, nb = a.count[:, None], b.count[:, None]
-    n = na + nb
-    delta = b.mean - a.mean
-    mean = a.mean + delta * (nb / n)
-    da, db = -nb * delta / n, na * delta / n  # shift of each part's mean to the joint mean
-    max_order = a.M.shape[1] + 1
-
-    def power_sum(m: _Moments, cnt: np.ndarray, q: int) -> np.ndarray | float:
-        if q == 0:
-            return cnt
-        if q == 1:
-            return 0.0
-        return m.M[:, q - 2]
-
-    M = np.zeros_like(a.M)
-    for p in range(2, max_order + 1):
-        acc = np.zeros_like(mean)
-        for k in range(p + 1):
-            c = comb(p, k)
-            acc += c * power_sum(a, na, p - k) * da**k
-            acc += c * power_sum(b, nb, p - k) * db**k
-        M[:, p - 2] = acc
-    return _Moments(n[:, 0], mean, M)
-
-
-def _finish(m: _Moments, max_order: int, scaled: bool) -> np.ndarray:
-    """Scaled cumulant blocks ``[κ1, ..., κn]`` concatenated, shape (G, n·d)."""
     mu = np.zeros((max_order + 1, *m.mean.shape))
     mu[0] = 1.0
     if max_order >= 2:
@@ -264,28 +198,8 @@ def _finish(m: _Moments, max_order: int, scaled: bool) -> np.ndarray:
 # input handling
 
 
-def _check_order(max_order: int) -> int:
-    if isinstance(max_order, bool) or not isinstance(max_order, int | np.integer) or max_order < 1:
-        raise MetricInputError(f"max_order must be an integer >= 1, got {max_order!r}")
-    return int(max_order)
-
-
-def _check_X(X: Any) -> np.ndarray:
-    X = np.asarray(X)
-    if X.ndim != 2:
-        raise MetricInputError(
-            f"atom features must be 2-D (n_atoms, n_features), got shape {X.shape}"
-        )
-    if X.shape[0] == 0 or X.shape[1] == 0:
-        raise MetricInputError(f"atom features are empty, shape {X.shape}")
-    if not np.issubdtype(X.dtype, np.number):
-        raise MetricInputError(f"atom features must be numeric, got dtype {X.dtype}")
-    if not np.isfinite(X).all():
-        raise MetricInputError("atom features hold NaN or infinite values")
-    return X
-
-
-def _structures_frame(hashes: np.ndarray, n_atoms: np.ndarray) -> pd.DataFrame:
+def structures_frame(hashes: np.ndarray, n_atoms: np.ndarray) -> pd.DataFrame:
+    """A structure table (``STRUCTURE_COLUMNS``) for structures known only by label and size."""
     frame = pd.DataFrame({"structure_hash": hashes, "n_atoms": n_atoms.astype(np.int64)})
     for col in STRUCTURE_COLUMNS[2:]:
         frame[col] = ""
@@ -299,7 +213,7 @@ def _grouping(
     if isinstance(features, AtomFeatures):
         if structure_index is not None:
             raise MetricInputError("structure_index is taken from the AtomFeatures; do not pass it")
-        X = _check_X(features.X)
+        X = check_atom_features(features.X)
         structures = features.structures.reset_index(drop=True)
         hashes = structures["structure_hash"].to_numpy().astype(str)
         provenance = {
@@ -315,7 +229,7 @@ def _grouping(
             structures,
             provenance,
         )
-    X = _check_X(features)
+    X = check_atom_features(features)
     if structure_index is None:
         raise MetricInputError("an X array needs structure_index: one structure label per row")
     labels = np.asarray(structure_index)
@@ -326,7 +240,7 @@ def _grouping(
     uniq, inverse = np.unique(labels, return_inverse=True)
     count = np.bincount(inverse, minlength=len(uniq))
     hashes = uniq.astype(str)
-    return X, inverse, len(uniq), hashes, _structures_frame(hashes, count), {}
+    return X, inverse, len(uniq), hashes, structures_frame(hashes, count), {}
 
 
 # --------------------------------------------------------------------------------------
@@ -370,11 +284,11 @@ def cumulants(
     κ8 uses the correct coefficients, not the swapped ones of the published script (see
     the module docstring).
     """
-    max_order = _check_order(max_order)
+    max_order = check_order(max_order)
     X, inverse, n_groups, hashes, structures, prov = _grouping(features, structure_index)
-    moments = _group_moments(X, inverse, n_groups, max_order)
+    moments = group_moments(X, inverse, n_groups, max_order)
     return StructureFeatures(
-        X=_finish(moments, max_order, scaled),
+        X=cumulant_blocks(moments, max_order, scaled),
         structure_hash=hashes,
         structures=structures,
         order=max_order,
@@ -408,7 +322,7 @@ def pool(
     if method not in POOLINGS[1:]:
         raise MetricInputError(f"unknown pooling {method!r}; choose one of {POOLINGS[1:]}")
     X, inverse, n_groups, hashes, structures, prov = _grouping(features, structure_index)
-    order, starts, count = _segments(inverse, n_groups)
+    order, starts, count = segments(inverse, n_groups)
     if (count == 0).any():
         raise MetricInputError(
             f"structures {np.flatnonzero(count == 0)[:5].tolist()} have no atoms"
@@ -454,9 +368,9 @@ class CumulantAccumulator:
     """
 
     def __init__(self, max_order: int = 8):
-        self.max_order = _check_order(max_order)
+        self.max_order = check_order(max_order)
         self._slots: dict[str, int] = {}
-        self._state: _Moments | None = None
+        self._state: Moments | None = None
         self._structure_rows: dict[str, dict[str, Any]] = {}
         self._provenance: dict[str, Any] = {}
 
@@ -466,7 +380,7 @@ class CumulantAccumulator:
 
     def _grow(self, n: int, d: int) -> None:
         if self._state is None:
-            self._state = _Moments.zeros(max(n, 16), d, self.max_order)
+            self._state = Moments.zeros(max(n, 16), d, self.max_order)
             return
         if self._state.mean.shape[1] != d:
             raise MetricInputError(
@@ -474,29 +388,16 @@ class CumulantAccumulator:
             )
         capacity = len(self._state.count)
         if n > capacity:
-            extra = _Moments.zeros(max(n, 2 * capacity) - capacity, d, self.max_order)
-            self._state = _Moments(
-                np.concatenate([self._state.count, extra.count]),
-                np.concatenate([self._state.mean, extra.mean]),
-                np.concatenate([self._state.M, extra.M]),
-            )
+            extra = Moments.zeros(max(n, 2 * capacity) - capacity, d, self.max_order)
+            self._state = self._state.concatenate(extra)
 
     def update(self, X: np.ndarray, keys: Any) -> CumulantAccumulator:
         """Add rows ``X`` whose structures are named by ``keys`` (one label per row)."""
-        X = _check_X(X)
-        keys = np.asarray(keys).astype(str)
-        if keys.shape != (X.shape[0],):
-            raise MetricInputError(f"keys must hold one label per row: {keys.shape} vs {X.shape}")
-        uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-        chunk = _group_moments(X, inverse, len(uniq), self.max_order)
-        for key in uniq[np.argsort(first)]:  # new structures get slots in order of appearance
-            self._slots.setdefault(str(key), len(self._slots))
-        slots = np.array([self._slots[str(k)] for k in uniq])
-        self._grow(len(self._slots), X.shape[1])
-        merged = _merge(self._state.take(slots), chunk)
-        self._state.count[slots] = merged.count
-        self._state.mean[slots] = merged.mean
-        self._state.M[slots] = merged.M
+        chunk_keys, chunk = keyed_moments(X, keys, self.max_order)
+        for key in chunk_keys.tolist():  # new structures get slots in order of appearance
+            self._slots.setdefault(key, len(self._slots))
+        self._grow(len(self._slots), chunk.mean.shape[1])
+        self._state.merge_at(np.array([self._slots[k] for k in chunk_keys.tolist()]), chunk)
         return self
 
     def update_features(self, features: AtomFeatures) -> CumulantAccumulator:
@@ -527,9 +428,9 @@ class CumulantAccumulator:
                 bad = hashes[mismatch][:3].tolist()
                 raise MetricInputError(f"structures {bad}: the rows seen do not match n_atoms")
         else:
-            structures = _structures_frame(hashes, state.count)
+            structures = structures_frame(hashes, state.count)
         return StructureFeatures(
-            X=_finish(state, self.max_order, scaled),
+            X=cumulant_blocks(state, self.max_order, scaled),
             structure_hash=hashes,
             structures=structures,
             order=self.max_order,
