@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import MetricInputError
-from . import ridge as rr
 from . import reconstruction as rec
+from . import ridge as rr
 from . import similarity as sim
 
 __all__ = [
