@@ -347,3 +347,11 @@ def test_cli_calibration_columns(store, tmp_path):
     df = pd.read_csv(tmp_path / "out" / "compare.csv")
     for column in ("p_value", "null_mean", "ci_low", "random_baseline", "measure_label"):
         assert df[column].notna().all(), column
+
+
+def test_too_few_permutations_are_flagged(store, caplog):
+    fs, _ = store
+    with caplog.at_level("WARNING"):
+        df = compare(fs, ["wide", "narrow"], measures=("cka",), n_test=100, n_permutations=5)
+    assert "cannot give a p-value below 0.05" in caplog.text
+    assert (df["p_value"] >= 1 / 6).all()

@@ -8,6 +8,7 @@ and random sources shared by all cells of the comparison.
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ import numpy as np
 from ..errors import MetricInputError
 from . import similarity as sim
 from .calibration import (
+    NULL_ALPHA,
     BootstrapResult,
     PermutationResult,
     bootstrap_draws,
@@ -28,6 +30,8 @@ from .calibration import (
 from .registry import KNN_K, SYMMETRIC, measure_info
 
 __all__ = ["ComparisonCalibration"]
+
+log = logging.getLogger(__name__)
 
 
 Evaluate = Callable[[str, np.ndarray, np.ndarray], tuple[float, "np.ndarray | None"]]
@@ -84,6 +88,13 @@ class ComparisonCalibration:
         self.groups = np.asarray(self.groups)
         self._perm_seed = seeds[0]
         self._movable = 1.0
+        if 0 < self.n_permutations < round(1 / NULL_ALPHA) - 1:
+            log.warning(
+                "%d permutations cannot give a p-value below %.2g (the smallest is 1/(1 + n)): "
+                "every cell will read as not beating its null",
+                self.n_permutations,
+                NULL_ALPHA,
+            )
         if self.n_permutations:
             self._movable = iter_permutations(
                 len(self.groups), self.n_permutations, self._perm_seed, self.groups
