@@ -1,4 +1,8 @@
-"""SevenNet adapters on the real checkpoints shipped in the sevenn wheel."""
+"""SevenNet adapters on the real checkpoints shipped in the sevenn wheel.
+
+The adapter contract (dimensions, batching, symmetry, errors) is checked for every model
+in test_model_contract.py; these are SevenNet's own checks.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from ase import Atoms
 from conftest import calculator_energies, run_model_checks, small_structure_set
 from mlipspace.errors import ModelError
 from mlipspace.featurize import load_model
-from mlipspace.models import get_model, model_specs
+from mlipspace.models import get_model
 
 pytestmark = pytest.mark.models
 pytest.importorskip("sevenn")
@@ -30,28 +34,6 @@ def checked(request):
     adapter = load_model(request.param)
     structures = small_structure_set()
     return adapter, structures, run_model_checks(adapter, structures, LAYERS)
-
-
-def test_layer_dims_match_the_spec_and_the_output(checked):
-    adapter, structures, _ = checked
-    dims = adapter.layer_dims()
-    assert dims == model_specs()[adapter.name].layers
-    assert dims["ll"] == 128 and dims["bb"] == 5 * 128
-    features = adapter.compute(structures[:2], ["bb"])
-    assert [f.shape for f in features["bb"]] == [(len(a), 640) for a in structures[:2]]
-
-
-def test_invariant_under_rotation_translation_permutation(checked):
-    _, _, checks = checked
-    assert checks.finite
-    for layer, err in checks.proper.items():
-        assert err <= TOL, (layer, err)
-
-
-def test_supercell_site_has_primitive_features(checked):
-    _, _, checks = checked
-    for layer, err in checks.supercell.items():
-        assert err <= TOL, (layer, err)
 
 
 def test_mirror_sensitivity_is_measured(checked):
@@ -86,26 +68,6 @@ def test_features_equal_the_calculators_readout_input(checked):
         handle.remove()
     ours = adapter.compute(structures[:1], ["node"])["node"][0]
     np.testing.assert_allclose(ours, captured["x"][:, :128].numpy(), atol=1e-4)
-
-
-def test_batched_equals_one_by_one(checked):
-    adapter, structures, _ = checked
-    together = adapter.compute(structures, ["bb"])["bb"]
-    alone = [adapter.compute([a], ["bb"])["bb"][0] for a in structures]
-    scale = max(np.abs(x).max() for x in alone)
-    assert max(np.abs(x - y).max() for x, y in zip(together, alone, strict=True)) <= 1e-5 * scale
-
-
-def test_no_gradient_is_computed(checked, monkeypatch):
-    import torch
-
-    adapter, structures, _ = checked
-
-    def forbidden(*args, **kwargs):
-        raise AssertionError("autograd.grad called while only features were asked for")
-
-    monkeypatch.setattr(torch.autograd, "grad", forbidden)
-    assert np.isfinite(adapter.compute(structures[:2], ["ll"])["ll"][0]).all()
 
 
 def test_fidelity_heads_differ():

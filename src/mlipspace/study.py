@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import MlipspaceError
+from .models import find_card
 
 STAGES = ("structures", "featurize", "compare", "cumulants", "platonic", "report")
 SECTIONS = ("study", *STAGES)
@@ -204,7 +205,8 @@ def run_study(
 
     runner.stage("featurize", _key(structure_key, fcfg), featurize_all)
     featurize_key = runner.keys["featurize"]
-    trained_models = [m for m in models if m != "soap"] if "soap" in models else models
+    # descriptors (model card kind) are not compared with the models
+    trained_models = [m for m in models if getattr(find_card(m), "kind", "") != "descriptor"]
 
     if "compare" in study.config:
         ccfg = study.section("compare")

@@ -45,24 +45,34 @@ def _format_layers(layers: dict[str, int]) -> str:
     return ", ".join(standard)
 
 
+def _data(card) -> str:
+    return " / ".join(part for part in (card.training_data, card.level_of_theory) if part) or "-"
+
+
 @app.command("models")
 def models_command() -> None:
-    """List the registered models: family, layers and dimensions, weights and environment."""
+    """List the registered models: their card (architecture, data, kind, symmetry), layers
+    and dimensions, weights and environment."""
     from ..models.registry import model_specs
 
     table = Table(title="models")
     table.add_column("name", no_wrap=True)
-    table.add_column("family", no_wrap=True)
-    for column in ("layers (dim)", "weights", "environment", "description"):
+    for column in ("architecture", "data / theory", "kind", "symmetry", "layers (dim)"):
+        table.add_column(column)
+    for column in ("weights", "env", "description"):
         table.add_column(column)
     for name, spec in sorted(model_specs().items()):
+        card = spec.card
         shown = name + "<arg>" if spec.parametrised else name
         table.add_row(
             shown,
-            spec.family,
+            card.architecture or "-",
+            _data(card),
+            card.kind,
+            card.symmetry,
             _format_layers(spec.layers),
             _weights_state(spec),
-            _env_state(spec.family),
+            f"{card.environment}: {_env_state(card.environment)}",
             spec.description,
         )
     out.print(table)

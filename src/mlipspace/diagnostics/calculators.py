@@ -1,6 +1,7 @@
 """ASE calculators (energy, forces, stress) of the offline pretrained models.
 
-Each calculator is the model package's own, built from the same checkpoint the feature
+Which models have one is a fact of their model card (``has_calculator``, read with
+:func:`mlipspace.models.model_card`). Each calculator is the model package's own, built from the same checkpoint the feature
 adapter of that name loads (:mod:`mlipspace.models`):
 
 * ``chgnet-0.3.0``, ``chgnet-0.2.0``, ``chgnet-r2scan``: ``CHGNetCalculator`` around the
@@ -18,22 +19,17 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ModelError
+from ..models import calculator_models, find_card
 
-__all__ = ["CALCULATOR_MODELS", "calculator_for"]
+__all__ = ["calculator_for"]  # and CALCULATOR_MODELS, below
 
-#: models with an ASE calculator here (all pretrained, all shipped inside their wheels)
-CALCULATOR_MODELS = (
-    "chgnet-0.3.0",
-    "chgnet-0.2.0",
-    "chgnet-r2scan",
-    "sevennet-0",
-    "sevennet-0-22may2024",
-    "sevennet-l3i5",
-    "sevennet-mf-0:PBE",
-    "sevennet-mf-0:R2SCAN",
-    "hienet-v3",
-    "diep",
-)
+
+def __getattr__(name: str) -> Any:
+    # CALCULATOR_MODELS (models with an ASE calculator here) is read from the model cards
+    # on access: the cards' ``has_calculator`` is the one home of that fact
+    if name == "CALCULATOR_MODELS":
+        return calculator_models()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def calculator_for(model_name: str, device: str = "cpu") -> Any:
@@ -42,7 +38,7 @@ def calculator_for(model_name: str, device: str = "cpu") -> Any:
     Parameters
     ----------
     model_name : str
-        One of :data:`CALCULATOR_MODELS`.
+        A model whose card has ``has_calculator`` (:data:`CALCULATOR_MODELS`).
     device : str, default="cpu"
         Torch device.
 
@@ -56,9 +52,11 @@ def calculator_for(model_name: str, device: str = "cpu") -> Any:
     ModelError
         If ``model_name`` has no calculator here (the message lists those that do).
     """
-    if model_name not in CALCULATOR_MODELS:
+    card = find_card(model_name)
+    if card is None or not card.has_calculator:
         raise ModelError(
-            f"no ASE calculator for model {model_name!r}; supported: {', '.join(CALCULATOR_MODELS)}"
+            f"no ASE calculator for model {model_name!r}; "
+            f"supported: {', '.join(calculator_models())}"
         )
     if model_name == "diep":
         from diep.pretrained import make_calculator

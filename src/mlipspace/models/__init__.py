@@ -1,4 +1,9 @@
-"""Model adapters (one module per family) and their registry."""
+"""Model adapters (one module per family), their cards and their registry.
+
+A model family registers :class:`ModelSpec` objects, each carrying the model's
+:class:`ModelCard`; torch families subclass :class:`TorchAdapter`. See "Adding a model
+family" in docs/architecture.md.
+"""
 
 from .base import MODEL_KINDS, STANDARD_LAYERS, SYMMETRIES, ModelAdapter, ModelCard, ModelSpec
 from .registry import (
@@ -13,14 +18,18 @@ from .registry import (
     related_by_construction,
     resolve,
 )
+from .torch_base import Capture, ForwardResult, TorchAdapter
 
 __all__ = [
     "MODEL_KINDS",
     "STANDARD_LAYERS",
     "SYMMETRIES",
+    "Capture",
+    "ForwardResult",
     "ModelAdapter",
     "ModelCard",
     "ModelSpec",
+    "TorchAdapter",
     "available_models",
     "calculator_models",
     "find_card",

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
+from ..errors import ModelError
+
 STANDARD_LAYERS = ("ll", "node", "bb")
 
 #: what a registered model is: a trained potential, a fixed descriptor, or a control
@@ -24,6 +26,19 @@ MODEL_KINDS = ("mlip", "descriptor", "control")
 #: the symmetry of a model's features, as built (and checked by the contract tests):
 #: invariant under rotations and reflections, under proper rotations only, or neither
 SYMMETRIES = ("O(3)", "SO(3)", "none")
+
+
+def unsupported_error(model: str, atoms: Any, index: int, z: int) -> ModelError:
+    """The error for an element a model was not trained on (names structure and element)."""
+    from ase.data import chemical_symbols
+
+    from ..errors import UnsupportedElementError
+
+    label = atoms.info.get("source") or atoms.info.get("structure_hash") or f"#{index}"
+    return UnsupportedElementError(
+        f"{model} does not support element {chemical_symbols[z]} (Z={z}) found in structure "
+        f"{index} ({label}, {atoms.get_chemical_formula()})"
+    )
 
 
 @dataclass(frozen=True)
@@ -110,6 +125,20 @@ class ModelAdapter(abc.ABC):
     def supported_elements(self) -> set[int] | None:
         """Atomic numbers the model knows; ``None`` when any element is accepted."""
         return None
+
+    def check_elements(self, structures: Sequence[Atoms]) -> None:
+        """Raise :class:`~mlipspace.errors.UnsupportedElementError` for an unknown element.
+
+        The error names the model, the structure and the element; adapters call it before
+        computing anything.
+        """
+        supported = self.supported_elements()
+        if supported is None:
+            return
+        for index, atoms in enumerate(structures):
+            for z in np.unique(atoms.numbers):
+                if int(z) not in supported:
+                    raise unsupported_error(self.name, atoms, index, int(z))
 
     def metadata(self) -> dict[str, Any]:
         """Provenance recorded in the store: package and checkpoint versions, etc."""

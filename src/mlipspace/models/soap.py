@@ -124,6 +124,7 @@ class SOAPAdapter(ModelAdapter):
         from metatensor import Labels
 
         layers = check_layers(layers, self.layer_dims(), self.name)
+        self.check_elements(structures)
         if not structures:
             return {name: [] for name in layers}
         descriptor = self.calculator.compute([self.relabel(a) for a in structures])

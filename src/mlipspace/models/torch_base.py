@@ -40,7 +40,7 @@ import numpy as np
 from ase import Atoms
 
 from ..errors import ModelError
-from .base import ModelAdapter
+from .base import ModelAdapter, unsupported_error
 
 DTYPES = ("float32", "float64")
 _LAYER_RE = re.compile(r"^layer:(\d+)$")
@@ -265,19 +265,6 @@ def checkpoint_metadata(distribution: str, path: str | os.PathLike, **extra: Any
     }
 
 
-def unsupported_error(model: str, atoms: Any, index: int, z: int) -> ModelError:
-    """The error for an element a model was not trained on (names structure and element)."""
-    from ase.data import chemical_symbols
-
-    from ..errors import UnsupportedElementError
-
-    label = atoms.info.get("source") or atoms.info.get("structure_hash") or f"#{index}"
-    return UnsupportedElementError(
-        f"{model} does not support element {chemical_symbols[z]} (Z={z}) found in structure "
-        f"{index} ({label}, {atoms.get_chemical_formula()})"
-    )
-
-
 def pack_by_atoms(structures: Sequence[Atoms], max_atoms: int | None) -> list[list[Atoms]]:
     """Consecutive groups of structures with at most ``max_atoms`` atoms each.
 
@@ -481,16 +468,6 @@ class TorchAdapter(ModelAdapter):
     def split(self, tensor: Any, structures: Sequence[Atoms]) -> list[np.ndarray]:
         """Per-atom rows of a batch → one array per structure, in :attr:`dtype`."""
         return split_rows(tensor, [len(a) for a in structures], self.dtype)
-
-    def check_elements(self, structures: Sequence[Atoms]) -> None:
-        """Raise :class:`~mlipspace.errors.UnsupportedElementError` for an unknown element."""
-        supported = self.supported_elements()
-        if supported is None:
-            return
-        for index, atoms in enumerate(structures):
-            for z in np.unique(atoms.numbers):
-                if int(z) not in supported:
-                    raise unsupported_error(self.name, atoms, index, int(z))
 
     def graph_error(self, atoms: Atoms, index: int, exc: BaseException) -> ModelError:
         """The error for a structure the model cannot build a graph for (names it)."""

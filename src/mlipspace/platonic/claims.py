@@ -21,46 +21,53 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from ..anchors import select_anchors
+from ..models import find_card, related_by_construction
 from .agreement import retrieval_ranks, rowwise_cosine
 from .chemistry import element_group
 from .space import CommonSpace, is_control, project, sample_rows
 
-#: architecture family and training data (functional) of the offline models; pairs are
-#: grouped by these for the ordering of T2 and the clustering of T5
-MODEL_FAMILY = {
-    "chgnet-0.3.0": "chgnet",
-    "chgnet-0.2.0": "chgnet",
-    "chgnet-r2scan": "chgnet",
-    "sevennet-0": "sevennet",
-    "sevennet-0-22may2024": "sevennet",
-    "sevennet-l3i5": "sevennet",
-    "sevennet-mf-0:PBE": "sevennet",
-    "sevennet-mf-0:R2SCAN": "sevennet",
-    "hienet-v3": "hienet",
-    "diep": "diep",
-}
-MODEL_DATA = {
-    "chgnet-0.3.0": "MPtrj PBE",
-    "chgnet-0.2.0": "MPtrj PBE",
-    "chgnet-r2scan": "MP r2SCAN (fine-tune)",
-    "sevennet-0": "MPtrj PBE",
-    "sevennet-0-22may2024": "MPtrj PBE",
-    "sevennet-l3i5": "MPtrj PBE",
-    "sevennet-mf-0:PBE": "multi-fidelity, PBE head",
-    "sevennet-mf-0:R2SCAN": "multi-fidelity, r2SCAN head",
-    "hienet-v3": "MPtrj PBE",
-    "diep": "MatPES r2SCAN",
-}
-R2SCAN_MODELS = ("chgnet-r2scan", "sevennet-mf-0:R2SCAN", "diep")
-#: (fine-tuned, base) pairs whose raw coordinates may coincide by construction
-FINE_TUNES = (("chgnet-r2scan", "chgnet-0.3.0"),)
 PERIOD_ENDS = (2, 10, 18, 36, 54, 86, 118)
+
+
+# Model facts come from the model cards (mlipspace.models): pairs are grouped by
+# architecture and by training data + level of theory for the ordering of T2 and the
+# clustering of T5.
+
+
+def _architecture(name: str) -> str | None:
+    card = find_card(name)
+    return (card.architecture or None) if card is not None else None
+
+
+def _data(name: str) -> str | None:
+    """Training data and the functional of the predicted energies; None when unknown."""
+    card = find_card(name)
+    if card is None or not card.training_data:
+        return None
+    return f"{card.training_data} {card.level_of_theory}"
+
+
+def _is_r2scan(name: str) -> bool:
+    card = find_card(name)
+    return card is not None and card.level_of_theory == "r2SCAN"
+
+
+def _is_pbe_only(name: str) -> bool:
+    """PBE energies from weights of their own: a head sharing weights with an r2SCAN head
+    (multi-fidelity) or a fine-tune is not a PBE-only model."""
+    card = find_card(name)
+    return (
+        card is not None
+        and card.level_of_theory == "PBE"
+        and card.shared_initialisation is None
+        and card.fine_tuned_from is None
+    )
 
 
 def pair_relation(a: str, b: str) -> str:
     """How two models are related: ``same family and data``, ``same data`` or ``different``."""
-    fam_a, fam_b = MODEL_FAMILY.get(a), MODEL_FAMILY.get(b)
-    data_a, data_b = MODEL_DATA.get(a), MODEL_DATA.get(b)
+    fam_a, fam_b = _architecture(a), _architecture(b)
+    data_a, data_b = _data(a), _data(b)
     if data_a is None or data_b is None:
         return "unknown"
     if data_a == data_b:
@@ -190,7 +197,7 @@ def _t1(space: CommonSpace, trained: list[str]) -> dict:
         if space.E[a].shape[1] != space.E[b].shape[1]:
             continue
         value = float(rowwise_cosine(space.E[a][rows], space.E[b][rows]).mean())
-        known = (a, b) in FINE_TUNES or (b, a) in FINE_TUNES
+        known = related_by_construction(a, b)
         if known or abs(value) > SHARED_INIT_COSINE:
             related[f"{a}/{b}"] = value
         else:
@@ -377,13 +384,11 @@ def _t5(ot_pairs: pd.DataFrame, w2: pd.DataFrame, trained: list[str]) -> list[di
     np.fill_diagonal(sub, np.inf)
     checks = []
     for i, model in enumerate(trained):
-        siblings = [
-            m for m in trained if m != model and MODEL_FAMILY.get(m) == MODEL_FAMILY.get(model)
-        ]
-        if siblings and MODEL_FAMILY.get(model):
-            checks.append(MODEL_FAMILY.get(trained[int(np.argmin(sub[i]))]) == MODEL_FAMILY[model])
-    r2 = [m for m in trained if m in R2SCAN_MODELS]
-    pbe = [m for m in trained if MODEL_DATA.get(m, "").endswith("PBE")]
+        siblings = [m for m in trained if m != model and _architecture(m) == _architecture(model)]
+        if siblings and _architecture(model):
+            checks.append(_architecture(trained[int(np.argmin(sub[i]))]) == _architecture(model))
+    r2 = [m for m in trained if _is_r2scan(m)]
+    pbe = [m for m in trained if _is_pbe_only(m)]
     note = ""
     if r2 and pbe:
         inside = (
@@ -473,8 +478,8 @@ def _t8(
                 bool(rho > 0 and ratio > 1),
             )
         )
-    r2 = [m for m in trained if m in R2SCAN_MODELS]
-    pbe = [m for m in trained if m not in R2SCAN_MODELS]
+    r2 = [m for m in trained if _is_r2scan(m)]
+    pbe = [m for m in trained if not _is_r2scan(m)]
     if r2 and pbe:
         r2_bias, pbe_bias = bias[r2].to_numpy().mean(), bias[pbe].to_numpy().mean()
         rows.append(

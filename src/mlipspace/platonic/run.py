@@ -12,6 +12,7 @@ import pandas as pd
 from ase import Atoms
 
 from ..errors import MetricInputError
+from ..models import fine_tune_pairs
 from .agreement import pair_agreement, transport_agreement
 from .chemistry import (
     atom_coordination,
@@ -25,8 +26,6 @@ from .chemistry import (
 from .claims import claims_markdown, evaluate_claims
 from .claims import robustness as robustness_table
 from .space import CommonSpace, common_space_from_store, is_control, with_controls
-
-FINE_TUNES = (("chgnet-r2scan", "chgnet-0.3.0"),)
 
 
 def _long(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
@@ -182,9 +181,7 @@ def _analyses(
     else:
         atypical_table = None
         most_atypical = {"skipped": "cross-model dispersion needs at least two trained models"}
-    fine_tunes = [
-        fine_tune_report(space, t, b) for t, b in FINE_TUNES if t in space.Z and b in space.Z
-    ]
+    fine_tunes = [fine_tune_report(space, t, b) for t, b in fine_tune_pairs(list(space.Z))]
 
     labels = {"element_group": element_group(space.atoms.numbers)}
     arithmetic_summary = None

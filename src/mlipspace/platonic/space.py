@@ -17,17 +17,27 @@ import pandas as pd
 from ..anchors import RelativeProjector, select_anchors
 from ..errors import MetricInputError
 from ..features import AtomFeatures
+from ..models import find_card
 
 #: name of the element one-hot baseline added by :func:`with_controls`
 ONEHOT = "element-onehot"
+#: prefix of the shuffled-anchor copies of a model added by :func:`with_controls`
 SHUFFLED_PREFIX = "shuffled:"
-#: models treated as controls, not as trained MLIPs, in consensus and bias analyses
-CONTROL_PREFIXES = ("mace-random", "soap", ONEHOT, SHUFFLED_PREFIX)
 
 
 def is_control(name: str) -> bool:
-    """Whether ``name`` is a negative control or a classical descriptor, not a trained MLIP."""
-    return name.startswith(CONTROL_PREFIXES)
+    """Whether ``name`` is a negative control or a classical descriptor, not a trained MLIP.
+
+    A registered model is a control when its card's ``kind`` is not ``"mlip"``
+    (``"control"`` such as ``mace-random:<seed>``, or ``"descriptor"`` such as ``soap``).
+    The baselines :func:`with_controls` adds are not registered models; they are
+    recognised by name, here only: :data:`ONEHOT` and ``SHUFFLED_PREFIX + <model>``. Any
+    other unregistered name counts as a trained model.
+    """
+    if name.startswith((ONEHOT, SHUFFLED_PREFIX)):
+        return True
+    card = find_card(name)
+    return card is not None and card.kind != "mlip"
 
 
 @dataclass

@@ -1,0 +1,51 @@
+"""Test instances of the registered model specs, for tests/test_model_contract.py.
+
+A plain (non-parametrised) spec is tested under its own name and needs nothing here. A
+parametrised spec (a name ending in ``":"``, such as ``"mace:"``) needs a provider: a
+function ``provider(tmp_dir) -> model name`` that builds whatever the name needs (a small
+random-init checkpoint written with the package's own code, saved into ``tmp_dir``) and
+returns the name to load, e.g. ``"mace:/tmp/.../small.model"``.
+
+Providers run where the model runs: inside the spec's worker environment (the card's
+``environment``) for families outside the main one, so they may import the family's
+package. This module is imported by ``tests/model_contract_probe.py`` in that
+environment; keep it free of pytest.
+
+To add a family: register its specs, then add one line per parametrised spec to
+:data:`PROVIDERS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+
+def _small_mace_file(tmp_dir: Path) -> str:
+    """A small plain MACE saved whole with ``torch.save``, as mace's own scripts do."""
+    import torch
+
+    from mace_probe import small_model
+
+    path = Path(tmp_dir) / "contract-small.model"
+    torch.save(small_model(), path)
+    return f"mace:{path}"
+
+
+#: spec name -> provider(tmp_dir) -> model name to load
+PROVIDERS: dict[str, Callable[[Path], str]] = {
+    "mace:": _small_mace_file,
+    "mace-random:": lambda tmp_dir: "mace-random:0",
+}
+
+
+def instance_name(spec_name: str, tmp_dir: Path) -> str:
+    """The model name to load for ``spec_name`` (building its checkpoint if needed)."""
+    if spec_name in PROVIDERS:
+        return PROVIDERS[spec_name](Path(tmp_dir))
+    if spec_name.endswith(":"):
+        raise LookupError(
+            f"no test instance for the parametrised spec {spec_name!r}: add a provider to "
+            "PROVIDERS in tests/model_instances.py"
+        )
+    return spec_name
