@@ -43,7 +43,7 @@ demo: install install-envs
 	$(BIN)/mlipspace demo --out demo-results
 
 test: install install-envs install-browser
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks && $(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/python -m pytest -q
 
 lint: install

@@ -135,7 +135,7 @@ def bench_model(
     report: Callable[[str, str, float], None],
 ) -> None:
     """Time one model; ``report(model, path, atoms/s or ratio)`` is called per result."""
-    from mlipspace.featurize import featurize, load_model
+    from mlipspace.featurization import featurize, load_model
 
     n_atoms = sum(len(a) for a in structures)
     adapter = load_model(name)

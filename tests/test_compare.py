@@ -174,7 +174,7 @@ def test_cli(store, tmp_path):
 
 def test_feature_outlier_structures_are_left_out_and_named(caplog):
     from mlipspace.features import drop_outlier_structures, outlier_structures
-    from mlipspace.featurize.api import features_table
+    from mlipspace.featurization import features_table
 
     rng = np.random.default_rng(0)
     structures = mlipspace.demo_structures("small")[:30]

@@ -223,7 +223,7 @@ def _numerical_stress_matches(calc, atoms: Atoms, h: float = 1e-3) -> None:
 @pytest.mark.models
 @needs_chgnet
 def test_chgnet_calculator_agrees_with_the_adapter():
-    from mlipspace.featurize.api import load_model
+    from mlipspace.featurization import load_model
 
     calc = calculator_for("chgnet-0.3.0")
     structures = [rocksalt(), small_structure_set()[0]]

@@ -1,4 +1,4 @@
-"""Per-family environments (mlipspace.featurize.envs) and the worker plumbing."""
+"""Per-family environments (mlipspace.featurization.envs) and the worker plumbing."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from ase import Atoms
 from ase.build import bulk, molecule
 
 from mlipspace.errors import EnvironmentSetupError, ModelError
-from mlipspace.featurize import envs, worker
+from mlipspace.featurization import envs, parent, protocol
 
 
 @pytest.fixture
@@ -99,8 +99,8 @@ def test_structures_roundtrip_is_lossless(tmp_path):
     si.info.update(subset="bulk", source="x.xyz", parent=None, weird=object())
     water = molecule("H2O")  # no cell, no pbc
     path = tmp_path / "s.npz"
-    worker.write_structures(path, [si, water])
-    back = worker.read_structures(path)
+    protocol.write_structures(path, [si, water])
+    back = protocol.read_structures(path)
     for a, b in zip([si, water], back, strict=True):
         assert np.array_equal(a.positions, b.positions)
         assert np.array_equal(a.cell.array, b.cell.array)
@@ -112,11 +112,11 @@ def test_structures_roundtrip_is_lossless(tmp_path):
 def test_worker_protocol_error_is_raised_here(tmp_path):
     """A worker failure comes back as the same mlipspace error class, naming model and family."""
     path = tmp_path / "s.npz"
-    worker.write_structures(path, [bulk("Cu")])
+    protocol.write_structures(path, [bulk("Cu")])
     args = ["--structures", str(path), "--model", "no-such-model", "--layers", "ll",
             "--store", str(tmp_path / "s.zarr")]  # fmt: skip
     with pytest.raises(ModelError, match=r"no-such-model \(family 'main', worker process\)"):
-        worker.run_worker(
+        parent.run_worker(
             sys.executable,
             args,
             family="main",
@@ -129,7 +129,7 @@ def test_worker_bad_arguments_are_reported(tmp_path):
     with pytest.raises(
         ModelError, match=r"m \(family 'main', worker process\) failed with SystemExit"
     ):
-        worker.run_worker(
+        parent.run_worker(
             sys.executable, ["--bogus"], family="main", model="m", on_progress=lambda d, t: None
         )
 
@@ -142,7 +142,7 @@ def test_worker_crash_is_reported(tmp_path):
     with pytest.raises(
         ModelError, match=r"exited with code 139 before finishing(.|\n)*Segmentation"
     ):
-        worker.run_worker(fake, [], family="mace", model="m", on_progress=lambda d, t: None)
+        parent.run_worker(fake, [], family="mace", model="m", on_progress=lambda d, t: None)
 
 
 def test_worker_gets_this_process_thread_budget(tmp_path):
@@ -156,14 +156,14 @@ def test_worker_gets_this_process_thread_budget(tmp_path):
     torch.set_num_threads(1)
     try:
         with pytest.raises(ModelError, match="threads=1"):
-            worker.run_worker(fake, [], family="mace", model="m", on_progress=lambda d, t: None)
+            parent.run_worker(fake, [], family="mace", model="m", on_progress=lambda d, t: None)
     finally:
         torch.set_num_threads(before)
 
 
 def test_featurize_in_env_without_env(env_dir):
     with pytest.raises(EnvironmentSetupError, match=r"mlipspace env create mace"):
-        worker.featurize_in_env([bulk("Cu")], "mace-random:0", ["ll"], None, progress=False)
+        parent.featurize_in_env([bulk("Cu")], "mace-random:0", ["ll"], None)
 
 
 def test_cli_env_list(env_dir):
@@ -184,5 +184,5 @@ def test_create_env_rejects_unknown_family(env_dir):
 
 def test_isolated_atoms_structures_file(tmp_path):
     single = Atoms("Ar", positions=[[0, 0, 0]])
-    worker.write_structures(tmp_path / "a.npz", [single])
-    assert len(worker.read_structures(tmp_path / "a.npz")[0]) == 1
+    protocol.write_structures(tmp_path / "a.npz", [single])
+    assert len(protocol.read_structures(tmp_path / "a.npz")[0]) == 1

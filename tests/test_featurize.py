@@ -11,7 +11,7 @@ import mlipspace
 from conftest import small_structure_set
 from mlipspace import FeatureStore, featurize
 from mlipspace.errors import ModelError, UnsupportedElementError
-from mlipspace.featurize import api, load_model
+from mlipspace.featurization import api, load_model
 from mlipspace.models.soap import SOAPAdapter
 
 pytest.importorskip("featomic")
@@ -33,7 +33,7 @@ class CountingSOAP(SOAPAdapter):
 
 def test_returns_atom_features_with_identities():
     structures = _structures()
-    feats = featurize(structures, "soap", progress=False)
+    feats = featurize(structures, "soap")
     assert isinstance(feats, mlipspace.AtomFeatures)
     assert feats.X.shape == (sum(len(a) for a in structures), 640)
     assert (feats.model, feats.layer) == ("soap", "ll")
@@ -49,25 +49,23 @@ def test_returns_atom_features_with_identities():
 
 
 def test_layer_list_gives_dict_and_package_is_callable():
-    result = mlipspace.featurize(_structures()[:2], "soap", layer=["ll", "bb"], progress=False)
+    result = mlipspace.featurize(_structures()[:2], "soap", layer=["ll", "bb"])
     assert set(result) == {"ll", "bb"}
     np.testing.assert_array_equal(result["ll"].X, result["bb"].X)
 
 
 def test_batch_size_does_not_change_features():
     structures = _structures()
-    one = featurize(structures, "chgnet-0.2.0", layer="bb", batch_size=1, progress=False)
-    all_ = featurize(
-        structures, "chgnet-0.2.0", layer="bb", batch_size=len(structures), progress=False
-    )
+    one = featurize(structures, "chgnet-0.2.0", layer="bb", batch_size=1)
+    all_ = featurize(structures, "chgnet-0.2.0", layer="bb", batch_size=len(structures))
     assert np.abs(one.X - all_.X).max() <= 1e-5 * np.abs(one.X).max()
 
 
 def test_reads_files_and_raw_atoms(tmp_path):
     path = tmp_path / "s.extxyz"
     ase.io.write(path, [bulk("Cu"), bulk("Si")])
-    from_file = featurize(str(path), "soap", progress=False)
-    from_atoms = featurize([bulk("Cu"), bulk("Si")], "soap", progress=False)
+    from_file = featurize(str(path), "soap")
+    from_atoms = featurize([bulk("Cu"), bulk("Si")], "soap")
     assert len(from_file.structures) == 2 and from_file.structures["subset"][0] == "s"
     np.testing.assert_allclose(from_file.X, from_atoms.X, atol=1e-6)
 
@@ -77,7 +75,7 @@ def test_store_writes_every_layer_and_resumes(tmp_path):
     store = FeatureStore(tmp_path / "store.zarr")
     counting = CountingSOAP()
     calls = []
-    first = featurize(structures[:2], counting, layer=["ll", "bb"], store=store, progress=False)
+    first = featurize(structures[:2], counting, layer=["ll", "bb"], store=store)
     assert counting.seen == 2
     assert set(store.entries()) == {("soap", "ll"), ("soap", "bb")}
     assert store.metadata("soap", "ll")["package"] == "featomic"
@@ -93,9 +91,7 @@ def test_store_writes_every_layer_and_resumes(tmp_path):
     assert len(again["ll"].structures) == 4
     np.testing.assert_array_equal(again["ll"].X[: len(first["ll"])], first["ll"].X)
     # a path works as well as a FeatureStore
-    third = featurize(
-        structures, counting, layer="bb", store=tmp_path / "store.zarr", progress=False
-    )
+    third = featurize(structures, counting, layer="bb", store=tmp_path / "store.zarr")
     assert counting.seen == 4 and third.X.shape == again["bb"].X.shape
 
 
@@ -109,42 +105,39 @@ def test_unsupported_element_error_names_structure_and_element():
     with pytest.raises(
         UnsupportedElementError, match=r"Po \(Z=84\) found in structure 1 \(memory@1"
     ):
-        featurize([bulk("Si"), _polonium()], "diep", progress=False)
+        featurize([bulk("Si"), _polonium()], "diep")
 
 
 def test_unsupported_element_skip_is_recorded(tmp_path):
     store = FeatureStore(tmp_path / "store.zarr")
     structures = mlipspace.read_structures([bulk("Si"), _polonium()])
-    feats = featurize(
-        structures, "diep", layer="node", store=store, on_unsupported="skip", progress=False
-    )
+    feats = featurize(structures, "diep", layer="node", store=store, on_unsupported="skip")
     assert len(feats.structures) == 1 and set(feats.numbers) == {14}
     skipped = store.skipped("diep", "node")
     assert list(skipped["structure_hash"]) == [structures[1].info["structure_hash"]]
     assert "Po" in skipped["reason"][0]
-    memory = featurize(structures, "diep", layer="node", on_unsupported="skip", progress=False)
+    memory = featurize(structures, "diep", layer="node", on_unsupported="skip")
     np.testing.assert_allclose(memory.X, feats.X, atol=1e-6)
 
 
 def test_clear_errors():
     structures = [bulk("Cu")]
     with pytest.raises(ModelError, match="unknown model"):
-        featurize(structures, "no-such-model", progress=False)
+        featurize(structures, "no-such-model")
     with pytest.raises(ModelError, match="no layer 'layer:9'"):
-        featurize(structures, "soap", layer="layer:9", progress=False)
+        featurize(structures, "soap", layer="layer:9")
     with pytest.raises(ModelError, match="on_unsupported"):
-        featurize(structures, "soap", on_unsupported="ignore", progress=False)
+        featurize(structures, "soap", on_unsupported="ignore")
     with pytest.raises(ModelError, match="dtype"):
-        featurize(structures, "soap", dtype="float16", progress=False)
+        featurize(structures, "soap", dtype="float16")
 
 
 def test_float64_features():
-    feats = featurize([bulk("Si")], "chgnet-0.2.0", dtype="float64", progress=False)
+    feats = featurize([bulk("Si")], "chgnet-0.2.0", dtype="float64")
     assert feats.X.dtype == np.float64
 
 
 def test_models_of_other_families_go_to_a_worker(monkeypatch):
-    from mlipspace.featurize import worker
     from mlipspace.models import ModelCard, ModelSpec, register
 
     card = ModelCard(environment="fake")
@@ -155,11 +148,9 @@ def test_models_of_other_families_go_to_a_worker(monkeypatch):
         seen.update(model=model, layers=layers, n=len(structures), **kwargs)
         return {layer: f"table {layer}" for layer in layers}
 
-    monkeypatch.setattr(api, "_runs_in_process", lambda family: family != "fake")
-    monkeypatch.setattr(worker, "featurize_in_env", fake_in_env)
-    out = featurize(
-        [bulk("Cu"), bulk("Si")], "fake-family-model", layer="bb", batch_size=3, progress=False
-    )
+    monkeypatch.setattr(api, "runs_here", lambda family: family != "fake")
+    monkeypatch.setattr(api, "featurize_in_env", fake_in_env)
+    out = featurize([bulk("Cu"), bulk("Si")], "fake-family-model", layer="bb", batch_size=3)
     assert out == "table bb"
     assert seen["model"] == "fake-family-model" and seen["layers"] == ["bb"] and seen["n"] == 2
     assert seen["batch_size"] == 3
@@ -211,16 +202,14 @@ def test_structures_a_model_cannot_take_are_skipped_and_recorded(tmp_path):
         [bulk("Cs", "bcc", a=6.14), bulk("Si", "diamond", a=5.43)]
     )
     with pytest.raises(ModelError, match="isolated"):
-        mlipspace.featurize(structures, "chgnet-0.2.0", progress=False)
+        mlipspace.featurize(structures, "chgnet-0.2.0")
     store = mlipspace.FeatureStore(tmp_path / "s.zarr")
-    table = mlipspace.featurize(
-        structures, "chgnet-0.2.0", store=store, on_unsupported="skip", progress=False
-    )
+    table = mlipspace.featurize(structures, "chgnet-0.2.0", store=store, on_unsupported="skip")
     assert list(table.structures["structure_hash"]) == [structures[1].info["structure_hash"]]
     skipped = store.skipped("chgnet-0.2.0", "ll")
     assert skipped["structure_hash"].tolist() == [structures[0].info["structure_hash"]]
     assert "isolated" in skipped.loc[0, "reason"]
-    alone = mlipspace.featurize(structures, "chgnet-0.2.0", on_unsupported="skip", progress=False)
+    alone = mlipspace.featurize(structures, "chgnet-0.2.0", on_unsupported="skip")
     assert len(alone) == 2  # the two Si atoms
 
 
@@ -240,7 +229,7 @@ def test_models_side_by_side_in_worker_processes(tmp_path):
     )
     assert sorted(t.split()[0] for t in done) == ["chgnet-0.3.0", "soap"]
     assert {("soap", "ll"), ("soap", "bb"), ("chgnet-0.3.0", "ll")} <= set(store.entries())
-    here = featurize(structures, "chgnet-0.3.0", layer="ll", progress=False)
+    here = featurize(structures, "chgnet-0.3.0", layer="ll")
     stored = store.read("chgnet-0.3.0", "ll")
     np.testing.assert_allclose(stored.X, here.X, rtol=1e-5, atol=1e-6)
     before = len(store.read("soap", "ll"))

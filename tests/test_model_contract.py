@@ -43,7 +43,7 @@ from pathlib import Path
 import pytest
 
 from mlipspace.errors import EnvironmentSetupError
-from mlipspace.featurize import envs
+from mlipspace.featurization import envs
 from mlipspace.models import STANDARD_LAYERS, model_specs
 
 pytestmark = pytest.mark.models

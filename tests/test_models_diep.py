@@ -11,7 +11,7 @@ import pytest
 from ase import Atoms
 
 from conftest import calculator_energies, small_structure_set
-from mlipspace.featurize import load_model
+from mlipspace.featurization import load_model
 
 pytestmark = pytest.mark.models
 pytest.importorskip("diep")

@@ -21,7 +21,7 @@ import pytest
 from ase.build import bulk
 
 from mlipspace.errors import EnvironmentSetupError, ModelError
-from mlipspace.featurize import envs
+from mlipspace.featurization import envs
 
 pytestmark = pytest.mark.models
 
@@ -151,7 +151,7 @@ def test_worker_features_equal_in_env_features(probe, tmp_path):
     """featurize_in_env (worker in the mace env, shared store) returns the adapter's numbers."""
     arrays, _ = probe
     _mace_python()
-    from mlipspace.featurize.worker import featurize_in_env
+    from mlipspace.featurization.parent import featurize_in_env
 
     sys.path.insert(0, str(HERE))
     try:
@@ -175,7 +175,7 @@ def test_worker_features_equal_in_env_features(probe, tmp_path):
 def test_worker_not_started_when_everything_is_stored(probe, tmp_path, monkeypatch):
     """Resuming: a store holding every structure is read back without any worker."""
     _mace_python()
-    from mlipspace.featurize.worker import featurize_in_env
+    from mlipspace.featurization.parent import featurize_in_env
 
     base = [bulk("Cu"), bulk("Si")]
     store = tmp_path / "store.zarr"
@@ -189,7 +189,7 @@ def test_worker_not_started_when_everything_is_stored(probe, tmp_path, monkeypat
 
 def test_worker_error_names_model_and_family(tmp_path):
     _mace_python()
-    from mlipspace.featurize.worker import featurize_in_env
+    from mlipspace.featurization.parent import featurize_in_env
 
     with pytest.raises(ModelError, match=r"no such model file") as info:
         featurize_in_env(
@@ -201,7 +201,7 @@ def test_worker_error_names_model_and_family(tmp_path):
 def test_unsupported_element_through_worker(tmp_path):
     _mace_python()
     from mlipspace.errors import UnsupportedElementError
-    from mlipspace.featurize.worker import featurize_in_env
+    from mlipspace.featurization.parent import featurize_in_env
 
     bad = bulk("Cu")
     bad.numbers[:] = 94  # Pu: outside mace-random's elements 1-89
@@ -211,7 +211,7 @@ def test_unsupported_element_through_worker(tmp_path):
 
 def test_skip_unsupported_through_worker(tmp_path):
     _mace_python()
-    from mlipspace.featurize.worker import featurize_in_env
+    from mlipspace.featurization.parent import featurize_in_env
     from mlipspace.store import FeatureStore
 
     bad = bulk("Cu")

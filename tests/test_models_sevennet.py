@@ -12,7 +12,7 @@ from ase import Atoms
 
 from conftest import calculator_energies, run_model_checks, small_structure_set
 from mlipspace.errors import ModelError
-from mlipspace.featurize import load_model
+from mlipspace.featurization import load_model
 from mlipspace.models import get_model
 
 pytestmark = pytest.mark.models

@@ -11,7 +11,7 @@ import pytest
 from ase import Atoms
 from ase.build import bulk
 
-from mlipspace.featurize import load_model
+from mlipspace.featurization import load_model
 from mlipspace.models.soap import DIM, PAIRS, element_classes
 
 pytest.importorskip("featomic")

@@ -195,9 +195,9 @@ def test_isolated_molecule_without_cell_is_accepted():
 
 # ---------------------------------------------------------------- demo data
 def test_demo_small_is_deterministic_diverse_and_valid():
-    first = mlipspace.demo_structures("small", seed=0)
-    again = mlipspace.demo_structures("small", seed=0)
-    other = mlipspace.demo_structures("small", seed=1)
+    first = mlipspace.demo_structures("small", random_state=0)
+    again = mlipspace.demo_structures("small", random_state=0)
+    other = mlipspace.demo_structures("small", random_state=1)
     hashes = [a.info["structure_hash"] for a in first]
     assert hashes == [a.info["structure_hash"] for a in again]
     assert hashes != [a.info["structure_hash"] for a in other]

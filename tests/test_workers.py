@@ -51,3 +51,62 @@ def test_workers_keep_freed_memory_in_their_heap():
     # user made is kept.
     thp = os.environ.get("THP_MEM_ALLOC_ENABLE", "1")
     assert map_in_workers(_allocator_in_worker, [()] * 2, n_workers=2) == [(thp, 1)] * 2
+
+
+# -- errors cross the process boundary whole ---------------------------------------------
+
+
+def _error_classes() -> list[type]:
+    """Every exception class of ``mlipspace.errors`` (those other helpers add included)."""
+    from mlipspace import errors
+
+    found: list[type] = [errors.MlipspaceError]
+    for cls in found:
+        for sub in cls.__subclasses__():
+            if sub.__module__ == errors.__name__ and sub not in found:
+                found.append(sub)
+    return found
+
+
+def _example(cls: type) -> Exception:
+    from mlipspace.errors import StructureError
+
+    if issubclass(cls, StructureError):
+        return cls("has no atoms", "data/bad.extxyz", 3)
+    return cls(f"{cls.__name__} raised on purpose in structure demo:alloy@7")
+
+
+def _raise(cls: type) -> None:
+    raise _example(cls)
+
+
+def test_every_error_class_is_known():
+    names = {cls.__name__ for cls in _error_classes()}
+    assert {"MlipspaceError", "StructureError", "ModelError", "SchedulerError"} <= names
+
+
+@pytest.mark.parametrize("cls", _error_classes(), ids=lambda cls: cls.__name__)
+def test_every_error_survives_pickling(cls):
+    import pickle
+
+    error = _example(cls)
+    back = pickle.loads(pickle.dumps(error))
+    assert type(back) is cls
+    assert str(back) == str(error)
+    assert vars(back) == vars(error)  # StructureError's problem, source and frame too
+
+
+def test_a_worker_raises_mlipspace_errors_as_themselves():
+    """The error of a job in a worker process reaches the caller with class, message and
+    parts (``source``/``frame`` of a StructureError) intact."""
+    from mlipspace.errors import ReadError, SchedulerError
+
+    with pytest.raises(ReadError, match=r"^data/bad.extxyz \(frame 3\): has no atoms$") as info:
+        map_in_workers(_raise, [(ReadError,), (ReadError,)], n_workers=2)
+    assert (info.value.source, info.value.frame, info.value.problem) == (
+        "data/bad.extxyz",
+        3,
+        "has no atoms",
+    )
+    with pytest.raises(SchedulerError, match="raised on purpose"):
+        map_in_workers(_raise, [(SchedulerError,), (SchedulerError,)], n_workers=2)

@@ -7,13 +7,10 @@ from typing import Any
 from . import errors
 from .features import AtomFeatures, align
 
-# The subpackage and the function share the name: importing the function here binds
-# ``mlipspace.featurize`` to it (a later import of a submodule such as
-# ``mlipspace.featurize.envs`` sets attributes on the subpackage, not on ``mlipspace``).
-from .featurize import featurize, featurize_models
+# ``mlipspace.featurize`` is the function; its package is ``mlipspace.featurization``.
+from .featurization import featurize, featurize_models
 from .structures import demo_structures, read_structures, structure_hash
-
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
     "AtomFeatures",

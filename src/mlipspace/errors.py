@@ -36,6 +36,11 @@ class StructureError(MlipspaceError, ValueError):
             where += ": "
         super().__init__(f"{where}{problem}")
 
+    def __reduce__(self):
+        # rebuilt from its parts where unpickled (a worker's error raised in the parent):
+        # the default would pass the whole message as ``problem`` and lose ``source``
+        return (type(self), (self.problem, self.source, self.frame))
+
 
 class ReadError(StructureError):
     """A file is unreadable, empty, or in a format ASE cannot parse."""
@@ -79,3 +84,11 @@ class EnvironmentSetupError(MlipspaceError):
 
 class MetricInputError(MlipspaceError, ValueError):
     """Arrays passed to a measure are inconsistent or ill-posed."""
+
+
+class ParameterError(MlipspaceError, ValueError):
+    """A parameter of a call is invalid (wrong type, value or combination)."""
+
+
+class SchedulerError(MlipspaceError, ValueError):
+    """A ``--scheduler`` value is malformed, or its scheduler cannot be reached."""

@@ -17,6 +17,7 @@ import hashlib
 import json
 import time
 import tomllib
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib.resources import files
@@ -48,8 +49,21 @@ class Study:
         return Path(self.config["study"].get("out", "results"))
 
     @property
+    def random_state(self) -> int:
+        """``[study] random_state``; the key was ``seed`` before (still read, with a warning)."""
+        study = self.config["study"]
+        if "seed" in study and "random_state" not in study:
+            warnings.warn(
+                f"{self.path or 'study file'}: [study] seed is deprecated; write random_state",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            return int(study["seed"])
+        return int(study.get("random_state", 0))
+
+    @property
     def seed(self) -> int:
-        return int(self.config["study"].get("seed", 0))
+        return self.random_state
 
     def section(self, name: str) -> dict[str, Any]:
         return dict(self.config.get(name, {}))
@@ -131,7 +145,7 @@ def _read_sources(sources: list[str], on_error: str, seed: int):
     out = StructureList()
     for source in sources:
         if isinstance(source, str) and source.startswith("demo:"):
-            out.extend(demo_structures(source.split(":", 1)[1] or "default", seed=seed))
+            out.extend(demo_structures(source.split(":", 1)[1] or "default", random_state=seed))
         else:
             part = read_structures(source, on_error=on_error)
             out.extend(part)
@@ -190,7 +204,7 @@ def run_study(
                 structures, models, layers, store, scheduler, on_unsupported=on_unsupported
             )
         else:
-            from .featurize import featurize_models
+            from .featurization import featurize_models
 
             featurize_models(
                 structures,

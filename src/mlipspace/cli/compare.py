@@ -60,7 +60,14 @@ def compare_command(
         ),
     ] = None,
     n_test: Annotated[int, typer.Option("--n-test", help="Test atoms (stratified).")] = 1000,
-    seed: Annotated[int, typer.Option("--seed", help="Split and bootstrap seed.")] = 0,
+    random_state: Annotated[
+        int,
+        typer.Option(
+            "--random-state",
+            "--seed",
+            help="Seed of the split and bootstrap (--seed is the old name).",
+        ),
+    ] = 0,
     n_local_points: Annotated[
         int | None, typer.Option("--n-local-points", help="LFRE neighbours (default min(dA, dB)).")
     ] = None,
@@ -94,7 +101,7 @@ def compare_command(
             layer=layer,
             measures=_split_list(measures),
             n_test=n_test,
-            seed=seed,
+            seed=random_state,
             common_dim=common_dim,
             n_bootstrap=bootstrap,
             confidence=confidence,

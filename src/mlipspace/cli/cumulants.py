@@ -23,7 +23,12 @@ def cumulants_command(
     max_order: Annotated[int, typer.Option(help="Highest cumulant order.")] = 8,
     measures: Annotated[str, typer.Option(help="gfre and/or lfre, comma-separated.")] = "gfre,lfre",
     n_test: Annotated[int, typer.Option(help="Test structures (capped at a quarter).")] = 1000,
-    seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
+    random_state: Annotated[
+        int,
+        typer.Option(
+            "--random-state", "--seed", help="Seed of the split (--seed is the old name)."
+        ),
+    ] = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("cumulants"),
     scheduler: SchedulerOption = None,
 ) -> None:
@@ -43,7 +48,7 @@ def cumulants_command(
                 max_order,
                 measure_list,
                 n_test,
-                seed,
+                random_state,
                 progress=lambda text: status.update(f"{model}/{layer}: {text}"),
             )
         target = out_dir / _folder(model)
@@ -59,7 +64,7 @@ def cumulants_command(
                 max_order,
                 measure_list,
                 n_test,
-                seed,
+                random_state,
                 progress=lambda text: status.update(f"Φ({max_order}): {text}"),
             )
         write_comparison(df, out_dir / "models", stem=f"models_{layer}")

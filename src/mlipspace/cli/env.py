@@ -27,7 +27,7 @@ def create(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Print pip's output."),
 ) -> None:
     """Build the environment of FAMILY from the pinned file envs/FAMILY.txt."""
-    from ..featurize import envs
+    from ..featurization import envs
 
     requirements = envs.requirements_file(family)
     status = envs.env_status(family)
@@ -52,7 +52,7 @@ def create(
 @env_app.command("list")
 def list_() -> None:
     """Show every family, where its environment lives, and whether it is ready."""
-    from ..featurize import envs
+    from ..featurization import envs
 
     table = Table(title=f"model-family environments ({envs.env_root()})")
     for column in ("family", "path", "ready", "detail"):

@@ -15,7 +15,7 @@ def _split(text: str) -> list[str]:
 
 
 def _env_state(family: str) -> str:
-    from ..featurize import envs
+    from ..featurization import envs
 
     if family == envs.MAIN_FAMILY:
         return "yes (main)"
@@ -99,7 +99,7 @@ def featurize_command(
     scheduler: SchedulerOption = None,
 ) -> None:
     """Featurize STRUCTURES with every model into a store, resuming what is already there."""
-    from ..featurize import featurize
+    from ..featurization import featurize
     from ..store import FeatureStore
     from ..structures import read_structures
 

@@ -37,7 +37,12 @@ def platonic_command(
         int, typer.Option("--atoms", help="Atoms sampled for agreement and retrieval.")
     ] = 2000,
     ot_atoms: Annotated[int, typer.Option(help="Atoms sampled for optimal transport.")] = 1000,
-    seed: Annotated[int, typer.Option(help="Seed of anchors and samples.")] = 0,
+    random_state: Annotated[
+        int,
+        typer.Option(
+            "--random-state", "--seed", help="Seed of anchors and samples (--seed is the old name)."
+        ),
+    ] = 0,
     diagnostics: Annotated[
         bool,
         typer.Option(
@@ -67,7 +72,7 @@ def platonic_command(
             center=center,
             n_atoms=n_atoms,
             ot_atoms=ot_atoms,
-            seed=seed,
+            seed=random_state,
             progress=lambda text: status.update(f"platonic: {text}"),
             diagnostics=diagnostics,
         )

@@ -64,7 +64,7 @@ def calculator_for(model_name: str, device: str = "cpu") -> Any:
         from ..models.diep import _model_dir
 
         return make_calculator(_model_dir(), device=device, stress=True)
-    from ..featurize.api import load_model
+    from ..featurization import load_model
 
     # the adapter's own calculator() builds the package's calculator on the same checkpoint
     return load_model(model_name, device=device).calculator()

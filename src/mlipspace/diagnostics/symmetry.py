@@ -227,7 +227,7 @@ def _featurize(
     structures: Sequence[Atoms], model: Any, layer: str, projector: Any = None
 ) -> list[np.ndarray]:
     """Features of every structure (in order), optionally passed through ``projector``."""
-    from ..featurize import featurize
+    from ..featurization import featurize
 
     prepared = [_with_hash(a) for a in structures]
     hashes = [a.info["structure_hash"] for a in prepared]

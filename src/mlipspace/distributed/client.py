@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..errors import MlipspaceError
+from ..errors import MlipspaceError, SchedulerError
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -23,10 +23,6 @@ CONNECT_TIMEOUT = "20s"
 
 _LOCK = threading.Lock()
 _CLIENTS: dict[str, Client] = {}
-
-
-class SchedulerError(MlipspaceError, ValueError):
-    """A ``--scheduler`` value is malformed, or its scheduler cannot be reached."""
 
 
 def _local_workers(text: str) -> int:

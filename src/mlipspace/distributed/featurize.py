@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 from ase import Atoms
 
 from ..errors import ModelError
-from ..featurize.api import _as_layers, as_structures, progress_callback
+from ..featurization import as_structures, featurize
+from ..featurization.core import as_layers
+from ..store import open_store
 from .client import get_client, n_workers
 
 if TYPE_CHECKING:
@@ -30,23 +32,12 @@ MAX_CHUNK = 256
 TASKS_PER_WORKER = 4
 
 
-def _open(
-    store: Any, storage_options: dict[str, Any] | None = None, mode: str = "a"
-) -> FeatureStore:
-    from ..store import FeatureStore
-
-    if isinstance(store, FeatureStore):
-        return store
-    return FeatureStore(store, mode=mode, storage_options=storage_options)
-
-
-def pending(store: FeatureStore, model: str, layers: Sequence[str], structures: Sequence[Atoms]):
+def pending(
+    store: FeatureStore, model: str, layers: Sequence[str], structures: Sequence[Atoms]
+) -> list[Atoms]:
     """The structures not yet stored (nor recorded as skipped) for every layer of ``model``."""
-    done = None
-    for layer in layers:
-        have = store.hashes(model, layer) | set(store.skipped(model, layer)["structure_hash"])
-        done = have if done is None else done & have
-    return [a for a in structures if a.info["structure_hash"] not in done]
+    missing = set(store.missing(model, layers, [a.info["structure_hash"] for a in structures]))
+    return [a for a in structures if a.info["structure_hash"] in missing]
 
 
 def featurize_chunk(
@@ -61,14 +52,14 @@ def featurize_chunk(
 
     Safe to run twice or concurrently with itself: stored structures are skipped.
     """
-    from ..featurize import featurize
-
-    store = _open(store_url, storage_options, mode="r+")  # never create one on a worker
+    store = open_store(
+        store_url, mode="r+", storage_options=storage_options
+    )  # never create one on a worker
     todo = pending(store, model, layers, structures)
     if not todo:
         return 0
     try:
-        featurize(todo, model, layer=list(layers), store=store, progress=False, **options)
+        featurize(todo, model, layer=list(layers), store=store, **options)
     except ModelError:
         # every structure of the chunk skipped (on_unsupported="skip") is not a failure
         if pending(store, model, layers, todo):
@@ -94,7 +85,7 @@ def featurize_distributed(
     dtype: str = "float32",
     on_unsupported: str = "error",
     storage_options: dict[str, Any] | None = None,
-    progress: bool | Callable[[str, int, int], None] = True,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, int]:
     """Featurize ``structures`` with every model on a Dask cluster, into one store.
 
@@ -118,8 +109,9 @@ def featurize_distributed(
         As in :func:`mlipspace.featurize`.
     storage_options : dict, optional
         fsspec options of a store URL (sent to the workers with the tasks).
-    progress : bool or callable
-        A progress bar per model, or ``progress(model, done, total)`` in structures.
+    progress : callable, optional
+        Called as ``progress(model, done, total)`` in structures (the command line draws
+        a bar per model with it).
 
     Returns
     -------
@@ -128,9 +120,9 @@ def featurize_distributed(
     """
     if store is None:
         raise ModelError("distributed featurization writes into a store: give store=")
-    fs = _open(store, storage_options)
+    fs = open_store(store, storage_options=storage_options)
     names = [models] if isinstance(models, str) else list(models)
-    layers = _as_layers(layer)
+    layers = as_layers(layer)
     atoms = as_structures(structures)
     if not atoms:
         raise ModelError("no structures to featurize")
@@ -144,34 +136,30 @@ def featurize_distributed(
         todo = pending(fs, name, layers, atoms)
         size = int(chunk_size or chunk_size_for(len(todo), n_workers(client)))
         chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
-        label = f"{name} ({len(chunks)} tasks)" if client is not None else name
-        callback = (
-            (lambda d, t, name=name: progress(name, d, t)) if callable(progress) else progress
-        )
-        with progress_callback(callback, label) as update:
-            total = len(atoms)
-            finished = total - len(todo)
-            update(finished, total)
-            args = (fs.url, storage_options, name, layers)
-            if client is None:
-                for chunk in chunks:
-                    featurize_chunk(*args, chunk, options)
-                    finished += len(chunk)
-                    update(finished, total)
-            else:
-                from distributed import as_completed
+        report = progress or (lambda model, done, total: None)
+        total = len(atoms)
+        finished = total - len(todo)
+        report(name, finished, total)
+        args = (fs.url, storage_options, name, layers)
+        if client is None:
+            for chunk in chunks:
+                featurize_chunk(*args, chunk, options)
+                finished += len(chunk)
+                report(name, finished, total)
+        else:
+            from distributed import as_completed
 
-                futures = {
-                    client.submit(featurize_chunk, *args, chunk, options, pure=False): len(chunk)
-                    for chunk in chunks
-                }
-                try:
-                    for future in as_completed(futures):
-                        future.result()  # raises the task's error here
-                        finished += futures[future]
-                        update(finished, total)
-                except BaseException:
-                    client.cancel(list(futures))
-                    raise
+            futures = {
+                client.submit(featurize_chunk, *args, chunk, options, pure=False): len(chunk)
+                for chunk in chunks
+            }
+            try:
+                for future in as_completed(futures):
+                    future.result()  # raises the task's error here
+                    finished += futures[future]
+                    report(name, finished, total)
+            except BaseException:
+                client.cancel(list(futures))
+                raise
         done[name] = len(todo)
     return done

@@ -49,14 +49,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import socket
 import time
 import uuid
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
-from hashlib import blake2b
 from pathlib import Path
 from typing import Any
 
@@ -68,161 +65,46 @@ from ase import Atoms
 from ..errors import StoreError
 from ..features import STRUCTURE_COLUMNS, AtomFeatures, align
 from ..structures.hashing import structure_hash
+from .files import (
+    FsspecFiles,
+    LocalFiles,
+    creator,
+    group_json,
+    is_url,
+    now,
+    pid_alive,
+    safe_name,
+    structure_record,
+    version,
+)
 
 FORMAT_VERSION = 1
 ROW_CHUNK = 16384
-_SAFE = re.compile(r"[^A-Za-z0-9._+-]")
-
-
-def safe_name(name: str) -> str:
-    """A directory name for a model or layer name (``mace:/a/b.model`` has slashes)."""
-    clean = _SAFE.sub("_", name)
-    if clean != name or clean.startswith("."):
-        clean = f"{clean.lstrip('.')}-{blake2b(name.encode(), digest_size=4).hexdigest()}"
-    return clean
-
-
-def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=_json_default))
-    os.replace(tmp, path)
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return str(obj)
-
-
-def _group_json(attributes: dict[str, Any]) -> dict[str, Any]:
-    return {"zarr_format": 3, "node_type": "group", "attributes": attributes}
-
-
-def _structure_record(atoms: Atoms) -> dict[str, Any]:
-    info = atoms.info
-    return {
-        "structure_hash": info.get("structure_hash") or structure_hash(atoms),
-        "n_atoms": len(atoms),
-        "subset": str(info.get("subset", "default")),
-        "source": str(info.get("source", "")),
-        "parent": str(info.get("parent", "")),
-    }
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 COMMIT_RENAME, COMMIT_MARKER = "rename", "marker"
 MARKER_SUFFIX = ".committed"
 #: marker-less segments older than this (seconds) are removed by ``clean_staging``
 STALE_SEGMENT_AGE = 6 * 3600.0
 
 
-def _is_url(text: str) -> bool:
-    return "://" in text and not text.startswith("file://")
+def _hash_of(structure: str | Atoms) -> str:
+    """A structure hash as given, or the hash of a structure (its own if it carries one)."""
+    if isinstance(structure, str):
+        return structure
+    return structure.info.get("structure_hash") or structure_hash(structure)
 
 
-class _LocalFiles:
-    """Files of a store on a local path, addressed by ``/``-joined keys ("" is the root)."""
+def open_store(
+    store: str | os.PathLike | FeatureStore,
+    mode: str = "a",
+    storage_options: dict[str, Any] | None = None,
+) -> FeatureStore:
+    """``store`` itself if it is a :class:`FeatureStore`, else the store at that path or URL.
 
-    local = True
-
-    def __init__(self, root: Path):
-        self.root = root
-
-    def full(self, key: str) -> Path:
-        return self.root / key if key else self.root
-
-    def exists(self, key: str) -> bool:
-        return self.full(key).exists()
-
-    def isdir(self, key: str) -> bool:
-        return self.full(key).is_dir()
-
-    def read_text(self, key: str) -> str:
-        return self.full(key).read_text()
-
-    def write_json(self, key: str, payload: dict[str, Any]) -> None:
-        _write_json_atomic(self.full(key), payload)
-
-    def mkdir(self, key: str, parents: bool = False) -> None:
-        self.full(key).mkdir(parents=parents, exist_ok=True)
-
-    def listdir(self, key: str) -> list[str]:
-        folder = self.full(key)
-        return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
-
-    def rmtree(self, key: str) -> None:
-        shutil.rmtree(self.full(key), ignore_errors=True)
-
-    def zarr_store(self, key: str, read_only: bool) -> Any:
-        return self.full(key)
-
-
-class _FsspecFiles:
-    """Files of a store at an fsspec URL (object storage has no rename: markers commit)."""
-
-    local = False
-
-    def __init__(self, url: str, storage_options: dict[str, Any] | None):
-        from fsspec.core import url_to_fs
-
-        self.url = url.rstrip("/")
-        self.storage_options = dict(storage_options or {})
-        self.fs, root = url_to_fs(self.url, **self.storage_options)
-        self.root = root.rstrip("/")
-
-    def full(self, key: str) -> str:
-        return f"{self.root}/{key}" if key else self.root
-
-    def exists(self, key: str) -> bool:
-        return bool(self.fs.exists(self.full(key)))
-
-    def isdir(self, key: str) -> bool:
-        return bool(self.fs.isdir(self.full(key)))
-
-    def read_text(self, key: str) -> str:
-        return self.fs.cat_file(self.full(key)).decode()
-
-    def write_json(self, key: str, payload: dict[str, Any]) -> None:
-        # one PUT: an object appears whole or not at all
-        data = json.dumps(payload, indent=2, default=_json_default).encode()
-        self.fs.pipe_file(self.full(key), data)
-
-    def mkdir(self, key: str, parents: bool = False) -> None:
-        self.fs.makedirs(self.full(key), exist_ok=True)
-
-    def listdir(self, key: str) -> list[str]:
-        path = self.full(key)
-        self.fs.invalidate_cache(path)  # other writers add segments: never trust a cached listing
-        try:
-            names = self.fs.ls(path, detail=False)
-        except FileNotFoundError:
-            return []
-        return sorted({str(n).rstrip("/").rsplit("/", 1)[-1] for n in names})
-
-    def rmtree(self, key: str) -> None:
-        try:
-            self.fs.rm(self.full(key), recursive=True)
-        except FileNotFoundError:
-            pass
-
-    def zarr_store(self, key: str, read_only: bool) -> Any:
-        from zarr.storage import FsspecStore
-
-        url = f"{self.url}/{key}" if key else self.url
-        return FsspecStore.from_url(
-            url, storage_options=self.storage_options or None, read_only=read_only
-        )
+    The one opener of every caller that accepts "a store or where one is".
+    """
+    if isinstance(store, FeatureStore):
+        return store
+    return FeatureStore(store, mode=mode, storage_options=storage_options)
 
 
 def _reopen(url: str, mode: str, storage_options: dict[str, Any] | None) -> FeatureStore:
@@ -273,14 +155,14 @@ class FeatureStore:
         text = os.fspath(path)
         if isinstance(text, bytes):
             text = text.decode()
-        self._files: _LocalFiles | _FsspecFiles
-        if _is_url(text):
-            self._files = _FsspecFiles(text, storage_options)
+        self._files: LocalFiles | FsspecFiles
+        if is_url(text):
+            self._files = FsspecFiles(text, storage_options)
             self.path: Path | str = self._files.url
             self.url = self._files.url
         else:
             local = Path(text[len("file://") :] if text.startswith("file://") else text)
-            self._files = _LocalFiles(local)
+            self._files = LocalFiles(local)
             self.path = local
             self.url = os.path.abspath(local)  # the same store from any working directory
         self.storage_options = dict(storage_options or {})
@@ -304,12 +186,12 @@ class FeatureStore:
             self.commit = commit or (COMMIT_RENAME if files.local else COMMIT_MARKER)
             attrs: dict[str, Any] = {
                 "mlipspace_store_format": FORMAT_VERSION,
-                "created": _now(),
-                "creator": _creator(),
+                "created": now(),
+                "creator": creator(),
             }
             if self.commit != COMMIT_RENAME:
                 attrs["commit"] = self.commit
-            files.write_json("zarr.json", _group_json(attrs))
+            files.write_json("zarr.json", group_json(attrs))
 
     def _check_root(self) -> str:
         try:
@@ -363,7 +245,7 @@ class FeatureStore:
         ):
             self._files.mkdir(directory)
             if not self._files.exists(f"{directory}/zarr.json"):
-                self._files.write_json(f"{directory}/zarr.json", _group_json(attrs))
+                self._files.write_json(f"{directory}/zarr.json", group_json(attrs))
         return entry
 
     def _segments(self, model: str, layer: str) -> list[str]:
@@ -437,7 +319,7 @@ class FeatureStore:
             raise StoreError(
                 f"{model}/{layer}: {len(structures)} structures but {len(features)} feature arrays"
             )
-        records = [_structure_record(a) for a in structures]
+        records = [structure_record(a) for a in structures]
         stored = self.hashes(model, layer)
         keep = []
         for i, (rec, feats) in enumerate(zip(records, features, strict=True)):
@@ -481,8 +363,8 @@ class FeatureStore:
                 "layer": layer,
                 "dim": int(dim),
                 "dtype": str(X.dtype),
-                "time": _now(),
-                "mlipspace_version": _version(),
+                "time": now(),
+                "mlipspace_version": version(),
                 **(metadata or {}),
             },
             "structures": {c: [r[c] for r in kept_records] for c in STRUCTURE_COLUMNS},
@@ -498,7 +380,7 @@ class FeatureStore:
                 files.mkdir(".staging")
                 files.write_json(
                     ".staging/zarr.json",
-                    _group_json({"purpose": "segments being written; not part of the store"}),
+                    group_json({"purpose": "segments being written; not part of the store"}),
                 )
         group = zarr.open_group(files.zarr_store(target, read_only=False), mode="w", zarr_format=3)
         for key, values, chunks in (
@@ -513,7 +395,7 @@ class FeatureStore:
         if self.commit == COMMIT_MARKER:  # the commit point: the marker, written last
             files.write_json(
                 f"{entry}/{name}{MARKER_SUFFIX}",
-                {"segment": name, "structures": len(keep), "atoms": len(X), "time": _now()},
+                {"segment": name, "structures": len(keep), "atoms": len(X), "time": now()},
             )
         else:
             os.rename(files.full(target), files.full(f"{entry}/{name}"))  # the commit point
@@ -528,7 +410,7 @@ class FeatureStore:
         entry = self._ensure_entry(model, layer)
         payload = {
             "structures": [
-                {**_structure_record(a), "reason": str(r)}
+                {**structure_record(a), "reason": str(r)}
                 for a, r in zip(structures, reasons, strict=True)
             ]
         }
@@ -568,7 +450,7 @@ class FeatureStore:
                 len(parts) == 4
                 and parts[0] == host
                 and parts[1].isdigit()
-                and _pid_alive(int(parts[1]))
+                and pid_alive(int(parts[1]))
             ):
                 continue
             shutil.rmtree(folder, ignore_errors=True)
@@ -636,6 +518,30 @@ class FeatureStore:
             out.update(self._segment_attrs(segment)["structures"]["structure_hash"])
         return out
 
+    def missing(
+        self,
+        model: str,
+        layers: str | Sequence[str],
+        structures: Iterable[str | Atoms],
+        retry_skipped: bool = False,
+    ) -> list[str]:
+        """Hashes of ``structures`` that some layer of ``model`` still lacks, in input order.
+
+        The one "what is left to compute" query of featurization (in-process, worker and
+        Dask): a structure is missing when a layer holds neither its features nor a record
+        that the model skipped it (:meth:`write_skipped`). With ``retry_skipped`` a skipped
+        structure counts as missing too.
+        """
+        layers = [layers] if isinstance(layers, str) else list(layers)
+        wanted = list(dict.fromkeys(_hash_of(s) for s in structures))
+        done: set[str] | None = None
+        for layer in layers:
+            have = self.hashes(model, layer)
+            if not retry_skipped:
+                have |= set(self.skipped(model, layer)["structure_hash"])
+            done = have if done is None else done & have
+        return [h for h in wanted if h not in (done or set())]
+
     def has(self, model: str, layer: str, structure_hash: str) -> bool:
         """Whether (model, layer) holds the structure with this hash."""
         return structure_hash in self.hashes(model, layer)
@@ -670,10 +576,7 @@ class FeatureStore:
             raise StoreError(self._missing(model, layer))
         wanted: list[str] | None = None
         if structures is not None:
-            wanted = [
-                s if isinstance(s, str) else (s.info.get("structure_hash") or structure_hash(s))
-                for s in structures
-            ]
+            wanted = [_hash_of(s) for s in structures]
         seen: set[str] = set()
         parts = []
         metadata = self._segment_attrs(segments[0])["metadata"]
@@ -731,10 +634,7 @@ class FeatureStore:
         """The atoms that every (model, layer) in ``pairs`` holds, in one shared row order."""
         tables = {(m, lay): self.read(m, lay) for m, lay in pairs}
         if structures is not None:
-            hashes = {
-                s if isinstance(s, str) else (s.info.get("structure_hash") or structure_hash(s))
-                for s in structures
-            }
+            hashes = {_hash_of(s) for s in structures}
             tables = {k: t.take(np.isin(t.structure_hash, list(hashes))) for k, t in tables.items()}
         return align(tables)
 
@@ -791,17 +691,3 @@ class FeatureStore:
                 "segments",
             ],
         )
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _creator() -> str:
-    return f"mlipspace {_version()}"
-
-
-def _version() -> str:
-    from .. import __version__
-
-    return __version__

@@ -15,6 +15,7 @@ onto the hash grid, so the structure hashes are stable under float noise.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Literal
 
@@ -252,7 +253,12 @@ def _take(items: list, fraction: float, rng: np.random.Generator) -> list:
     return [items[i] for i in idx]
 
 
-def demo_structures(size: Literal["small", "default"] = "default", seed: int = 0) -> StructureList:
+def demo_structures(
+    size: Literal["small", "default"] = "default",
+    random_state: int = 0,
+    *,
+    seed: int | None = None,
+) -> StructureList:
     """Generate the embedded demo set.
 
     Parameters
@@ -260,8 +266,10 @@ def demo_structures(size: Literal["small", "default"] = "default", seed: int = 0
     size : {"small", "default"}
         ``"default"``: about 1,000 structures and 15–30k atoms; ``"small"``: about
         100 structures, for tests.
-    seed : int
-        Seed of every random choice; the same seed gives the same structures.
+    random_state : int
+        Seed of every random choice; the same value gives the same structures.
+    seed : int, optional
+        Deprecated name of ``random_state``.
 
     Returns
     -------
@@ -273,7 +281,14 @@ def demo_structures(size: Literal["small", "default"] = "default", seed: int = 0
     if size not in SIZES:
         raise ValueError(f"size must be one of {sorted(SIZES)}, not {size!r}")
     fraction = SIZES[size]
-    rng = np.random.default_rng(seed)
+    if seed is not None:
+        warnings.warn(
+            "demo_structures(seed=...) is deprecated; use random_state=",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        random_state = seed
+    rng = np.random.default_rng(random_state)
     parents: list[tuple[Atoms, str]] = []
 
     for symbol in _take(list(DEMO_ELEMENTS), fraction, rng):

@@ -4,8 +4,8 @@ Model families whose dependencies conflict (``mace-torch`` pins ``e3nn==0.4.4``,
 ``sevenn`` needs ``e3nn>=0.5``) each get an isolated virtual environment built from the
 repository's pinned requirement file ``envs/<family>.txt``. mlipspace itself is
 installed into it (editable, from this checkout), and the featurizer of that family
-runs there as a worker process (:mod:`mlipspace.featurize.worker`) writing into the
-shared feature store.
+runs there as a worker process (:mod:`mlipspace.featurization.child`, started by
+:mod:`mlipspace.featurization.parent`) writing into the shared feature store.
 
 Environments live under ``$MLIPSPACE_ENV_DIR`` (default
 ``~/.cache/mlipspace/envs``), one folder per family. The ``main`` family is the calling
@@ -305,7 +305,7 @@ def create_env(
     _run([*pip, "--no-deps", "-e", str(repo_root())], log, echo)
     # the environment must import mlipspace's worker and satisfy its own pins
     check = subprocess.run(
-        [str(env_python(family)), "-m", "mlipspace.featurize.envs", "check", family],
+        [str(env_python(family)), "-m", "mlipspace.featurization.envs", "check", family],
         capture_output=True,
         text=True,
     )
@@ -330,8 +330,8 @@ def create_env(
 
 
 def _check(family: str) -> int:
-    """Entry of ``python -m mlipspace.featurize.envs check FAMILY`` inside an environment."""
-    import mlipspace.featurize.worker  # noqa: F401  (the worker must import)
+    """Entry of ``python -m mlipspace.featurization.envs check FAMILY`` inside an environment."""
+    from . import child  # noqa: F401  (the worker's entry point must import)
 
     problems = pin_mismatches(family)
     if problems:
@@ -344,5 +344,5 @@ def _check(family: str) -> int:
 if __name__ == "__main__":  # pragma: no cover - exercised through create_env
     if len(sys.argv) == 3 and sys.argv[1] == "check":
         sys.exit(_check(sys.argv[2]))
-    print("usage: python -m mlipspace.featurize.envs check FAMILY", file=sys.stderr)
+    print("usage: python -m mlipspace.featurization.envs check FAMILY", file=sys.stderr)
     sys.exit(2)
