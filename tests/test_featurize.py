@@ -254,3 +254,78 @@ def test_featurize_models_starts_the_slowest_models_first():
         "chgnet-0.3.0",
         "soap",
     ]
+
+
+# -- Ctrl-C: finished work is kept, and the user is told -----------------------------------
+
+
+class InterruptingSOAP(SOAPAdapter):
+    """The SOAP adapter, interrupted (as by Ctrl-C) on its ``interrupt_at``-th forward pass."""
+
+    def __init__(self, *args, interrupt_at: int | None = 3, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.interrupt_at = interrupt_at
+        self.calls = 0
+
+    def compute(self, structures, layers):
+        self.calls += 1
+        if self.calls == self.interrupt_at:
+            raise KeyboardInterrupt
+        return super().compute(structures, layers)
+
+
+def test_ctrl_c_keeps_finished_structures_and_says_so(tmp_path):
+    structures = _structures()
+    store = FeatureStore(tmp_path / "store.zarr")
+    with pytest.raises(KeyboardInterrupt) as info:
+        featurize(structures, InterruptingSOAP(), layer=["ll", "bb"], store=store, batch_size=1)
+    notes = "\n".join(info.value.__notes__)
+    assert f"soap: 2 of 4 structures are saved in {store.url}" in notes
+    assert "run the same command again to resume" in notes
+    # the two finished structures were committed although far below FLUSH_ATOMS
+    assert store.hashes("soap", "ll") == {a.info["structure_hash"] for a in structures[:2]}
+    counting = CountingSOAP()
+    again = featurize(structures, counting, layer="ll", store=store, batch_size=1)
+    assert counting.seen == 2 and len(again.structures) == 4
+    alone = featurize(structures, "soap")
+    np.testing.assert_allclose(again.X, alone.X, atol=1e-6)
+
+
+@pytest.mark.parametrize(("flush_seconds", "segments"), [(0.0, 4), (3600.0, 1)])
+def test_commits_come_by_time_as_well_as_by_size(tmp_path, flush_seconds, segments):
+    """Small structures (far below FLUSH_ATOMS) still reach the store as time passes."""
+    from mlipspace.featurization import featurize_with
+
+    store = FeatureStore(tmp_path / "store.zarr")
+    featurize_with(
+        SOAPAdapter(), _structures(), ["ll"], store=store, batch_size=1,
+        flush_seconds=flush_seconds,
+    )  # fmt: skip
+    assert len(store.segments("soap", "ll")) == segments
+    assert len(store.hashes("soap", "ll")) == 4
+
+
+def test_cli_ctrl_c_says_what_was_saved_and_the_rerun_what_was_stored(tmp_path, capsys):
+    from mlipspace.cli import main
+    from mlipspace.models import ModelSpec, register
+
+    adapter = InterruptingSOAP()
+    register(ModelSpec(name="interrupting-soap", family="main", factory=lambda *a, **k: adapter))
+    path = tmp_path / "s.extxyz"
+    ase.io.write(path, _structures())
+    store = tmp_path / "store.zarr"
+    args = ["featurize", str(path), "-m", "interrupting-soap", "-s", str(store),
+            "--batch-size", "1"]  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err
+    assert "interrupting-soap: 2 of 4 structures are saved" in " ".join(err.split())
+    adapter.interrupt_at = None
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "interrupting-soap: 2 of 4 structures already stored; 2 left to compute" in err
+    assert len(FeatureStore(store).hashes("interrupting-soap", "ll")) == 4

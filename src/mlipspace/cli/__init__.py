@@ -43,6 +43,26 @@ def main(argv: list[str] | None = None) -> None:
     except MlipspaceError as exc:
         console.print(f"[bold red]error:[/] {exc}")
         sys.exit(2)
+    except SystemExit as exc:
+        # typer turns Ctrl-C into exit code 130 silently; say what was kept
+        interrupt = _interrupt_behind(exc)
+        if interrupt is not None:
+            console.print("[bold yellow]interrupted.[/]")
+            for note in getattr(interrupt, "__notes__", ()):
+                console.print(f"[yellow]{note}[/]")
+        raise
+
+
+def _interrupt_behind(exc: BaseException) -> KeyboardInterrupt | None:
+    """The KeyboardInterrupt an exception was raised from (directly or further back)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 __all__ = ["app", "main"]

@@ -110,6 +110,7 @@ def featurize_command(
     atoms = read_structures(*structures)
     console.print(f"{len(atoms)} structures, {sum(len(a) for a in atoms)} atoms")
     fs = FeatureStore(store)
+    _report_stored(fs, model_names, layer_names, atoms)
     if scheduler is not None:
         _featurize_on_dask(atoms, model_names, layer_names, fs, scheduler, batch_size,
                            device, dtype, on_unsupported)  # fmt: skip
@@ -133,6 +134,18 @@ def featurize_command(
                 ),
             )
     _report_skipped(fs, model_names, layer_names, store)
+
+
+def _report_stored(fs, model_names: list[str], layer_names: list[str], atoms) -> None:
+    """Say how much of the work a store holds already (a re-run resumes from there)."""
+    hashes = [a.info["structure_hash"] for a in atoms]
+    for name in model_names:
+        left = len(fs.missing(name, layer_names, hashes))
+        if left < len(hashes):
+            console.print(
+                f"{name}: {len(hashes) - left} of {len(hashes)} structures already stored; "
+                f"{left} left to compute"
+            )
 
 
 def _report_skipped(fs, model_names: list[str], layer_names: list[str], store: str) -> None:
