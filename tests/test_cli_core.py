@@ -58,3 +58,20 @@ def test_store_info(tmp_path):
     assert "chgnet-0.3.0" in result.stdout and "5 distinct structures" in result.stdout
     missing = run_cli("store", "info", str(tmp_path / "none.zarr"))
     assert missing.returncode == 2 and "no feature store" in missing.stderr
+
+
+@pytest.mark.parametrize("command", ["compare", "cumulants", "platonic"])
+def test_random_state_option_keeps_seed_as_its_old_name(command):
+    from typer.testing import CliRunner
+
+    from mlipspace.cli import _import_commands
+    from mlipspace.cli.app import app
+
+    _import_commands()
+    result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "--random-state" in result.output and "--seed" in result.output
+    # the old name still parses: a bad value is reported against the option
+    bad = CliRunner().invoke(app, [command, "--seed", "notanumber"], env={"COLUMNS": "200"})
+    assert bad.exit_code == 2
+    assert "Invalid value for '--random-state' / '--seed'" in bad.output

@@ -110,3 +110,68 @@ def test_a_worker_raises_mlipspace_errors_as_themselves():
     )
     with pytest.raises(SchedulerError, match="raised on purpose"):
         map_in_workers(_raise, [(SchedulerError,), (SchedulerError,)], n_workers=2)
+
+
+# -- a script without ``if __name__ == "__main__":`` ----------------------------------------
+
+UNGUARDED_FEATURIZE = """
+import sys
+
+from ase.build import bulk
+
+import mlipspace
+
+print("script body runs", flush=True)
+structures = mlipspace.read_structures([bulk("Cu"), bulk("Si"), bulk("Al")])
+store = mlipspace.FeatureStore(sys.argv[1])
+mlipspace.featurize_models(structures, ["soap", "chgnet-0.2.0"], "ll", store, n_workers=2)
+print("entries", sorted(store.entries()))
+"""
+
+UNGUARDED_OWN_FUNCTION = """
+from mlipspace.workers import map_in_workers
+
+
+def square(x):
+    return x * x
+
+
+print(map_in_workers(square, [(2,), (3,)], n_workers=2))
+"""
+
+
+def _run_script(path, *args):
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, str(path), *map(str, args)], capture_output=True, text=True, timeout=600
+    )
+
+
+def test_a_script_without_main_guard_featurizes_in_workers(tmp_path):
+    """The README's way of using the library, saved as a script as it is (issue 19, item 2):
+    the workers do not run the script again."""
+    script = tmp_path / "featurize_script.py"
+    script.write_text(UNGUARDED_FEATURIZE)
+    result = _run_script(script, tmp_path / "store.zarr")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("script body runs") == 1  # not once more per worker
+    assert "entries [('chgnet-0.2.0', 'll'), ('soap', 'll')]" in result.stdout
+
+
+def test_a_script_without_main_guard_using_its_own_function_is_told_what_to_write(tmp_path):
+    script = tmp_path / "own_function.py"
+    script.write_text(UNGUARDED_OWN_FUNCTION)
+    result = _run_script(script)
+    assert result.returncode != 0
+    assert "ParameterError" in result.stderr
+    assert 'put the script\'s code under `if __name__ == "__main__":`' in result.stderr
+    assert "BrokenProcessPool" not in result.stderr and "bootstrapping" not in result.stderr
+    guarded = tmp_path / "guarded.py"
+    guarded.write_text(
+        UNGUARDED_OWN_FUNCTION.replace("\nprint(", '\nif __name__ == "__main__":\n    print(')
+    )
+    result = _run_script(guarded)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "[4, 9]"

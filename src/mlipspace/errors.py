@@ -87,7 +87,11 @@ class MetricInputError(MlipspaceError, ValueError):
 
 
 class ParameterError(MlipspaceError, ValueError):
-    """A parameter of a call is invalid (wrong type, value or combination)."""
+    """A parameter of a call is invalid (wrong value or combination)."""
+
+
+class InputTypeError(MlipspaceError, TypeError):
+    """An argument is of a type mlipspace cannot use (e.g. structures given as a number)."""
 
 
 class SchedulerError(MlipspaceError, ValueError):

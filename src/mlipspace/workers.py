@@ -7,6 +7,8 @@ after the other with two threads each. Workers are spawned (no forked torch or z
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import ctypes
 import ctypes.util
 import multiprocessing
@@ -15,6 +17,8 @@ import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
+
+from .errors import ParameterError
 
 # glibc mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
@@ -85,12 +89,15 @@ def map_in_workers(
                 on_done(i, results[i])
         return results
     threads = max(1, (os.cpu_count() or 1) // n_workers)
-    with ProcessPoolExecutor(
-        n_workers,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=limit_threads,
-        initargs=(threads,),
-    ) as pool:
+    with (
+        _main_script_left_out(fn, jobs),
+        ProcessPoolExecutor(
+            n_workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=limit_threads,
+            initargs=(threads,),
+        ) as pool,
+    ):
         futures = {pool.submit(fn, *job): i for i, job in enumerate(jobs)}
         try:
             for future in as_completed(futures):
@@ -103,3 +110,61 @@ def map_in_workers(
                 future.cancel()
             raise
     return results
+
+
+# -- scripts without ``if __name__ == "__main__":`` -----------------------------------------
+
+
+def _defined_in_main(obj: Any) -> bool:
+    return "__main__" in (getattr(obj, "__module__", None), type(obj).__module__)
+
+
+def _has_main_guard(path: str) -> bool:
+    """Whether the script at ``path`` has an ``if __name__ == "__main__":`` block."""
+    try:
+        tree = ast.parse(open(path, encoding="utf-8").read())
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        return True  # cannot tell: let multiprocessing speak for itself
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "__name__" in ast.unparse(node.test):
+            return True
+    return False
+
+
+@contextlib.contextmanager
+def _main_script_left_out(fn: Callable[..., Any], jobs: Sequence[tuple]) -> Any:
+    """Start the workers without running the caller's script again in each of them.
+
+    A spawned worker normally re-runs the main script (to find what the jobs refer to), so a
+    script without ``if __name__ == "__main__":`` would start its own work again there and
+    fail ("bootstrapping phase", ``BrokenProcessPool``). When neither ``fn`` nor any job
+    argument comes from the script, the workers need nothing from it: the script is hidden
+    from them while they start. When something does, a script without the guard is stopped
+    here with what to write instead.
+    """
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or path is None:  # interactive session, notebook, ``python -c``
+        yield
+        return
+    if _defined_in_main(fn) or any(_defined_in_main(x) for job in jobs for x in job):
+        if not _has_main_guard(path):
+            raise ParameterError(
+                f"{path} runs work in worker processes with a function or object defined in "
+                "the script itself, so each worker must import the script: put the script's "
+                'code under `if __name__ == "__main__":` (see the multiprocessing docs, '
+                '"Safe importing of main module"), or define the function in a module'
+            )
+        yield
+        return
+    had_spec, spec = "__spec__" in vars(main), getattr(main, "__spec__", None)
+    del main.__file__
+    main.__spec__ = None
+    try:
+        yield
+    finally:
+        main.__file__ = path
+        if had_spec:
+            main.__spec__ = spec
+        else:
+            del main.__spec__

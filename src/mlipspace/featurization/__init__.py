@@ -1,17 +1,21 @@
 """Featurization: per-atom features of structures from registered models.
 
-The modules import in one direction::
+The modules import in one direction (``tests/test_architecture.py`` checks it):
 
-    api ──> parent ──> envs ──> child ──> core ──> store, models
-     │        └──────> protocol <──┘        ^
-     └──────────────────────────────────────┘
+* :mod:`.core`: the in-process featurizer; runs wherever the model runs and knows nothing
+  of processes or environments (imports the store and the models);
+* :mod:`.protocol`: what parent and child exchange (structures on disk, progress lines);
+* :mod:`.child`: the worker's entry point inside a family's environment (imports
+  ``protocol`` and ``core`` only);
+* :mod:`.envs`: the per-family environments (imports ``child`` only to check that an
+  environment can run it);
+* :mod:`.parent`: starts a child in another family's environment and follows it (imports
+  ``envs``, ``protocol``, ``core``);
+* :mod:`.api`: :func:`featurize` and :func:`featurize_models`, which choose between
+  ``core`` and ``parent``.
 
-* :mod:`.core`: the in-process featurizer (runs wherever the model runs);
-* :mod:`.parent`: starts a worker in another family's environment and follows it;
-* :mod:`.child`: the worker's entry point inside that environment;
-* :mod:`.protocol`: what parent and child exchange;
-* :mod:`.envs`: the per-family environments;
-* :mod:`.api`: :func:`featurize` and :func:`featurize_models`, which choose between them.
+Progress is a callback ``progress(done, total)``; the library draws no bar (the command
+line passes its own in).
 
 The function :func:`mlipspace.featurize` is :func:`.api.featurize`; this package is
 ``mlipspace.featurization``, so neither name shadows the other.

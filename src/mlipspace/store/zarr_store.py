@@ -62,7 +62,7 @@ import pandas as pd
 import zarr
 from ase import Atoms
 
-from ..errors import StoreError
+from ..errors import ParameterError, StoreError
 from ..features import STRUCTURE_COLUMNS, AtomFeatures, align
 from ..structures.hashing import structure_hash
 from .files import (
@@ -167,7 +167,7 @@ class FeatureStore:
             self.url = os.path.abspath(local)  # the same store from any working directory
         self.storage_options = dict(storage_options or {})
         if mode not in ("a", "r", "r+"):
-            raise ValueError(f"mode must be 'a', 'r' or 'r+', not {mode!r}")
+            raise ParameterError(f"mode must be 'a', 'r' or 'r+', not {mode!r}")
         if commit not in (None, COMMIT_RENAME, COMMIT_MARKER):
             raise StoreError(f"commit must be 'rename' or 'marker', not {commit!r}")
         if commit == COMMIT_RENAME and not self._files.local:

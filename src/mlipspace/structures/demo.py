@@ -26,6 +26,7 @@ from ase.collections import g2
 from ase.data import atomic_numbers, chemical_symbols, covalent_radii, reference_states
 from ase.data.vdw_alvarez import vdw_radii
 
+from ..errors import ParameterError
 from .hashing import snap_to_hash_grid, structure_hash
 from .io import StructureList, prepare_structure
 from .validate import MIN_DISTANCE
@@ -279,7 +280,7 @@ def demo_structures(
         (``"demo:<subset>@<i>"``), ``info["parent"]`` and ``info["structure_hash"]``.
     """
     if size not in SIZES:
-        raise ValueError(f"size must be one of {sorted(SIZES)}, not {size!r}")
+        raise ParameterError(f"size must be one of {sorted(SIZES)}, not {size!r}")
     fraction = SIZES[size]
     if seed is not None:
         warnings.warn(

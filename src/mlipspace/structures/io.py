@@ -28,7 +28,13 @@ from typing import Any, Literal
 import ase.io
 from ase import Atoms
 
-from ..errors import ReadError, StructureError, UnknownElementError
+from ..errors import (
+    InputTypeError,
+    ParameterError,
+    ReadError,
+    StructureError,
+    UnknownElementError,
+)
 from .hashing import structure_hash
 from .validate import validate_structure
 
@@ -172,7 +178,7 @@ def _iter_sources(sources: Iterable[Any]) -> Iterator[tuple[Any, str, int | None
         elif isinstance(source, Iterable):
             yield from _iter_sources(source)
         else:
-            raise TypeError(
+            raise InputTypeError(
                 f"cannot read structures from {type(source).__name__}: give paths, globs, folders, "
                 "ase.Atoms or pymatgen Structure/Molecule objects"
             )
@@ -223,7 +229,7 @@ def read_structures(
         A list of ``ase.Atoms`` with ``.report`` (:class:`ReadReport`).
     """
     if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
+        raise ParameterError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
     report = ReadReport()
     out = StructureList(report=report)
     seen: dict[str, str] = {}
