@@ -310,7 +310,7 @@ def test_cli_ctrl_c_says_what_was_saved_and_the_rerun_what_was_stored(tmp_path, 
     from mlipspace.models import ModelSpec, register
 
     adapter = InterruptingSOAP()
-    register(ModelSpec(name="interrupting-soap", family="main", factory=lambda *a, **k: adapter))
+    register(ModelSpec(name="interrupting-soap", factory=lambda *a, **k: adapter))
     path = tmp_path / "s.extxyz"
     ase.io.write(path, _structures())
     store = tmp_path / "store.zarr"
