@@ -345,6 +345,9 @@ def pointwise_lfre(
     n = X.shape[0]
     k = local_points(n, n_local_points)
     train, test = resolve_split(n, train_idx, test_idx)
+    if len(np.unique(train)) != len(train):
+        # a training row given twice would be two candidates in memory, one shard row here
+        raise MetricInputError("train_idx repeats rows; the Dask LFRE takes each row once")
     k = local_points(n, k, len(train))
     scaling = _flexible_scaling(X, Y, train, client, None)
     mean_x, scale_x, mean_y, scale_y = scaling

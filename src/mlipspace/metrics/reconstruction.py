@@ -66,7 +66,7 @@ from .streamed import (
     reconstruction_stats,
     row_groups,
 )
-from .validation import check_finite_result, check_pair, rms
+from .validation import check_finite_result, check_pair, rms, validate_params
 
 __all__ = [
     "LocalProblem",
@@ -178,6 +178,7 @@ def _n_threads(n_jobs: int | None) -> int:
 def local_points(n_samples: int, n_local_points: int, n_train: int | None = None) -> int:
     """The LFRE neighbourhood size for ``n_local_points``: checked, and capped by ``n_train``
     (with a warning) when that is given."""
+    validate_params(n_local_points=n_local_points)
     k = int(n_local_points)
     if n_samples < k:
         raise MetricInputError(
@@ -231,6 +232,7 @@ def pointwise_lfre(
     -------
     ndarray of shape (n_test,)
     """
+    validate_params(n_jobs=n_jobs, chunk_size=chunk_size)
     X, Y = check_pair(X, Y)
     k = local_points(len(X), n_local_points)
     train, test = resolve_split(len(X), train_idx, test_idx)

@@ -9,7 +9,11 @@ Definitions follow the reference code of *The Platonic Representation Hypothesis
   measure invariant to isotropic scaling and orthogonal transforms of either side (except
   SVCCA, whose column z-scoring makes it depend on the feature basis);
 * CKA and CKNNA divide by ``sqrt(HSIC_kk · HSIC_ll) + 1e-6`` as the reference does;
-* kNN sets exclude the sample itself and rank by inner product.
+* kNN sets rank by inner product, ties by row index (exact copies of a row get bitwise-equal
+  products, so the sets do not depend on row order). They exclude the sample itself, except in
+  ``cknna(unbiased=False)`` where, as in the reference, each row is its own first neighbour;
+* a side that is constant (every row the same after normalisation), complex, or non-finite
+  raises :class:`~mlipspace.errors.MetricInputError`: every measure is 0/0 there.
 
 Deviations, all towards determinism: SVCCA uses an exact truncated SVD and exact canonical
 correlations (the reference uses the randomised ``torch.svd_lowrank``, sklearn's iterative
@@ -23,6 +27,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import MetricInputError
+from .neighbours import duplicate_representatives, k_smallest
+from .scaling import power_of_two_scaled
+from .validation import check_features, validate_params
 
 __all__ = [
     "cka",
@@ -42,24 +49,36 @@ __all__ = [
 _EPS = 1e-6  # the reference's denominator guard
 
 
-def _check_pair(X, Y, normalize: bool, min_samples: int = 2) -> tuple[np.ndarray, np.ndarray]:
+# a side whose rows spread less than this (relative to their size) is constant: every
+# similarity measure is 0/0 there, and rounding alone would decide the number
+_CONSTANT_RTOL = 1e-10
+
+
+def _check_pair(
+    X, Y, normalize: bool, min_samples: int = 2, measure: str = "the measure"
+) -> tuple[np.ndarray, np.ndarray]:
+    validate_params(normalize=normalize)
     out = []
     for A, name in ((X, "X"), (Y, "Y")):
-        A = np.asarray(A)
-        if A.ndim != 2 or A.shape[1] == 0:
-            raise MetricInputError(
-                f"{name} must be a 2-D array (samples × features), got {A.shape}"
-            )
-        if not np.all(np.isfinite(A)):
-            raise MetricInputError(f"{name} contains NaN or inf")
-        A = A.astype(np.float64, copy=False)
+        A = check_features(A, name)
         if normalize:
+            (A,) = power_of_two_scaled(A)  # exact; keeps the norms from overflowing
             norms = np.linalg.norm(A, axis=1, keepdims=True)
             if np.any(norms == 0):
                 raise MetricInputError(
                     f"{name} has {int(np.sum(norms == 0))} all-zero rows; they cannot be L2-normalised"
                 )
             A = A / norms
+        elif not np.isfinite(np.max(np.abs(A), initial=0.0) ** 2):
+            raise MetricInputError(
+                f"{name} holds values whose products overflow; use normalize=True or rescale"
+            )
+        spread = np.linalg.norm(A - A.mean(axis=0))
+        if len(A) > 1 and spread <= _CONSTANT_RTOL * np.linalg.norm(A):
+            after = " after L2 normalisation" if normalize else ""
+            raise MetricInputError(
+                f"{name} is constant (every row the same{after}): {measure} is undefined"
+            )
         out.append(A)
     X, Y = out
     if X.shape[0] != Y.shape[0]:
@@ -75,7 +94,8 @@ def clip_outliers(X, q: float = 0.95, exact: bool = False) -> np.ndarray:
     ``exact=True``: ``t`` is the global ``q``-quantile of ``|X|`` (sorted, index ``int(q·size)``);
     otherwise ``t`` is the mean over rows of each row's ``q``-quantile of ``|X|``.
     """
-    X = np.asarray(X, dtype=np.float64)
+    validate_params(q=q)
+    X = check_features(X, "X")
     if q == 1:
         return X
     if exact:
@@ -159,17 +179,16 @@ def cka(
     float
         1 for representations equal up to rotation and scale; about 0 for unrelated ones.
     """
-    X, Y = _check_pair(X, Y, normalize, min_samples=4 if unbiased else 2)
+    validate_params(sigma=sigma, unbiased=unbiased)
+    if kernel not in ("linear", "rbf"):
+        raise MetricInputError(f"unknown kernel {kernel!r}; use 'linear' or 'rbf'")
+    X, Y = _check_pair(X, Y, normalize, min_samples=4 if unbiased else 2, measure="CKA")
     if kernel == "linear":
         if not unbiased:
             return _linear_cka_biased(X, Y)
         K, L = X @ X.T, Y @ Y.T
-    elif kernel == "rbf":
-        if sigma <= 0:
-            raise MetricInputError(f"sigma must be positive, got {sigma}")
-        K, L = _rbf(X, sigma), _rbf(Y, sigma)
     else:
-        raise MetricInputError(f"unknown kernel {kernel!r}; use 'linear' or 'rbf'")
+        K, L = _rbf(X, sigma), _rbf(Y, sigma)
     hsic = hsic_unbiased if unbiased else hsic_biased
     kl, kk, ll = hsic(K, L), hsic(K, K), hsic(L, L)
     return float(kl / (np.sqrt(max(kk * ll, 0.0)) + _EPS))
@@ -188,20 +207,31 @@ def unbiased_cka(X, Y, kernel: str = "linear", sigma: float = 1.0, normalize: bo
 def knn_indices(A: np.ndarray, k: int, chunk_size: int = 2048) -> np.ndarray:
     """Indices of the ``k`` rows with the largest inner product with each row (itself excluded).
 
-    Ordered by decreasing inner product; ties broken by row index. Memory ``chunk_size × n``.
+    Ordered by decreasing inner product; ties broken by row index
+    (:func:`~mlipspace.metrics.neighbours.k_smallest`), copies of a row given bitwise-equal
+    products, so the sets do not depend on the order of the rows. Memory ``chunk_size × n``.
     """
+    validate_params(k=k, chunk_size=chunk_size)
     n = A.shape[0]
     if not 1 <= k < n:
         raise MetricInputError(f"k must be in [1, n_samples - 1] = [1, {n - 1}], got {k}")
+    copies = duplicate_representatives(A)
     out = np.empty((n, k), dtype=np.int64)
     for start in range(0, n, chunk_size):
         stop = min(start + chunk_size, n)
-        S = A[start:stop] @ A.T
+        S = _similarities(A[start:stop], A, copies)
         S[np.arange(stop - start), np.arange(start, stop)] = -np.inf
-        cand = np.sort(np.argpartition(-S, k - 1, axis=1)[:, :k], axis=1)
-        order = np.argsort(-np.take_along_axis(S, cand, axis=1), axis=1, kind="stable")
-        out[start:stop] = np.take_along_axis(cand, order, axis=1)
+        out[start:stop] = k_smallest(-S, k)[1]
     return out
+
+
+def _similarities(Q: np.ndarray, A: np.ndarray, copies: np.ndarray | None) -> np.ndarray:
+    """Inner products ``Q Aᵀ``; the column of every copy of a row equals that row's, bitwise."""
+    S = Q @ A.T
+    if copies is not None:
+        dup = np.flatnonzero(copies != np.arange(len(copies)))
+        S[:, dup] = S[:, copies[dup]]
+    return S
 
 
 def mutual_knn(X, Y, k: int = 10, normalize: bool = True) -> float:
@@ -224,7 +254,8 @@ def pointwise_mutual_knn(X, Y, k: int = 10, normalize: bool = True) -> np.ndarra
 
 
 def _mutual_knn_hits(X, Y, k: int, normalize: bool) -> np.ndarray:
-    X, Y = _check_pair(X, Y, normalize, min_samples=k + 1)
+    validate_params(k=k)
+    X, Y = _check_pair(X, Y, normalize, min_samples=k + 1, measure="mutual kNN")
     nx, ny = knn_indices(X, k), knn_indices(Y, k)
     nx.sort(axis=1)
     ny.sort(axis=1)
@@ -233,29 +264,60 @@ def _mutual_knn_hits(X, Y, k: int, normalize: bool) -> np.ndarray:
     )
 
 
-def _knn_mask(K: np.ndarray, k: int, unbiased: bool) -> np.ndarray:
+def _knn_mask(K: np.ndarray, k: int, unbiased: bool, copies: np.ndarray | None) -> np.ndarray:
+    """The reference's top-``k`` mask of each row of ``K`` (the row itself excluded only when
+    ``unbiased``), ties by row index as in :func:`knn_indices`."""
     Kh = K.copy()
+    if copies is not None:
+        dup = np.flatnonzero(copies != np.arange(len(copies)))
+        Kh[:, dup] = Kh[:, copies[dup]]
     if unbiased:
         np.fill_diagonal(Kh, -np.inf)
     n = K.shape[0]
-    idx = np.argpartition(-Kh, k - 1, axis=1)[:, :k]
+    idx = k_smallest(-Kh, k)[1]
     mask = np.zeros((n, n))
     mask[np.arange(n)[:, None], idx] = 1.0
     return mask
 
 
-def cknna(X, Y, k: int = 10, unbiased: bool = True, normalize: bool = True) -> float:
+def cknna(X, Y, k: int | None = 10, unbiased: bool = True, normalize: bool = True) -> float:
     """Centred kernel nearest-neighbour alignment (CKNNA) of the reference code.
 
     HSIC of the kernels restricted to mutual k-nearest-neighbour pairs, normalised by the same
     quantity of each kernel with itself. Builds ``n × n`` matrices (keep ``n`` ≲ 10⁴).
+
+    Parameters
+    ----------
+    X, Y : array of shape (n_samples, ·)
+    k : int or None, default=10
+        Neighbours per row, at least 2; ``None``: every other row (``n − 1``), the reference's
+        ``topk=None``.
+    unbiased : bool, default=True
+        Unbiased HSIC, and each row excluded from its own neighbours. With ``False`` (as in
+        the reference) the row itself is one of its ``k`` neighbours: it has the largest
+        inner product with itself.
+    normalize : bool, default=True
+        L2-normalise rows first.
+
+    Returns
+    -------
+    float
+        ``HSIC_kl / (sqrt(HSIC_kk HSIC_ll) + 1e-6)``. The reference's ``1e-6`` is kept, so
+        ``cknna(X, X) = HSIC_kk / (HSIC_kk + 1e-6)``. The unbiased HSIC of the masked
+        kernels is small (it carries a ``1 / n²`` factor and only ``k`` entries per row), which
+        puts the unbiased ``cknna(X, X)`` 1e-4 to 1e-3 below 1 on a few hundred rows; the
+        biased HSIC has no such factor, so there it is about 1e-9 below 1.
     """
+    if k is None:
+        k = len(X) - 1
+    validate_params(k=k, unbiased=unbiased)
     if k < 2:
         raise MetricInputError("CKNNA requires k >= 2")
-    X, Y = _check_pair(X, Y, normalize, min_samples=max(k + 1, 4))
+    X, Y = _check_pair(X, Y, normalize, min_samples=max(k + 1, 4), measure="CKNNA")
     K, L = X @ X.T, Y @ Y.T
     hsic = hsic_unbiased if unbiased else hsic_biased
-    mk, ml = _knn_mask(K, k, unbiased), _knn_mask(L, k, unbiased)
+    mk = _knn_mask(K, k, unbiased, duplicate_representatives(X))
+    ml = _knn_mask(L, k, unbiased, duplicate_representatives(Y))
 
     def sim(A, B, mask):
         return hsic(mask * A, mask * B)
@@ -277,7 +339,8 @@ def svcca(X, Y, cca_dim: int = 10, normalize: bool = True) -> float:
     Columns are z-scored (``std + 1e-8``) as in the reference; the canonical correlations of
     two orthonormal bases are the singular values of ``U_Xᵀ U_Y``.
     """
-    X, Y = _check_pair(X, Y, normalize, min_samples=cca_dim + 1)
+    validate_params(cca_dim=cca_dim)
+    X, Y = _check_pair(X, Y, normalize, min_samples=cca_dim + 1, measure="SVCCA")
     if cca_dim > min(X.shape[1], Y.shape[1]):
         raise MetricInputError(
             f"cca_dim={cca_dim} exceeds the smaller feature dimension "
@@ -300,14 +363,11 @@ def procrustes_distance(X, Y, normalize: bool = True) -> float:
     smallest squared Frobenius distance between ``X̃ Q`` and ``Ỹ`` over orthogonal ``Q``
     (widths zero-padded): 0 for representations equal up to rotation and scale, at most 2.
     """
-    X, Y = _check_pair(X, Y, normalize)
+    X, Y = _check_pair(X, Y, normalize, measure="the Procrustes distance")
     out = []
-    for A, name in ((X, "X"), (Y, "Y")):
+    for A in (X, Y):
         A = A - A.mean(axis=0)
-        norm = np.linalg.norm(A)
-        if norm == 0:
-            raise MetricInputError(f"{name} is constant; the Procrustes distance is undefined")
-        out.append(A / norm)
+        out.append(A / np.linalg.norm(A))
     nuclear = np.linalg.svd(out[0].T @ out[1], compute_uv=False).sum()
     return float(max(2.0 - 2.0 * nuclear, 0.0))
 
@@ -323,13 +383,14 @@ def rsa(
     from scipy.spatial.distance import pdist
     from scipy.stats import spearmanr
 
-    X, Y = _check_pair(X, Y, normalize, min_samples=3)
+    validate_params(max_samples=max_samples)
+    X, Y = _check_pair(X, Y, normalize, min_samples=3, measure="RSA")
     if max_samples is not None and len(X) > max_samples:
         rows = np.sort(
             np.random.default_rng(random_state).choice(len(X), max_samples, replace=False)
         )
         X, Y = X[rows], Y[rows]
     dx, dy = pdist(X), pdist(Y)
-    if np.ptp(dx) == 0 or np.ptp(dy) == 0:
+    if np.ptp(dx) <= _CONSTANT_RTOL * np.max(dx) or np.ptp(dy) <= _CONSTANT_RTOL * np.max(dy):
         raise MetricInputError("all pairwise distances are equal on one side; RSA is undefined")
     return float(spearmanr(dx, dy).statistic)

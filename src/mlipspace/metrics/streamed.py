@@ -19,7 +19,7 @@ from . import ridge as rr
 from .gfr import pad, procrustes_rotation
 from .scaling import total_variance
 from .split import resolve_split
-from .validation import check_features, check_finite_result, check_pair
+from .validation import check_features, check_finite_result, check_pair, validate_params
 
 __all__ = [
     "GroupStats",
@@ -59,8 +59,17 @@ class GroupStats:
             0, np.zeros(dx), np.zeros(dy), np.zeros((dx, dx)), np.zeros((dx, dy)), np.zeros(dy)
         )
 
-    def add(self, X: np.ndarray, Y: np.ndarray) -> None:
-        """Add rows (already shifted, float64) in place."""
+    def add(self, X: np.ndarray, Y: np.ndarray, weight: np.ndarray | None = None) -> None:
+        """Add rows (already shifted, float64) in place, each ``weight`` times if given."""
+        if weight is not None:
+            Xw = X * weight[:, None]
+            self.n += int(weight.sum())
+            self.sx += weight @ X
+            self.sy += weight @ Y
+            self.xx += Xw.T @ X
+            self.xy += Xw.T @ Y
+            self.yy += weight @ (Y * Y)
+            return
         self.n += len(X)
         self.sx += X.sum(axis=0)
         self.sy += Y.sum(axis=0)
@@ -172,6 +181,7 @@ def reconstruction_stats(
     -------
     ReconstructionStats
     """
+    validate_params(n_samples=n_samples)
     group = row_groups(n_samples, train_idx, test_idx)
     stats: list[GroupStats] | None = None
     shift_x = shift_y = None
@@ -193,15 +203,25 @@ def reconstruction_stats(
 
 
 def row_groups(n_samples: int, train_idx=None, test_idx=None) -> np.ndarray:
-    """The group of every row for the streamed fit: CV fold 1 or 2 of the training rows
-    (0, 1), test (2), or neither (-1); the split as :func:`resolve_split` makes it."""
+    """How many times every row counts in each group of the streamed fit.
+
+    The split is the one :func:`resolve_split` makes; the training rows are divided into the
+    two CV folds by position, as :func:`~mlipspace.metrics.gfr.gfre` divides ``X[train_idx]``.
+    A row in both ``train_idx`` and ``test_idx`` counts in both groups, and a row given twice
+    counts twice, so the streamed fit is the in-memory fit on the same indices.
+
+    Returns
+    -------
+    ndarray of int64, shape (n_samples, 3)
+        Columns :data:`FOLD1`, :data:`FOLD2`, :data:`TEST`.
+    """
     train, test = resolve_split(n_samples, train_idx, test_idx)
-    group = np.full(n_samples, -1, dtype=np.int8)
+    counts = np.zeros((n_samples, 3), dtype=np.int64)
     fold1, fold2 = rr.fold_indices(len(train))
-    group[train[fold1]] = FOLD1
-    group[train[fold2]] = FOLD2
-    group[test] = TEST
-    return group
+    np.add.at(counts[:, FOLD1], train[fold1], 1)
+    np.add.at(counts[:, FOLD2], train[fold2], 1)
+    np.add.at(counts[:, TEST], test, 1)
+    return counts
 
 
 def add_chunk(
@@ -215,9 +235,15 @@ def add_chunk(
     """Add a block of (float64) rows to the per-group statistics ``stats`` (fold 1, fold 2,
     test); ``groups`` is the block's slice of :func:`row_groups`."""
     for gid in (FOLD1, FOLD2, TEST):
-        rows = groups == gid
+        weight = groups[:, gid]
+        rows = weight > 0
         if rows.any():
-            stats[gid].add(X_chunk[rows] - shift_x, Y_chunk[rows] - shift_y)
+            w = weight[rows]
+            stats[gid].add(
+                X_chunk[rows] - shift_x,
+                Y_chunk[rows] - shift_y,
+                None if np.all(w == 1) else w.astype(np.float64),
+            )
 
 
 def chunk_shift(X_chunk, Y_chunk) -> tuple[np.ndarray, np.ndarray]:
@@ -261,6 +287,19 @@ def chunk_stats(
     Y = check_features(Y_chunk, f"Y rows {start}+")
     if len(X) != len(Y):
         raise MetricInputError(f"chunk at row {start}: X has {len(X)} rows but Y has {len(Y)}")
+    if (X.shape[1], Y.shape[1]) != (len(shift_x), len(shift_y)):
+        raise MetricInputError(
+            f"chunk at row {start} has {X.shape[1]} X and {Y.shape[1]} Y features; the first "
+            f"chunk had {len(shift_x)} and {len(shift_y)}"
+        )
+    for A, shift, name in ((X, shift_x, "X"), (Y, shift_y, "Y")):
+        # squares of the shifted rows must stay finite in the sums (about 1e154)
+        if not np.max(np.abs(A - shift), initial=0.0) < 1e150:
+            raise MetricInputError(
+                f"{name} rows {start}+ hold values that overflow float64 in the streamed "
+                "statistics (|x| near 1e150 or beyond); rescale it (the measures do not "
+                "depend on the scale of a side)"
+            )
     stats = [GroupStats.zeros(X.shape[1], Y.shape[1]) for _ in range(3)]
     add_chunk(stats, X, Y, groups, shift_x, shift_y)
     return stats
@@ -377,5 +416,6 @@ def _streamed_procrustes(W: np.ndarray, f1: ScaledMoments, f2: ScaledMoments) ->
 
 def iter_row_chunks(X, Y, chunk_size: int = 65536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield ``(X[i:i+chunk], Y[i:i+chunk])`` blocks of in-memory arrays."""
+    validate_params(chunk_size=chunk_size)
     for start in range(0, len(X), chunk_size):
         yield X[start : start + chunk_size], Y[start : start + chunk_size]

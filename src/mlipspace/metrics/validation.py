@@ -1,16 +1,112 @@
-"""Checks at the boundary of the measures: feature arrays, row indices and results.
+"""Checks at the boundary of the measures: parameters, feature arrays, row indices, results.
 
 Every check raises :class:`~mlipspace.errors.MetricInputError` (a ``ValueError``) naming the
-argument at fault, so that no measure returns a silently wrong number.
+argument at fault, so that no measure returns a silently wrong number. The parameters every
+measure takes are described once, in :data:`PARAMETERS`, and checked by
+:func:`validate_params` where a public function receives them.
 """
 
 from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import MetricInputError
 
-__all__ = ["check_features", "check_finite_result", "check_index", "check_pair", "rms"]
+__all__ = [
+    "PARAMETERS",
+    "Param",
+    "check_features",
+    "check_finite_result",
+    "check_index",
+    "check_pair",
+    "rms",
+    "validate_params",
+]
+
+
+@dataclass(frozen=True)
+class Param:
+    """What one parameter may be: an integer or a real number (never a bool) in a range.
+
+    Attributes
+    ----------
+    kind : {"int", "real", "bool"}
+    low, high : float, optional
+        Bounds; ``low_open``/``high_open`` exclude them.
+    none : bool
+        Whether ``None`` is accepted.
+    """
+
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    none: bool = False
+
+    def describe(self) -> str:
+        """The rule in words, for error messages."""
+        what = {"int": "an integer", "real": "a finite real number", "bool": "a bool"}[self.kind]
+        if self.low is not None:
+            what += f" {'above' if self.low_open else 'at least'} {self.low:g}"
+        if self.high is not None:
+            what += f"{' and' if self.low is not None else ''} {'below' if self.high_open else 'at most'}"
+            what += f" {self.high:g}"
+        return what + (" or None" if self.none else "")
+
+    def accepts(self, value) -> bool:
+        """Whether ``value`` satisfies the rule."""
+        if value is None:
+            return self.none
+        if self.kind == "bool":
+            return isinstance(value, bool | np.bool_)
+        if isinstance(value, bool | np.bool_):
+            return False
+        if self.kind == "int" and not isinstance(value, numbers.Integral):
+            return False
+        if not isinstance(value, numbers.Real) or not math.isfinite(value):
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+
+#: every parameter of the measures that has a rule of its own (bounds that depend on the data,
+#: such as ``k < n_samples``, are checked by the measure)
+PARAMETERS: dict[str, Param] = {
+    "k": Param("int", low=1),
+    "n_local_points": Param("int", low=2),
+    "cca_dim": Param("int", low=1),
+    "sigma": Param("real", low=0, low_open=True),
+    "max_samples": Param("int", low=3, none=True),
+    "chunk_size": Param("int", low=1),
+    "n_samples": Param("int", low=1),
+    "n_jobs": Param("int", none=True),
+    "q": Param("real", low=0, high=1, low_open=True),
+    "normalize": Param("bool"),
+    "unbiased": Param("bool"),
+}
+
+
+def validate_params(**values) -> None:
+    """Check parameters against :data:`PARAMETERS`; the first one at fault is named.
+
+    Examples
+    --------
+    >>> validate_params(k=10, normalize=True)
+    >>> validate_params(cca_dim=0)
+    Traceback (most recent call last):
+    ...
+    mlipspace.errors.MetricInputError: cca_dim must be an integer at least 1, got 0
+    """
+    for name, value in values.items():
+        rule = PARAMETERS[name]
+        if not rule.accepts(value):
+            raise MetricInputError(f"{name} must be {rule.describe()}, got {value!r}")
 
 
 def check_features(A, name: str) -> np.ndarray:

@@ -48,8 +48,8 @@ def check_atom_features(X: Any) -> np.ndarray:
         )
     if X.shape[0] == 0 or X.shape[1] == 0:
         raise MetricInputError(f"atom features are empty, shape {X.shape}")
-    if not np.issubdtype(X.dtype, np.number):
-        raise MetricInputError(f"atom features must be numeric, got dtype {X.dtype}")
+    if not np.issubdtype(X.dtype, np.number) or np.iscomplexobj(X):
+        raise MetricInputError(f"atom features must be real numbers, got dtype {X.dtype}")
     if not np.isfinite(X).all():
         raise MetricInputError("atom features hold NaN or infinite values")
     return X
