@@ -329,3 +329,26 @@ def test_cli_ctrl_c_says_what_was_saved_and_the_rerun_what_was_stored(tmp_path, 
     err = " ".join(capsys.readouterr().err.split())
     assert "interrupting-soap: 2 of 4 structures already stored; 2 left to compute" in err
     assert len(FeatureStore(store).hashes("interrupting-soap", "ll")) == 4
+
+
+# -- structures without a cell --------------------------------------------------------------
+
+
+def test_a_structure_without_a_cell_gets_a_vacuum_box_where_the_model_needs_one():
+    """CHGNet builds its graph through a periodic cell ("Singular matrix" without one): a
+    molecule as read from an .xyz file is featurized in a vacuum box, with a warning."""
+    import warnings
+
+    from ase.build import molecule
+
+    water = molecule("H2O")  # no cell, no pbc
+    with pytest.warns(UserWarning, match=r"structure memory@0 \(H2O\) has no cell; featurized"):
+        feats = featurize([water], "chgnet-0.3.0", layer="node")
+    assert feats.X.shape[0] == 3 and np.isfinite(feats.X).all()
+    assert feats.structures["structure_hash"][0] == mlipspace.structure_hash(water)
+    boxed = water.copy()
+    boxed.center(vacuum=10.0)
+    np.testing.assert_allclose(feats.X, featurize([boxed], "chgnet-0.3.0", layer="node").X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a model that takes the molecule as it is: no box
+        featurize([water], "soap")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,9 @@ ProgressCallback = Callable[[int, int], None]
 FLUSH_ATOMS = 4096
 #: seconds of computed work after which it is committed anyway (a Ctrl-C loses little)
 FLUSH_SECONDS = 30.0
+#: Å of vacuum between the periodic images of a structure without a cell, when a model needs
+#: a cell: more than the cutoff of any model in the zoo (at most 6 Å)
+VACUUM = 20.0
 ON_UNSUPPORTED = ("error", "skip")
 
 
@@ -206,28 +210,62 @@ def _check_batch(
                 )
 
 
-def _compute_skipping(
-    adapter: ModelAdapter,
-    batch: Sequence[Atoms],
-    layers: Sequence[str],
-    store: FeatureStore | None,
-) -> tuple[list[Atoms], dict[str, list[np.ndarray]]]:
-    """Features of the structures of ``batch`` the model can take; the others are skipped
-    (and recorded in the store with the model's reason)."""
+def has_no_cell(atoms: Atoms) -> bool:
+    """Whether a structure is non-periodic and has no (full-rank) cell, as a molecule read
+    from an ``.xyz`` file or a pymatgen ``Molecule``."""
+    return not atoms.pbc.any() and atoms.cell.rank < 3
+
+
+def in_vacuum_box(atoms: Atoms, vacuum: float = VACUUM) -> Atoms:
+    """A copy of ``atoms`` centred in a box with ``vacuum`` Å between periodic images.
+
+    For models that build their graph through a periodic cell (CHGNet converts to a pymatgen
+    ``Structure``, which fails with "Singular matrix" without one): the images are farther
+    apart than any model's cutoff, so the structure sees only itself. ``info`` (and so the
+    structure hash under which the features are stored) is kept.
+    """
+    boxed = atoms.copy()
+    boxed.center(vacuum=vacuum / 2)
+    return boxed
+
+
+def _label(atoms: Atoms) -> str:
+    return f"{atoms.info.get('source') or atoms.info.get('structure_hash')} ({atoms.get_chemical_formula()})"
+
+
+def _compute_one_by_one(
+    adapter: ModelAdapter, batch: Sequence[Atoms], layers: Sequence[str]
+) -> tuple[list[Atoms], dict[str, list[np.ndarray]], list[tuple[Atoms, ModelError]]]:
+    """Features of the structures of ``batch`` the model can take, one at a time, and the
+    failures ``(structure, error)`` of the others.
+
+    A structure without a cell that the model cannot take as it is gets a vacuum box
+    (:func:`in_vacuum_box`), with a warning saying so.
+    """
     kept: list[Atoms] = []
     features: dict[str, list[np.ndarray]] = {layer: [] for layer in layers}
+    failures: list[tuple[Atoms, ModelError]] = []
     for atoms in batch:
         try:
             one = adapter.compute([atoms], layers)
         except ModelError as exc:
-            if store is not None:
-                for layer in layers:
-                    store.write_skipped(adapter.name, layer, [atoms], [str(exc)])
-            continue
+            if not has_no_cell(atoms):
+                failures.append((atoms, exc))
+                continue
+            try:
+                one = adapter.compute([in_vacuum_box(atoms)], layers)
+            except ModelError:
+                failures.append((atoms, exc))
+                continue
+            warnings.warn(
+                f"{adapter.name}: structure {_label(atoms)} has no cell; featurized in a box "
+                f"with {VACUUM:g} Å of vacuum between periodic images",
+                stacklevel=3,
+            )
         kept.append(atoms)
         for layer in layers:
             features[layer].extend(one[layer])
-    return kept, features
+    return kept, features, failures
 
 
 def _split_supported(
@@ -329,13 +367,16 @@ def featurize_with(
             try:
                 features = adapter.compute(batch, layers)
             except ModelError:
-                if on_unsupported == "error":
-                    raise
                 # a structure the model cannot take (e.g. an atom with no neighbour inside
-                # its cutoff): redo the batch one structure at a time and record the failures
-                taken, features = _compute_skipping(adapter, batch, layers, store)
-                failed.update(a.info["structure_hash"] for a in batch if a not in taken)
-                batch = taken
+                # its cutoff, or no cell): redo the batch one structure at a time
+                batch, features, failures = _compute_one_by_one(adapter, batch, layers)
+                if failures and on_unsupported == "error":
+                    raise failures[0][1] from None
+                for atoms, exc in failures:
+                    failed.add(atoms.info["structure_hash"])
+                    if store is not None:
+                        for layer in layers:
+                            store.write_skipped(name, layer, [atoms], [str(exc)])
             _check_batch(adapter, batch, features, layers)
             for layer in layers:
                 collected[layer].extend(features[layer])
