@@ -233,8 +233,10 @@ def test_models_side_by_side_in_worker_processes(tmp_path):
     stored = store.read("chgnet-0.3.0", "ll")
     np.testing.assert_allclose(stored.X, here.X, rtol=1e-5, atol=1e-6)
     before = len(store.read("soap", "ll"))
+    done.clear()
     api.featurize_models(structures, ["soap"], "ll", store, n_workers=1, progress=done.append)
     assert len(store.read("soap", "ll")) == before
+    assert done[0] == "soap: 4 of 4 structures already stored; 0 left to compute"
 
 
 def test_featurize_models_needs_a_store():
@@ -352,3 +354,46 @@ def test_a_structure_without_a_cell_gets_a_vacuum_box_where_the_model_needs_one(
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a model that takes the molecule as it is: no box
         featurize([water], "soap")
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_a_terminal_run(tmp_path):
+    """A real SIGINT to the process group of `mlipspace featurize` (what Ctrl-C sends) while
+    CHGNet runs: the command says how many structures it saved, and they are in the store."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    store = tmp_path / "store.zarr"
+    path = tmp_path / "demo.extxyz"
+    ase.io.write(path, list(mlipspace.demo_structures("default")))
+    command = [sys.executable, "-m", "mlipspace", "featurize", str(path), "-m",
+               "chgnet-0.3.0", "-s", str(store), "--on-unsupported", "skip"]  # fmt: skip
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "COLUMNS": "300", "OMP_NUM_THREADS": "1"},
+    )
+    deadline = time.monotonic() + 240
+    # interrupt once the first structures are committed (after at most FLUSH_SECONDS)
+    while not (store / "features").exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(2)
+    os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err[-3000:]
+    text = " ".join(err.split())
+    match = re.search(r"chgnet-0.3.0: (\d+) of (\d+) structures are saved", text)
+    assert match, text[-3000:]
+    saved = int(match[1])
+    assert 0 < saved < int(match[2])
+    assert "run the same command again to resume" in text
+    kept = FeatureStore(store)
+    skipped = set(kept.skipped("chgnet-0.3.0", "ll")["structure_hash"])
+    assert len(kept.hashes("chgnet-0.3.0", "ll") | skipped) == saved

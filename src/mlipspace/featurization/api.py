@@ -153,8 +153,8 @@ def featurize_models(
     one model at a time (:func:`mlipspace.workers.map_in_workers`): on the 2-core demo
     machine two models side by side finish about 1.5× sooner than the same models one after
     the other. The store takes concurrent writers of different models; structures already
-    stored are skipped, so an interrupted run resumes. ``progress(text)`` is called as each
-    model ends.
+    stored are skipped, so an interrupted run resumes. ``progress(text)`` says how much
+    each model has stored already, and is called as each model ends.
     """
     from ..workers import map_in_workers
 
@@ -168,6 +168,15 @@ def featurize_models(
     store = open_store(store)
     options = {"on_unsupported": on_unsupported, "dtype": dtype}
     finished = []
+    if progress:
+        hashes = [a.info["structure_hash"] for a in atoms]
+        for name in names:
+            left = len(store.missing(name, layers, hashes))
+            if left < len(hashes):
+                progress(
+                    f"{name}: {len(hashes) - left} of {len(hashes)} structures already stored; "
+                    f"{left} left to compute"
+                )
 
     def done(i: int, result: tuple[str, float]) -> None:
         name, seconds = result
