@@ -20,14 +20,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from ase.io import write
 
 import mlipspace
 from conftest import local_descriptor
 from mlipspace.report import ReportError, build_report
+from mlipspace.results import ResultsFolder
 
 MODELS = ["model-a", "model-b", "model-c"]
 SECTION_IDS = (
+    "findings",
     "overview",
     "claims",
     "models",
@@ -48,13 +49,13 @@ SECTION_IDS = (
 def make_results(root: Path, n_structures: int = 40) -> Path:
     """A results folder as ``run_demo`` writes it, from the real stages on synthetic features."""
     from mlipspace.diagnostics import symmetry_scores
-    from mlipspace.metrics.compare import compare, write_comparison
+    from mlipspace.metrics.compare import compare
     from mlipspace.platonic import run_platonic
     from mlipspace.pooling.information import cumulant_model_table, cumulant_order_table
 
-    root.mkdir(parents=True, exist_ok=True)
+    results = ResultsFolder(root)
     structures = list(mlipspace.demo_structures("small"))[:n_structures]
-    write(root / "structures.extxyz", structures)
+    results.write_structures(structures)
     desc = [local_descriptor(a) for a in structures]
     rng = np.random.default_rng(0)
     dim = desc[0].shape[1]
@@ -66,44 +67,43 @@ def make_results(root: Path, n_structures: int = 40) -> Path:
         "model-b": [2.5 * np.tanh(d @ W) @ Q for d in desc],
         "model-c": [np.tanh(0.5 * d @ W2) for d in desc],
     }
-    store = mlipspace.FeatureStore(root / "store.zarr")
+    store = mlipspace.FeatureStore(results.store_path)
     for name, feats in features.items():
         meta = {"package": "synthetic", "package_version": "1.0", "checkpoint": f"{name}.pt"}
         for layer in ("ll", "node"):
             store.write(name, layer, structures, feats, metadata=meta)
     df = compare(store, MODELS, layer="ll", measures=("gfre", "lfre", "cka", "mknn"), seed=3)
-    write_comparison(df, root / "compare", formats=(), stem="compare_ll")
+    results.compare.write(df, results.compare.stem("ll"))
     orders = cumulant_order_table(store.read("model-a", "ll"), max_order=3, n_test=15, seed=3)
-    write_comparison(orders, root / "cumulants" / "model-a", formats=(), stem="orders_ll")
+    results.cumulants.write_orders(orders, "model-a", "ll")
     aligned = store.aligned([(m, "ll") for m in MODELS[:2]])
     cross = cumulant_model_table(
         {m: t for (m, _), t in aligned.items()}, order=3, n_test=15, seed=3
     )
-    write_comparison(cross, root / "cumulants" / "models", formats=(), stem="models_ll")
+    results.cumulants.write_models(cross, "ll")
     run_platonic(
         store,
         MODELS,
-        root / "platonic",
+        results.platonic.folder,
         structures=structures,
         layer="node",
         n_anchors=32,
         n_atoms=300,
         ot_atoms=120,
         seed=5,
+        pca_atoms=200,
     )
-    (root / "diagnostics").mkdir()
-    symmetry_scores(structures[:8], {"model-a": store.read("model-a", "ll")}).to_csv(
-        root / "diagnostics" / "symmetry.csv", index=False
-    )
+    diagnostics = results.diagnostics
+    scores = symmetry_scores(structures[:8], {"model-a": store.read("model-a", "ll")})
+    diagnostics.write_csv(scores, diagnostics.SYMMETRY)
     # a displacement series of the real SOAP descriptor (the report plots it)
     from ase.build import bulk
 
     from mlipspace.diagnostics import displacement_series
 
-    displacement_series(bulk("NaCl", "rocksalt", a=5.64, cubic=True), "soap", layer="ll").to_csv(
-        root / "diagnostics" / "displacement.csv", index=False
-    )
-    (root / "summary.md").write_text("# synthetic results\n", encoding="utf-8")
+    series = displacement_series(bulk("NaCl", "rocksalt", a=5.64, cubic=True), "soap", layer="ll")
+    diagnostics.write_csv(series, diagnostics.DISPLACEMENT)
+    results.write_summary("# synthetic results\n")
     return root
 
 
@@ -115,7 +115,7 @@ def results(tmp_path_factory):
 @pytest.fixture(scope="module")
 def report(results, tmp_path_factory):
     out = tmp_path_factory.mktemp("report") / "report.html"
-    return build_report(results, out, max_atoms=200, random_state=1, strict=True)
+    return build_report(results, out, strict=True)
 
 
 class _Tags(HTMLParser):
@@ -185,9 +185,10 @@ def test_every_section_is_there_and_nothing_is_fetched(report):
     assert "cdn.plot.ly" not in "".join(a.get("src", "") for t, a in tags.tags if t == "script")
     divs = [a["id"] for t, a in tags.tags if t == "div" and a.get("class") == "plotly-graph-div"]
     assert len(divs) == len(set(divs)) == len(plotly_figures(html))
-    # 4 compare measures, 2+2 cumulant tables, PCA, 5 agreement measures, W2, bias, 3 structures,
-    # the displacement series of the diagnostics
-    assert len(divs) == 4 + 4 + 1 + 5 + 1 + 1 + 3 + 1
+    # the findings (GFRE, cumulant GFRE, agreement cosine, displacement), then 4 compare
+    # measures, 2+2 cumulant tables, PCA, 5 agreement measures, W2, bias, 3 structures, the
+    # displacement series of the diagnostics
+    assert len(divs) == 4 + 4 + 4 + 1 + 5 + 1 + 1 + 3 + 1
     assert "data:image/png;base64," in html  # the dendrogram
 
 
@@ -296,8 +297,8 @@ def test_versions_and_seeds(report):
     section = html[html.index('<section id="provenance">') :]
     assert f"<td>{mlipspace.__version__}</td>" in section
     assert "<td>synthetic</td>" in section and "model-a.pt" in section
-    seeds = dict(re.findall(r"<td>([a-z ]+)</td>\s*<td>([0-9, ]+)</td>", section))
-    assert seeds == {"compare": "3", "cumulants": "3", "report subsample": "1", "platonic": "5"}
+    seeds = dict(re.findall(r"<td>([A-Za-z ]+)</td>\s*<td>([0-9, ]+)</td>", section))
+    assert seeds == {"compare": "3", "cumulants": "3", "PCA maps": "5", "platonic": "5"}
 
 
 def test_partial_results_render_with_notes(results, tmp_path):
@@ -308,7 +309,7 @@ def test_partial_results_render_with_notes(results, tmp_path):
     out = build_report(partial, strict=True)
     assert out == partial / "report.html"
     html = out.read_text(encoding="utf-8")
-    assert len(plotly_figures(html)) == 4
+    assert len(plotly_figures(html)) == 4 + 1  # and the GFRE map again in the findings
     for missing in (
         "store.zarr",
         "cumulants/",
@@ -341,7 +342,7 @@ def test_a_broken_table_is_reported_in_its_section(results, tmp_path):
 
 def test_cli_report(results, tmp_path):
     out = tmp_path / "r" / "index.html"
-    args = ["report", str(results), "--out", str(out), "--max-atoms", "200", "--no-chemiscope"]
+    args = ["report", str(results), "--out", str(out), "--no-chemiscope"]
     result = subprocess.run(
         [sys.executable, "-m", "mlipspace", *args],
         capture_output=True,

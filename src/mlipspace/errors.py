@@ -96,3 +96,15 @@ class InputTypeError(MlipspaceError, TypeError):
 
 class SchedulerError(MlipspaceError, ValueError):
     """A ``--scheduler`` value is malformed, or its scheduler cannot be reached."""
+
+
+class StudyError(MlipspaceError, ValueError):
+    """A study file is missing, malformed, or asks for something unknown."""
+
+
+class ResultsError(MlipspaceError):
+    """A file of a results folder is unreadable or lacks what its readers need."""
+
+
+class ReportError(ResultsError):
+    """The results folder cannot be reported on (absent, or a file in it is unreadable)."""

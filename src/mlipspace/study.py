@@ -4,11 +4,17 @@ A study file (TOML; ``mlipspace init`` writes a commented example, the bundled d
 ``examples/demo.toml``) names the structure sources, models, layers, measures, anchors and
 output folder. The stages run in order::
 
-    structures -> featurize -> compare -> cumulants -> platonic -> report
+    structures -> featurize -> compare -> cumulants -> diagnostics -> platonic -> report
 
 Each stage records a key (a hash of its own settings and of the keys of the stages before
 it) in ``<out>/stages.json`` and is skipped when the key has not changed. ``force`` redoes
-a stage and every stage after it. Featurization resumes inside the store anyway.
+a stage and every stage after it. Featurization resumes inside the store anyway. Every
+stage writes through :class:`mlipspace.results.ResultsFolder`; ``summary.md`` is written
+before the report (which shows it) and again after it.
+
+The diagnostics (``[diagnostics]``, or ``[platonic.diagnostics]``) run the models again on
+the common space of the Platonic settings; they come before the Platonic analyses, whose
+claims check their summary.
 """
 
 from __future__ import annotations
@@ -24,16 +30,23 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from .errors import MlipspaceError
+from .errors import StudyError
 from .models import find_card
+from .results import ResultsFolder, write_table
 
-STAGES = ("structures", "featurize", "compare", "cumulants", "platonic", "report")
+STAGES = ("structures", "featurize", "compare", "cumulants", "diagnostics", "platonic", "report")
 SECTIONS = ("study", *STAGES)
-STAGE_FILE = "stages.json"
 
-
-class StudyError(MlipspaceError, ValueError):
-    """A study file is missing, malformed, or asks for something unknown."""
+__all__ = [
+    "STAGES",
+    "Study",
+    "StudyError",
+    "demo_study_text",
+    "load_study",
+    "parse_study",
+    "run_study",
+    "write_summary",
+]
 
 
 @dataclass
@@ -115,8 +128,8 @@ class _Runner:
                 raise StudyError(f"--force {name}: unknown stage; stages are {list(STAGES)}")
         first_forced = min((STAGES.index(n) for n in force), default=len(STAGES))
         self.forced = set(STAGES[first_forced:])
-        self.record_path = self.out / STAGE_FILE
-        self.record = json.loads(self.record_path.read_text()) if self.record_path.exists() else {}
+        self.results = ResultsFolder(self.out)
+        self.record = self.results.stages()
         self.keys: dict[str, str] = {}
         self.structures = None
         self.store = None
@@ -133,10 +146,7 @@ class _Runner:
         elapsed = time.perf_counter() - start
         self.study.timings[name] = elapsed
         self.record[name] = {"key": key, "seconds": round(elapsed, 1), **info}
-        self.out.mkdir(parents=True, exist_ok=True)
-        tmp = self.record_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.record, indent=2, default=str))
-        tmp.replace(self.record_path)
+        self.results.write_stages(self.record)
 
 
 def _read_sources(sources: list[str], on_error: str, seed: int):
@@ -165,13 +175,12 @@ def run_study(
     ``scheduler`` (``"local:N"`` or a Dask scheduler address) runs featurization, the
     comparison measures and the cumulants on Dask (:mod:`mlipspace.distributed`).
     """
-    from ase.io import write
-
     from .store import FeatureStore
 
     say = progress or (lambda text: None)
     runner = _Runner(study, force, say)
     out, seed = study.out, study.seed
+    results = runner.results
     out.mkdir(parents=True, exist_ok=True)
 
     # structures are always read (cheap), so the key reflects the actual content
@@ -183,12 +192,12 @@ def run_study(
     structure_key = _key([a.info["structure_hash"] for a in structures])
 
     def write_structures():
-        write(out / "structures.extxyz", list(structures))
+        results.write_structures(structures)
         report = structures.report
         return {"structures": len(structures), "problems": [str(e) for e in report.errors]}
 
     runner.stage("structures", structure_key, write_structures)
-    store = FeatureStore(out / "store.zarr")
+    store = FeatureStore(results.store_path)
     store.clean_staging()
 
     fcfg = study.section("featurize")
@@ -227,7 +236,7 @@ def run_study(
 
         def compare_stage():
             from .distributed.measures import engine_for
-            from .metrics.compare import compare, write_comparison
+            from .metrics.compare import compare
 
             layer = ccfg.get("layer", "ll")
             df = compare(
@@ -242,7 +251,7 @@ def run_study(
                 structures=structures,
                 engine=engine_for(scheduler),
             )
-            write_comparison(df, out / "compare", stem=f"compare_{layer}")
+            _write_pairs(df, results.compare.folder, results.compare.stem(layer))
             return {"rows": len(df)}
 
         runner.stage("compare", _key(featurize_key, ccfg, seed), compare_stage)
@@ -252,7 +261,6 @@ def run_study(
 
         def cumulant_stage():
             from .distributed.measures import cumulant_input
-            from .metrics.compare import write_comparison
             from .pooling.information import cumulant_model_table, cumulant_order_table
 
             layer, order = kcfg.get("layer", "ll"), int(kcfg.get("max_order", 8))
@@ -265,7 +273,8 @@ def run_study(
                 table = cumulant_order_table(
                     atoms, max_order=order, measures=order_measures, seed=seed
                 )
-                write_comparison(table, out / "cumulants" / _folder(model), stem=f"orders_{layer}")
+                paths = results.cumulants.write_orders(table, model, layer)
+                _write_heatmaps(table, paths[0].parent, paths[0].stem)
                 first = table[(table.measure == "gfre") & (table.source_order == 1)]
                 rising[model] = first.sort_values("target_order")["value"].round(4).tolist()
             if len(names) >= 2:
@@ -277,38 +286,76 @@ def run_study(
                     measures=model_measures,
                     seed=seed,
                 )
-                write_comparison(table, out / "cumulants" / "models", stem=f"models_{layer}")
+                paths = results.cumulants.write_models(table, layer)
+                _write_heatmaps(table, paths[0].parent, paths[0].stem)
             return {"gfre_phi1_to_phin": rising}
 
         runner.stage("cumulants", _key(featurize_key, kcfg, seed), cumulant_stage)
 
+    pcfg = study.section("platonic")
+    options = pcfg.pop("diagnostics", False)  # the older place of the diagnostics' settings
+    if "diagnostics" in study.config:
+        dcfg = study.section("diagnostics")
+        diagnose = bool(dcfg.pop("enabled", True))
+    else:
+        diagnose, dcfg = bool(options), options if isinstance(options, dict) else {}
+    anchor_model = pcfg.get("anchor_model", "soap")
+    space_models = pcfg.get("models", [m for m in models if m != anchor_model])
+    space = {
+        "layer": pcfg.get("layer", "node"),
+        "n_anchors": int(pcfg.get("anchors", 256)),
+        "anchor_model": anchor_model,
+        "method": pcfg.get("method", "direct"),
+        "center": bool(pcfg.get("center", False)),
+        "seed": seed,
+    }
+
+    if diagnose:
+
+        def diagnostics_stage():
+            from .diagnostics.run import diagnose_store
+
+            summary = diagnose_store(
+                store,
+                space_models,
+                structures,
+                results.diagnostics.folder,
+                progress=say,
+                **space,
+                **dcfg,
+            )
+            return {"auroc": summary.get("auroc", [])}
+
+        key = _key(featurize_key, space_models, space, dcfg)
+        runner.stage("diagnostics", key, diagnostics_stage)
+
     if "platonic" in study.config:
-        pcfg = study.section("platonic")
 
         def platonic_stage():
             from .platonic import run_platonic
 
-            anchor_model = pcfg.get("anchor_model", "soap")
-            names = pcfg.get("models", [m for m in models if m != anchor_model])
             summary = run_platonic(
                 store,
-                names,
-                out / "platonic",
+                space_models,
+                results.platonic.folder,
                 structures=structures,
-                layer=pcfg.get("layer", "node"),
-                n_anchors=int(pcfg.get("anchors", 256)),
+                layer=space["layer"],
+                n_anchors=space["n_anchors"],
                 anchor_model=anchor_model,
-                method=pcfg.get("method", "direct"),
-                center=bool(pcfg.get("center", False)),
+                method=space["method"],
+                center=space["center"],
                 n_atoms=int(pcfg.get("atoms", 2000)),
                 seed=seed,
                 progress=say,
-                diagnostics=pcfg.get("diagnostics", False),
+                diagnostics_summary=results.diagnostics.summary() if diagnose else None,
             )
             return {"trained_pairs": summary["trained_pairs"]}
 
-        runner.stage("platonic", _key(featurize_key, pcfg, seed), platonic_stage)
+        key = _key(featurize_key, pcfg, seed, runner.keys.get("diagnostics", ""))
+        runner.stage("platonic", key, platonic_stage)
 
+    # the report shows summary.md: write it first (and again after, with the report's time)
+    write_summary(results, store, runner.record)
     if study.section("report").get("enabled", True) and "report" in study.config:
 
         def report_stage():
@@ -318,14 +365,23 @@ def run_study(
 
         upstream = [runner.keys.get(s, "") for s in STAGES[:-1]]
         runner.stage("report", _key(upstream, study.section("report")), report_stage)
-    write_summary(out, store, runner.record)
+        write_summary(results, store, runner.record)
     return out
 
 
-def write_summary(out: Path, store: Any, record: dict[str, Any]) -> Path:
-    """``summary.md``: the store's contents, each stage's time and headline numbers."""
-    import pandas as pd
+def _write_heatmaps(df: Any, folder: Path, stem: str) -> None:
+    from .report.figures import write_heatmaps
 
+    write_heatmaps(df, folder, stem)
+
+
+def _write_pairs(df: Any, folder: Path, stem: str) -> None:
+    write_table(df, folder, stem)
+    _write_heatmaps(df, folder, stem)
+
+
+def write_summary(results: ResultsFolder, store: Any, record: dict[str, Any]) -> Path:
+    """``summary.md``: the store's contents, each stage's time and headline numbers."""
     lines = [
         "# mlipspace results",
         "",
@@ -334,14 +390,10 @@ def write_summary(out: Path, store: Any, record: dict[str, Any]) -> Path:
         store.info().to_markdown(index=False),
         "",
     ]
-    compare_csv = (
-        sorted((out / "compare").glob("compare_*.csv")) if (out / "compare").is_dir() else []
-    )
-    for path in compare_csv:
-        df = pd.read_csv(path)
+    for stem, df in results.compare.tables():
         gfre = df[df.measure == "gfre"].pivot(index="source", columns="target", values="value")
         lines += [
-            f"## GFRE, row reconstructs column ({path.name})",
+            f"## GFRE, row reconstructs column ({stem}.csv)",
             "",
             gfre.round(3).to_markdown(),
             "",
@@ -352,12 +404,4 @@ def write_summary(out: Path, store: Any, record: dict[str, Any]) -> Path:
         lines.append(
             f"- **{name}** ({info.get('seconds', 0)} s): {json.dumps(extras, default=str)}"
         )
-    path = out / "summary.md"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
-def _folder(name: str) -> str:
-    from .store.zarr_store import safe_name
-
-    return safe_name(name)
+    return results.write_summary("\n".join(lines) + "\n")

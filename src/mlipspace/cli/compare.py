@@ -77,8 +77,10 @@ def compare_command(
     import numpy as np
 
     from ..metrics.calibration import beats_null
-    from ..metrics.compare import compare, write_comparison
+    from ..metrics.compare import compare
     from ..metrics.registry import describe_measure
+    from ..report import write_heatmaps
+    from ..results import write_table
     from ..store import FeatureStore
 
     names = _split_list(models)
@@ -112,7 +114,7 @@ def compare_command(
             progress=tick,
             engine=engine,
         )
-    written = write_comparison(df, out)
+    written = write_table(df, out, "compare") + write_heatmaps(df, out, "compare")
     for measure, sub in df.groupby("measure", sort=False):
         M = sub.pivot(index="source", columns="target", values="value").reindex(
             index=names, columns=names

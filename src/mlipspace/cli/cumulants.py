@@ -33,10 +33,12 @@ def cumulants_command(
     scheduler: SchedulerOption = None,
 ) -> None:
     """Order-by-order GFRE/LFRE of Φ(m) → Φ(n) for one model, or Φ(order) across models."""
-    from ..metrics.compare import write_comparison
     from ..pooling.information import cumulant_model_table, cumulant_order_table
+    from ..report import write_heatmaps
+    from ..results import CumulantFiles
     from ..store import FeatureStore
 
+    files = CumulantFiles(out_dir)
     if not model and not models:
         raise typer.BadParameter("give --model (order table) and/or --models (cross-model table)")
     fs = FeatureStore(store, mode="r")
@@ -51,10 +53,10 @@ def cumulants_command(
                 random_state,
                 progress=lambda text: status.update(f"{model}/{layer}: {text}"),
             )
-        target = out_dir / _folder(model)
-        write_comparison(df, target, stem=f"orders_{layer}")
+        table = files.write_orders(df, model, layer)[0]
+        write_heatmaps(df, table.parent, table.stem)
         _print_matrix(df, f"{model}/{layer}: GFRE Φ(row) → Φ(column)", "gfre")
-        console.print(f"order table written to {target}")
+        console.print(f"order table written to {table.parent}")
     if models:
         names = [m.strip() for m in models.split(",") if m.strip()]
         tables = _atom_or_pooled(fs, [(m, layer) for m in names], max_order, scheduler)
@@ -67,9 +69,10 @@ def cumulants_command(
                 random_state,
                 progress=lambda text: status.update(f"Φ({max_order}): {text}"),
             )
-        write_comparison(df, out_dir / "models", stem=f"models_{layer}")
+        table = files.write_models(df, layer)[0]
+        write_heatmaps(df, table.parent, table.stem)
         _print_matrix(df, f"Φ({max_order}) across models: GFRE row → column", "gfre")
-        console.print(f"cross-model table written to {out_dir / 'models'}")
+        console.print(f"cross-model table written to {table.parent}")
 
 
 def _atom_or_pooled(fs, pairs, max_order: int, scheduler: str | None) -> dict:
@@ -88,12 +91,6 @@ def _atom_or_pooled(fs, pairs, max_order: int, scheduler: str | None) -> dict:
             "structure(s)[/]"
         )
     return {m: t for (m, _), t in tables.items()}
-
-
-def _folder(name: str) -> str:
-    from ..store.zarr_store import safe_name
-
-    return safe_name(name)
 
 
 def _print_matrix(df, title: str, measure: str) -> None:

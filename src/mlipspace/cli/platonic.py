@@ -52,29 +52,41 @@ def platonic_command(
     ] = False,
 ) -> None:
     """Project every model on shared anchors; agreement, OT, arithmetic, stitching, bias, atypicality."""
+    from ..diagnostics.run import diagnose_store
     from ..platonic import run_platonic
+    from ..results import PlatonicFiles
     from ..store import FeatureStore
     from ..structures import read_structures
 
     fs = FeatureStore(store, mode="r")
     atoms = read_structures(*structures, deduplicate=False) if structures else None
     names = [m.strip() for m in models.split(",") if m.strip()]
+    space = dict(
+        layer=layer, n_anchors=anchors, anchor_model=anchor_model, method=method, center=center
+    )
     with console.status("platonic") as status:
+        diagnosed = None
+        if diagnostics and atoms is not None:
+            diagnosed = diagnose_store(
+                fs,
+                names,
+                atoms,
+                PlatonicFiles(out_dir).diagnostics.folder,
+                seed=seed,
+                progress=lambda text: status.update(text),
+                **space,
+            )
         summary = run_platonic(
             fs,
             names,
             out_dir,
             structures=atoms,
-            layer=layer,
-            n_anchors=anchors,
-            anchor_model=anchor_model,
-            method=method,
-            center=center,
             n_atoms=n_atoms,
             ot_atoms=ot_atoms,
             seed=random_state,
             progress=lambda text: status.update(f"platonic: {text}"),
-            diagnostics=diagnostics,
+            diagnostics_summary=diagnosed,
+            **space,
         )
     out.print_json(json.dumps(summary, default=float))
     console.print(f"tables and figures written to {out_dir}")

@@ -13,18 +13,27 @@ from .app import app, console
 @app.command("report")
 def report_command(
     results: Annotated[
-        Path, typer.Argument(help="Results folder (as written by `mlipspace demo`).")
+        Path,
+        typer.Argument(
+            help="Results folder (as written by `mlipspace run` or `mlipspace demo`, or the "
+            "folder whose compare/, cumulants/ and platonic/ the commands wrote)."
+        ),
     ],
     out_path: Annotated[
         Path | None,
         typer.Option("--out", help="HTML file to write (default: RESULTS/report.html)."),
     ] = None,
-    models: Annotated[
-        str | None,
-        typer.Option(help="Comma-separated models of the PCA maps (default: first three)."),
+    store: Annotated[
+        Path | None,
+        typer.Option(help="Feature store, when it is not RESULTS/store.zarr."),
     ] = None,
-    max_atoms: Annotated[int, typer.Option(help="Atoms subsampled for the PCA maps.")] = 3000,
-    seed: Annotated[int, typer.Option(help="Seed of the atom subsample.")] = 0,
+    structures: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Structure files (as given to `featurize`), when RESULTS/structures.extxyz "
+            "is absent; repeat for several."
+        ),
+    ] = None,
     chemiscope: Annotated[
         bool, typer.Option(help="Also write chemiscope.json.gz beside the report.")
     ] = True,
@@ -32,14 +41,12 @@ def report_command(
     """Write one offline HTML file with every result, static figures and a chemiscope file."""
     from ..report import build_report
 
-    pca_models = [m.strip() for m in models.split(",") if m.strip()] if models else None
     with console.status("report") as status:
         path = build_report(
             results,
             out_path,
-            pca_models=pca_models,
-            max_atoms=max_atoms,
-            random_state=seed,
+            store=store,
+            structures=structures,
             chemiscope=chemiscope,
             progress=lambda name: status.update(f"report: {name}"),
         )

@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ import pandas as pd
 from ase import Atoms
 
 from ..errors import MlipspaceError
+from ..results import DiagnosticsFiles
 from ..workers import map_in_workers
 from .calculators import CALCULATOR_MODELS
 from .physics import auroc_with_note, phonon_check, relax_symmetry_loss
@@ -276,8 +276,8 @@ def run_diagnostics(
     """
     from ..platonic.space import is_control
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    files = DiagnosticsFiles(Path(out))
+    files.folder.mkdir(parents=True, exist_ok=True)
     say = progress or (lambda text: None)
     layer = layer or space.settings.get("layer", "node")
     models = list(models) if models is not None else [m for m in space.models if not is_control(m)]
@@ -298,7 +298,7 @@ def run_diagnostics(
     stored = [a for a in candidates if structure_hash(a) in rows]
     features = {m: [space.E[m][rows[structure_hash(a)]] for a in stored] for m in models}
     sym = symmetry_scores(stored, features) if stored else pd.DataFrame()
-    sym.to_csv(out / "symmetry.csv", index=False)
+    files.write_csv(sym, files.SYMMETRY)
     if len(sym):
         summary["symmetry_max_spread"] = sym.groupby("model")["spread"].max().to_dict()
 
@@ -327,7 +327,7 @@ def run_diagnostics(
 
     series = [r["displacement"] for r in results if r["displacement"] is not None]
     displacement = pd.concat(series, ignore_index=True) if series else pd.DataFrame()
-    displacement.to_csv(out / "displacement.csv", index=False)
+    files.write_csv(displacement, files.DISPLACEMENT)
     if len(displacement):
         summary["displacement_monotonic"] = {
             m: bool(np.all(np.diff(g.sort_values("displacement")["spread"]) > 0))
@@ -336,7 +336,7 @@ def run_diagnostics(
 
     gaps = [r["mirror"] for r in results if r["mirror"] is not None]
     mirror = pd.concat(gaps, ignore_index=True) if gaps else pd.DataFrame()
-    mirror.to_csv(out / "mirror_gap.csv", index=False)
+    files.write_csv(mirror, files.MIRROR)
     if len(mirror):
         summary["mirror_gap_mean"] = mirror.groupby("model")["gap"].mean().to_dict()
 
@@ -350,7 +350,7 @@ def run_diagnostics(
         loosest = max(float(c.removeprefix("lost_")) for c in relax if c.startswith("lost_"))
         relax["lost_label"] = relax[f"lost_{loosest:g}"].where(relax["converged"])
         summary["relax_label"] = f"symmetry lost at symprec {loosest:g} Å, converged runs"
-    relax.to_csv(out / "relax.csv", index=False)
+    files.write_csv(relax, files.RELAX)
 
     formulas = {structure_hash(a): a.get_chemical_formula() for a in smallest}
     phonon_rows = []
@@ -370,7 +370,7 @@ def run_diagnostics(
     phonons = pd.DataFrame(phonon_rows)
     if len(phonons):
         phonons = phonons.merge(deviation, on=["model", "structure_hash"], how="left")
-    phonons.to_csv(out / "phonons.csv", index=False)
+    files.write_csv(phonons, files.PHONONS)
 
     auroc_rows = []
     if len(relax):
@@ -384,7 +384,48 @@ def run_diagnostics(
         summary["phonon_imaginary"] = int(phonons["imaginary"].sum())
         summary["phonon_runs"] = len(phonons)
     aurocs = pd.DataFrame(auroc_rows, columns=["failure", "pairs", "positives", "auroc", "note"])
-    aurocs.to_csv(out / "auroc.csv", index=False)
+    files.write_csv(aurocs, files.AUROC)
     summary["auroc"] = aurocs.to_dict(orient="records")
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float), "utf-8")
+    files.write_summary(summary)
     return summary
+
+
+def diagnose_store(
+    store: Any,
+    models: Sequence[str],
+    structures: Sequence[Atoms],
+    out: str | Path,
+    *,
+    layer: str = "node",
+    n_anchors: int = 256,
+    anchor_model: str = "soap",
+    anchor_layer: str | None = None,
+    method: str = "direct",
+    center: bool = False,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """The diagnostics stage: :func:`run_diagnostics` on the common space of a store.
+
+    The space is the one :func:`mlipspace.platonic.run_platonic` builds with the same
+    settings (same anchors), so its summary can be handed to the Platonic run's claims.
+    ``options`` go to :func:`run_diagnostics`.
+    """
+    from ..platonic.space import common_space_from_store
+
+    say = progress or (lambda text: None)
+    say("diagnostics: anchors and projection")
+    space = common_space_from_store(
+        store,
+        models,
+        layer,
+        n_anchors,
+        anchor_model,
+        anchor_layer,
+        method,
+        center,
+        seed,
+        structures=structures,
+    )
+    return run_diagnostics(space, structures, out, seed=seed, progress=progress, **options)

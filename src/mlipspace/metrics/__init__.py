@@ -23,7 +23,6 @@ from .compare import (
     compare_tables,
     effective_rank,
     pca_projection,
-    write_comparison,
 )
 from .reconstruction import (
     gfrd,
@@ -86,5 +85,4 @@ __all__ = [
     "structure_bootstrap",
     "svcca",
     "unbiased_cka",
-    "write_comparison",
 ]

@@ -11,7 +11,7 @@ report on the test atoms; similarity measures are computed on the test atoms.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,6 @@ __all__ = [
     "compare_tables",
     "effective_rank",
     "pca_projection",
-    "write_comparison",
 ]
 
 log = logging.getLogger(__name__)
@@ -354,93 +353,3 @@ def compare(
         n_bootstrap=n_bootstrap,
         **kwargs,
     )
-
-
-def _matrix(df: pd.DataFrame, measure: str, names: list[str]) -> pd.DataFrame:
-    sub = df[df["measure"] == measure]
-    return sub.pivot(index="source", columns="target", values="value").reindex(
-        index=names, columns=names
-    )
-
-
-def write_comparison(
-    df: pd.DataFrame,
-    out_dir: str | Path,
-    formats: Iterable[str] = ("png", "svg", "html"),
-    stem: str = "compare",
-) -> list[Path]:
-    """Write the table (parquet and CSV) and one heatmap per measure (PNG/SVG, one HTML page).
-
-    Returns the paths written. The HTML page embeds plotly.js (works offline).
-    """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    written = [out / f"{stem}.parquet", out / f"{stem}.csv"]
-    df.to_parquet(written[0], index=False)
-    df.to_csv(written[1], index=False)
-    names = list(dict.fromkeys([*df["source"], *df["target"]]))
-    measures = list(dict.fromkeys(df["measure"]))
-    formats = set(formats)
-    static = [f for f in ("png", "svg") if f in formats]
-    if static:
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-
-        for measure in measures:
-            M = _matrix(df, measure, names)
-            size = 1.2 + 0.6 * len(names)
-            fig, ax = plt.subplots(figsize=(size + 1.5, size))
-            im = ax.imshow(M.to_numpy(dtype=float), cmap="viridis")
-            ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
-            ax.set_yticks(range(len(names)), names)
-            ax.set_xlabel("target")
-            ax.set_ylabel("source")
-            ax.set_title(measure)
-            for i in range(len(names)):
-                for j in range(len(names)):
-                    v = M.iat[i, j]
-                    if np.isfinite(v):
-                        ax.text(j, i, f"{v:.3g}", ha="center", va="center", color="w", fontsize=8)
-            fig.colorbar(im, ax=ax)
-            fig.tight_layout()
-            for fmt in static:
-                path = out / f"{stem}_{measure}.{fmt}"
-                fig.savefig(path, dpi=150)
-                written.append(path)
-            plt.close(fig)
-    if "html" in formats:
-        import plotly.graph_objects as go
-
-        parts = []
-        for i, measure in enumerate(measures):
-            M = _matrix(df, measure, names)
-            fig = go.Figure(
-                go.Heatmap(
-                    z=M.to_numpy(dtype=float),
-                    x=names,
-                    y=names,
-                    colorscale="Viridis",
-                    text=np.vectorize(lambda v: f"{v:.4g}")(M.to_numpy(dtype=float)),
-                    texttemplate="%{text}",
-                    hovertemplate="source %{y}<br>target %{x}<br>%{z}<extra></extra>",
-                )
-            )
-            fig.update_layout(
-                title=measure,
-                xaxis_title="target",
-                yaxis_title="source",
-                yaxis_autorange="reversed",
-                width=650,
-                height=550,
-            )
-            parts.append(fig.to_html(full_html=False, include_plotlyjs=(i == 0)))
-        path = out / f"{stem}.html"
-        path.write_text(
-            "<!DOCTYPE html><html><head><meta charset='utf-8'><title>mlipspace compare</title>"
-            "</head><body>" + "\n".join(parts) + "</body></html>",
-            encoding="utf-8",
-        )
-        written.append(path)
-    return written

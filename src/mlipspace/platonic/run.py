@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +11,7 @@ from ase import Atoms
 
 from ..errors import MetricInputError
 from ..models import fine_tune_pairs
+from ..results import PlatonicFiles
 from .agreement import pair_agreement, transport_agreement
 from .chemistry import (
     atom_coordination,
@@ -25,6 +24,7 @@ from .chemistry import (
 )
 from .claims import claims_markdown, evaluate_claims
 from .claims import robustness as robustness_table
+from .maps import pca_maps
 from .space import CommonSpace, common_space_from_store, is_control, with_controls
 
 
@@ -51,21 +51,24 @@ def run_platonic(
     ot_atoms: int = 1000,
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
-    diagnostics: dict[str, Any] | bool = False,
+    diagnostics_summary: dict[str, Any] | None = None,
     robustness: bool = True,
+    pca_models: Sequence[str] | None = None,
+    pca_atoms: int = 3000,
 ) -> dict[str, Any]:
     """Build the common space of ``models`` and write every analysis under ``out``.
 
-    ``diagnostics`` (True, or the keyword arguments of
-    :func:`mlipspace.diagnostics.run.run_diagnostics`) also runs the failure diagnostics on
-    ``structures`` into ``out/diagnostics``; they run the models again, so they are off by
-    default; their model runs (worker processes) go on while the analyses run here.
-    ``robustness`` recomputes the core agreement under other anchor settings (T10).
-    The checks of the paper's claims (:mod:`.claims`) go to ``claims.csv`` and ``claims.md``.
-    Returns a summary dictionary (also written as ``summary.json``).
+    ``diagnostics_summary`` (the summary of the diagnostics stage,
+    :func:`mlipspace.diagnostics.run.run_diagnostics`, run first on the same space) is
+    checked by the claims and kept in the summary. ``robustness`` recomputes the core
+    agreement under other anchor settings (T10). The checks of the paper's claims
+    (:mod:`.claims`) go to ``claims.csv`` and ``claims.md``; the PCA maps of ``pca_models``
+    (default: the first three trained models) on ``pca_atoms`` atoms to ``pca_maps.csv``.
+    File names: :class:`mlipspace.results.PlatonicFiles`. Returns a summary dictionary (also
+    written as ``summary.json``).
     """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    files = PlatonicFiles(Path(out))
+    files.folder.mkdir(parents=True, exist_ok=True)
     say = progress or (lambda text: None)
     say("anchors and projection")
     # the space holds the given structures only: a shared store may hold other studies too
@@ -83,38 +86,20 @@ def run_platonic(
     )
     trained = [m for m in base.models if not is_control(m)]
     space = with_controls(base, shuffled=trained[:1], random_state=seed)
-    base.anchor_ids.to_csv(out / "anchors.csv", index=False)
+    files.write_csv(base.anchor_ids, files.ANCHORS)
+    say("PCA maps")
+    files.write_pca_maps(pca_maps(base, pca_models, pca_atoms, random_state=seed))
 
-    # the diagnostics need only the space: their worker processes use the cores that the
-    # mostly single-threaded analyses below leave idle
-    background = ThreadPoolExecutor(1)
-    diagnosed = None
-    if diagnostics and structures is not None:
-        from ..diagnostics.run import run_diagnostics
-
-        options = diagnostics if isinstance(diagnostics, dict) else {}
-        diagnosed = background.submit(
-            run_diagnostics,
-            base,
-            structures,
-            out / "diagnostics",
-            seed=seed,
-            progress=say,
-            **options,
-        )
-    try:
-        summary, tables = _analyses(
-            base, space, trained, list(models), out, structures, n_atoms, ot_atoms, seed, say
-        )
-        robust = None
-        if robustness:
-            say("robustness to anchor settings")
-            robust = robustness_table(base, n_atoms=min(n_atoms, 1000), random_state=seed)
-            robust.to_csv(out / "robustness.csv", index=False)
-        if diagnosed is not None:
-            summary["diagnostics"] = diagnosed.result()
-    finally:
-        background.shutdown(wait=True)  # a failed analysis still lets the diagnostics end
+    summary, tables = _analyses(
+        base, space, trained, list(models), files, structures, n_atoms, ot_atoms, seed, say
+    )
+    robust = None
+    if robustness:
+        say("robustness to anchor settings")
+        robust = robustness_table(base, n_atoms=min(n_atoms, 1000), random_state=seed)
+        files.write_csv(robust, files.ROBUSTNESS)
+    if diagnostics_summary is not None:
+        summary["diagnostics"] = diagnostics_summary
     claims = evaluate_claims(
         space,
         *tables,
@@ -123,12 +108,9 @@ def run_platonic(
         summary.get("diagnostics"),
         robust,
     )
-    claims.to_csv(out / "claims.csv", index=False)
-    (out / "claims.md").write_text(claims_markdown(claims), encoding="utf-8")
+    files.write_claims(claims, claims_markdown(claims))
     summary["claims"] = claims.to_dict(orient="records")
-    (out / "summary.json").write_text(
-        json.dumps(summary, indent=2, default=float), encoding="utf-8"
-    )
+    files.write_summary(summary)
     return summary
 
 
@@ -137,7 +119,7 @@ def _analyses(
     space: CommonSpace,
     trained: list[str],
     models: list[str],
-    out: Path,
+    files: PlatonicFiles,
     structures: Sequence[Atoms] | None,
     n_atoms: int,
     ot_atoms: int,
@@ -145,35 +127,42 @@ def _analyses(
     say: Callable[[str], None],
 ) -> tuple[dict[str, Any], tuple]:
     """Agreement, transport, bias, atypicality, fine-tuning, arithmetic and stitching: their
-    files under ``out``. Returns the summary and the tables the claims check (agreement, OT
+    ``files``. Returns the summary and the tables the claims check (agreement, OT
     pairs, W2, stitching, bias, atypical structures: :func:`evaluate_claims`'s order)."""
-    from ..metrics.compare import write_comparison
-    from ..transport import plot_dendrogram
+    from ..report.figures import save_dendrogram, save_heatmap, write_heatmaps
 
     agreement = pair_agreement(space, n_atoms=n_atoms, random_state=seed, progress=say)
-    agreement.to_csv(out / "agreement.csv", index=False)
-    write_comparison(
-        _long(
-            agreement,
-            ["cosine_mean", "top10", "top1_class", "top1_element", "raw_top10", "cka_z", "cka_raw"],
-        ),
-        out / "agreement",
-        stem="agreement",
+    files.write_csv(agreement, files.AGREEMENT)
+    long = _long(
+        agreement,
+        ["cosine_mean", "top10", "top1_class", "top1_element", "raw_top10", "cka_z", "cka_raw"],
     )
+    files.write_agreement_long(long)
+    write_heatmaps(long, files.path(files.AGREEMENT_FOLDER), "agreement")
 
     say("optimal transport")
     ot_pairs, w2 = transport_agreement(space, n_atoms=ot_atoms, random_state=seed, progress=say)
-    ot_pairs.to_csv(out / "transport.csv", index=False)
-    w2.to_csv(out / "w2.csv")
-    _dendrogram(w2, out / "w2_dendrogram.png", plot_dendrogram)  # controls included, for scale
+    files.write_csv(ot_pairs, files.TRANSPORT)
+    files.write_csv(w2, files.W2, index=True)
+    # controls included, for scale
+    save_dendrogram(
+        w2, files.path(files.W2_DENDROGRAM), "W2 distance between models in the common space"
+    )
 
     say("bias and atypicality")
     bias = bias_map(space)
-    bias.to_csv(out / "bias_map.csv")
-    _heatmap(bias, out / "bias_map.png", "1 − cos(z, consensus) per element")
+    files.write_csv(bias, files.BIAS, index=True)
+    save_heatmap(
+        bias,
+        files.path(files.BIAS_FIGURE),
+        "1 − cos(z, consensus) per element",
+        xlabel="model",
+        ylabel="element",
+        cmap="magma",
+    )
     if len(trained) >= 2:
         atypical = atypical_structures(space)
-        atypical.to_csv(out / "atypical_structures.csv", index=False)
+        files.write_csv(atypical, files.ATYPICAL)
         atypical_table = atypical
         most_atypical = atypical.head(10)[
             ["source", "subset", "elements", "dispersion_mean"]
@@ -193,8 +182,8 @@ def _analyses(
         except MetricInputError as exc:  # reported; the other analyses still stand
             arithmetic_summary = {"skipped": str(exc)}
         else:
-            accuracy.to_csv(out / "arithmetic.csv", index=False)
-            parallel.to_csv(out / "arithmetic_parallel.csv", index=False)
+            files.write_csv(accuracy, files.ARITHMETIC)
+            files.write_csv(parallel, files.ARITHMETIC_PARALLEL)
             arithmetic_summary = {
                 "top1_mean": float(accuracy["top1"].mean()),
                 "baseline_top1_mean": float(accuracy["baseline_top1"].mean()),
@@ -206,7 +195,7 @@ def _analyses(
     stitched = stitching(
         space, labels, n_atoms=min(3 * n_atoms // 2, len(space.atoms)), random_state=seed
     )
-    stitched.to_csv(out / "stitching.csv", index=False)
+    files.write_csv(stitched, files.STITCHING)
 
     summary = {
         "settings": {
@@ -262,39 +251,6 @@ def _pair_summary(
         "cka_raw",
     ]
     return {c: float(sub[c].mean()) for c in cols if c in sub}
-
-
-def _heatmap(table: pd.DataFrame, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(1.5 + 0.6 * table.shape[1], 1.5 + 0.18 * table.shape[0]))
-    im = ax.imshow(table.to_numpy(dtype=float), aspect="auto", cmap="magma")
-    ax.set_xticks(range(table.shape[1]), table.columns, rotation=45, ha="right")
-    ax.set_yticks(range(table.shape[0]), table.index, fontsize=6)
-    ax.set_title(title)
-    fig.colorbar(im, ax=ax)
-    fig.tight_layout()
-    fig.savefig(path, dpi=150)
-    fig.savefig(path.with_suffix(".svg"))
-    plt.close(fig)
-
-
-def _dendrogram(w2: pd.DataFrame, path: Path, plot: Callable) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    plot(w2, ax=ax)
-    ax.set_title("W2 distance between models in the common space")
-    fig.tight_layout()
-    fig.savefig(path, dpi=150)
-    fig.savefig(path.with_suffix(".svg"))
-    plt.close(fig)
 
 
 __all__ = ["CommonSpace", "run_platonic"]

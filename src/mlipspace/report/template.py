@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from html import escape
 
+import pandas as pd
+
 CSS = """
 :root { --fg: #1d2330; --muted: #5b6475; --line: #d9dde5; --accent: #2f5d9a; --warn: #8a5a00; }
 * { box-sizing: border-box; }
@@ -77,8 +79,8 @@ class Section:
         return f'<section id="{self.key}">\n<h2>{escape(self.title)}</h2>\n{body}\n</section>'
 
 
-def page(title: str, subtitle: Sequence[str], sections: Sequence[Section]) -> str:
-    """The whole document: head with inline CSS, navigation, then every section."""
+def page(title: str, subtitle: Sequence[str], sections: Sequence[Section], head: str = "") -> str:
+    """The whole document: head with inline CSS (and ``head``), navigation, every section."""
     nav = " ".join(
         f'<a href="#{s.key}"{" class=missing" if s.missing else ""}>{escape(s.title)}</a>'
         for s in sections
@@ -88,7 +90,7 @@ def page(title: str, subtitle: Sequence[str], sections: Sequence[Section]) -> st
     return (
         "<!DOCTYPE html>\n<html lang='en'>\n<head>\n<meta charset='utf-8'>\n"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>\n"
-        f"<title>{escape(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
+        f"<title>{escape(title)}</title>\n<style>{CSS}</style>\n{head}</head>\n<body>\n"
         f"<header><h1>{escape(title)}</h1>{header}</header>\n<nav>{nav}</nav>\n"
         f"<main>\n{body}\n</main>\n</body>\n</html>\n"
     )
@@ -98,3 +100,25 @@ def figure_block(fragments: Sequence[str]) -> str:
     """Figures side by side, wrapping to the next line when the page is narrow."""
     inner = "".join(f'<div class="fig">{f}</div>' for f in fragments)
     return f'<div class="figs">{inner}</div>'
+
+
+def table(df: pd.DataFrame, index: bool = False, max_rows: int = 200) -> str:
+    """A DataFrame as an HTML table (escaped, 4 significant digits), cut at ``max_rows``."""
+    note = ""
+    if len(df) > max_rows:
+        note = f'<p class="lead">First {max_rows} of {len(df)} rows.</p>'
+        df = df.head(max_rows)
+    html = df.to_html(
+        index=index,
+        border=0,
+        classes="data",
+        na_rep="–",
+        float_format=lambda v: f"{v:.4g}",
+        escape=True,
+    )
+    return f'<div class="scroll">{html}</div>{note}'
+
+
+def details(summary: str, inner: str) -> str:
+    """A folded block (``<details>``) titled ``summary``."""
+    return f"<details><summary>{escape(summary)}</summary>{inner}</details>"

@@ -1,0 +1,1 @@
+"""The sections of the report, grouped by what they are about."""

@@ -1,0 +1,50 @@
+"""The section the report opens with: the main figure of each analysis and the claims' verdicts.
+
+It is built last, from what the other sections recorded (:meth:`ReportContext.highlight`),
+and shown first; each entry links to its section below.
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+import pandas as pd
+
+from ..context import ReportContext
+from ..figures import heatmap_figure
+from ..template import Section, figure_block, table
+from .platonic import verdicts
+
+#: the analyses in the order the findings show them
+ORDER = ("claims", "compare", "cumulants", "agreement", "diagnostics")
+
+
+def findings(ctx: ReportContext) -> Section:
+    sec = Section("findings", "Findings")
+    claims = ctx.results.platonic.claims()
+    if claims is not None and len(claims):
+        counts = verdicts(claims).value_counts()
+        words = ", ".join(f"{n} {escape(v)}" for v, n in counts.items())
+        sec.lead(
+            f'Claims of the papers checked here (<a href="#claims">details</a>): {words} '
+            f"of {len(claims)}."
+        )
+        by_test = claims.assign(verdict=verdicts(claims)).groupby("test", sort=False)["verdict"]
+        per_test = by_test.agg(lambda v: ", ".join(dict.fromkeys(v)))
+        sec.add(table(pd.DataFrame([per_test.to_dict()])))  # one row: test → verdict(s)
+    figs = []
+    for key in ORDER:
+        item = ctx.highlights.get(key)
+        if item is None:
+            continue
+        figure = item.figure
+        if isinstance(figure, pd.DataFrame):
+            figure = heatmap_figure(figure, item.title)
+        link = f'<p class="lead"><a href="#{key}">{escape(item.title)}</a>: {escape(item.text)}</p>'
+        figs.append(link + ctx.figures.plotly(figure, f"findings-{key}"))
+    if figs:
+        sec.add(figure_block(figs))
+    if claims is None and not figs:
+        sec.missing = True
+        sec.note("No analysis found in this folder: the sections below say what writes each.")
+    return sec
