@@ -13,7 +13,6 @@ from mlipspace.metrics import (
     effective_rank,
     gfre,
     stratified_split,
-    write_comparison,
 )
 from mlipspace.metrics.compare import compare
 
@@ -121,23 +120,6 @@ def test_unknown_measure(store):
     fs, _ = store
     with pytest.raises(MetricInputError, match="unknown measures"):
         compare(fs, ["wide"], measures=("gfre", "bogus"))
-
-
-def test_write_outputs(store, tmp_path):
-    fs, _ = store
-    df = compare(fs, ["wide", "narrow"], measures=("gfre", "cka"), n_test=100)
-    paths = write_comparison(df, tmp_path)
-    names = {p.name for p in paths}
-    assert {
-        "compare.parquet",
-        "compare.csv",
-        "compare_gfre.png",
-        "compare_cka.svg",
-        "compare.html",
-    } <= names
-    assert pd.read_parquet(tmp_path / "compare.parquet").equals(df)
-    html = (tmp_path / "compare.html").read_text()
-    assert '<script src="http' not in html and "Plotly" in html and len(html) > 1_000_000
 
 
 def test_cli(store, tmp_path):

@@ -365,8 +365,9 @@ def test_run_diagnostics_on_a_chgnet_common_space(tmp_path):
     import json
 
     import mlipspace
-    from mlipspace.diagnostics.run import high_symmetry_structures
+    from mlipspace.diagnostics.run import diagnose_store, high_symmetry_structures
     from mlipspace.platonic import run_platonic
+    from mlipspace.results import PlatonicFiles
 
     structures = mlipspace.demo_structures("small")
     picked = high_symmetry_structures(structures, 2)
@@ -378,20 +379,32 @@ def test_run_diagnostics_on_a_chgnet_common_space(tmp_path):
         mlipspace.featurize(
             structures, model, layer="node", store=store, progress=False, on_unsupported="skip"
         )
-    # through the Platonic run: the diagnostics run beside its analyses, into its summary
+    # the diagnostics stage on the Platonic run's space, then its summary into the claims
+    space = dict(n_anchors=32, method="fps")
+    diagnosed = diagnose_store(
+        store,
+        models,
+        structures,
+        PlatonicFiles(tmp_path).diagnostics.folder,
+        n_symmetric=2,
+        n_mirror=1,
+        n_phonon=1,
+        relax_steps=60,
+        **space,
+    )
     platonic = run_platonic(
         store,
         models,
         tmp_path,
         structures=structures,
-        n_anchors=32,
-        method="fps",
         n_atoms=300,
         ot_atoms=200,
         robustness=False,
-        diagnostics=dict(n_symmetric=2, n_mirror=1, n_phonon=1, relax_steps=60),
+        diagnostics_summary=diagnosed,
+        **space,
     )
     summary = platonic["diagnostics"]
+    assert summary is diagnosed
     assert json.loads((tmp_path / "summary.json").read_text())["diagnostics"] == json.loads(
         json.dumps(summary, default=float)
     )

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from ase.io import write as ase_write
 
 import mlipspace
 from conftest import local_descriptor
@@ -362,3 +363,179 @@ def test_cli_report(results, tmp_path):
         env={**os.environ, "COLUMNS": "200"},
     )
     assert result.returncode == 2 and "results folder not found" in result.stderr
+
+
+# -- the results contract, the findings, the notes ---------------------------------------
+
+
+def test_heatmap_files_beside_a_table(results, tmp_path):
+    from mlipspace.report import write_heatmaps
+    from mlipspace.results import write_table
+
+    df = pd.read_csv(results / "compare" / "compare_ll.csv")
+    paths = write_table(df, tmp_path, "compare") + write_heatmaps(df, tmp_path, "compare")
+    names = {p.name for p in paths}
+    assert {"compare.parquet", "compare.csv", "compare_gfre.png", "compare_cka.svg"} <= names
+    assert "compare.html" in names and all(p.exists() for p in paths)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "compare.parquet"), df)
+    html = (tmp_path / "compare.html").read_text()
+    assert '<script src="http' not in html and "Plotly" in html and len(html) > 1_000_000
+    # the page holds the same heatmaps as the report: row = source, the table's values
+    page_gfre = next(iter(plotly_figures(html).values()))  # the first measure: gfre
+    expected = (
+        df[df.measure == "gfre"]
+        .pivot(index="source", columns="target", values="value")
+        .reindex(index=page_gfre[0]["y"], columns=page_gfre[0]["x"])
+    )
+    np.testing.assert_allclose(decode(page_gfre[0]["z"]), expected.to_numpy(), equal_nan=True)
+
+
+def test_pca_maps_are_written_by_the_platonic_run(results):
+    """The maps read back equal the PCA of the store's features projected on the anchors."""
+    from sklearn.decomposition import PCA
+
+    from mlipspace.platonic.space import project
+
+    maps = ResultsFolder(results).platonic.pca_maps()
+    assert maps.models == MODELS and maps.layer == "node" and len(maps.site) == 200
+    store = mlipspace.FeatureStore(results / "store.zarr", mode="r")
+    aligned = store.aligned([(m, "node") for m in [*MODELS, "soap"]])
+    first = aligned[("model-a", "node")]
+    rows = {
+        (h, s): i for i, (h, s) in enumerate(zip(first.structure_hash, first.site, strict=True))
+    }
+    anchors = pd.read_csv(results / "platonic" / "anchors.csv")
+    anchor_rows = np.array(
+        [rows[(h, s)] for h, s in zip(anchors.structure_hash, anchors.site, strict=True)]
+    )
+    sample = np.array([rows[(h, s)] for h, s in zip(maps.structure_hash, maps.site, strict=True)])
+    for model in MODELS:
+        E = np.asarray(aligned[(model, "node")].X, dtype=np.float64)
+        for kind, X in (("raw", E[sample]), ("anchored", project(E, anchor_rows)[sample])):
+            reference = PCA(n_components=2, svd_solver="full").fit(X)
+            coords, ratio = maps.maps[model][kind]
+            np.testing.assert_allclose(ratio, reference.explained_variance_ratio_, rtol=1e-9)
+            signs = np.sign(np.sum(coords * reference.transform(X), axis=0))
+            np.testing.assert_allclose(coords, reference.transform(X) * signs, atol=1e-9)
+
+
+def test_findings_open_the_report(report, results):
+    html = report.read_text(encoding="utf-8")
+    section = html[html.index('<section id="findings">') : html.index('<section id="overview">')]
+    claims = pd.read_csv(results / "platonic" / "claims.csv", keep_default_na=False)
+    verdict = {"True": "holds", "False": "does not hold", "": "undecided"}
+    counts = pd.Series([verdict[str(v)] for v in claims["holds"]]).value_counts()
+    for word, n in counts.items():
+        assert f"{n} {word}" in section, (word, n)
+    assert f"of {len(claims)} checks" in section
+    for key in ("claims", "compare", "cumulants", "agreement", "diagnostics"):
+        assert f'href="#{key}"' in section, key
+    figures = plotly_figures(section)
+    assert set(figures) == {
+        "fig-findings-compare",
+        "fig-findings-cumulants",
+        "fig-findings-agreement",
+        "fig-findings-diagnostics",
+    }
+    # the GFRE map of the findings is the one of the compare section
+    full = plotly_figures(html)
+    np.testing.assert_array_equal(
+        decode(full["fig-findings-compare"][0]["z"]), decode(full["fig-compare_ll_gfre"][0]["z"])
+    )
+
+
+def test_every_not_found_note_says_what_writes_the_file(tmp_path):
+    (tmp_path / "nothing").mkdir()
+    html = build_report(tmp_path / "nothing", strict=True).read_text(encoding="utf-8")
+    notes = re.findall(r'<p class="note">(.*?)</p>', html)
+    missing = [n for n in notes if "not found" in n]
+    assert len(missing) >= 10
+    for note in missing:
+        assert "run `mlipspace " in note, note
+
+
+def test_skipped_structures_are_grouped_by_model_and_reason():
+    from mlipspace.report.sections.overview import skipped_table
+
+    rows = []
+    for layer in ("ll", "node", "bb"):
+        for i in range(40):  # one reason, worded per structure, on every layer
+            rows.append(
+                {
+                    "model": "chgnet-0.2.0",
+                    "layer": layer,
+                    "structure_hash": f"h{i}",
+                    "source": f"demo:isolated-{i}",
+                    "reason": f"chgnet-0.2.0 cannot build a graph for structure {i} "
+                    f"(demo:isolated-{i}, H{i}): {1 + i % 3} isolated atom(s)",
+                }
+            )
+    for i in range(2):
+        rows.append(
+            {
+                "model": "diep",
+                "layer": "ll",
+                "structure_hash": f"x{i}",
+                "source": "",
+                "reason": f"diep does not support element Pu (Z=94) found in structure {i} "
+                f"(x{i}, Pu)",
+            }
+        )
+    table = skipped_table(pd.DataFrame(rows))
+    assert len(table) == 2  # was one row per structure and layer: 122
+    chgnet = table.set_index("model").loc["chgnet-0.2.0"]
+    assert chgnet["structures"] == 40 and chgnet["layers"] == "ll, node, bb"
+    assert chgnet["reason"] == (
+        "chgnet-0.2.0 cannot build a graph for a structure: N isolated atom(s)"
+    )
+    assert chgnet["examples"] == "demo:isolated-0, demo:isolated-1, demo:isolated-2, … (+37)"
+    diep = table.set_index("model").loc["diep"]
+    assert diep["structures"] == 2 and diep["examples"] == "x0, x1"  # the hash without a source
+    assert "element Pu" in diep["reason"]
+
+
+def _cli(*args, timeout=600):
+    result = subprocess.run(
+        [sys.executable, "-m", "mlipspace", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert result.returncode == 0, (args, result.stderr[-3000:])
+    return result
+
+
+def test_report_of_a_step_by_step_cli_run(tmp_path):
+    """featurize → compare → cumulants → platonic into results/, the store and the
+    structures kept elsewhere: the report finds every part (issue 19, item 3)."""
+    data = tmp_path / "data.extxyz"
+    ase_write(data, list(mlipspace.demo_structures("small"))[:16])
+    store, out = tmp_path / "feats.zarr", tmp_path / "results"
+    _cli(
+        "featurize", data, "--models", "soap,chgnet-0.3.0", "--layers", "ll,node", "--store", store
+    )
+    _cli(
+        "compare", "--store", store, "--models", "soap,chgnet-0.3.0",
+        "--measures", "gfre,cka", "--n-test", "40", "--out", out / "compare",
+    )  # fmt: skip
+    _cli(
+        "cumulants", "--store", store, "--model", "chgnet-0.3.0", "--max-order", "2",
+        "--measures", "gfre", "--out", out / "cumulants",
+    )  # fmt: skip
+    _cli(
+        "platonic", "--store", store, "--models", "chgnet-0.3.0", "--structures", data,
+        "--anchors", "16", "--atoms", "120", "--ot-atoms", "60", "--out", out / "platonic",
+    )  # fmt: skip
+    _cli("report", out, "--store", store, "--structures", data)
+    html = (out / "report.html").read_text(encoding="utf-8")
+    notes = re.findall(r'<p class="note">(.*?)</p>', html)
+    assert not [n for n in notes if "store.zarr" in n or "structures.extxyz" in n], notes
+    assert "fig-pca-maps" in plotly_figures(html)
+    assert (out / "chemiscope.json.gz").stat().st_size > 1000
+    provenance = html[html.index('<section id="provenance">') :]
+    assert "Model packages recorded at extraction time" in provenance and "chgnet" in provenance
+    # without the options, each absent part says how to point the report at it
+    bare = build_report(out, tmp_path / "bare.html").read_text(encoding="utf-8")
+    assert re.search(r'<p class="note">store.zarr not found[^<]*--store', bare)
+    assert re.search(r'<p class="note">structures.extxyz not found[^<]*--structures', bare)

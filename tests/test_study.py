@@ -115,3 +115,40 @@ def test_init_writes_example(tmp_path):
         timeout=120,
     )
     assert again.returncode != 0 and "exists" in again.stderr
+
+
+def test_diagnostics_stage_then_platonic_then_a_report_showing_the_summary(study_file):
+    study_file.write_text(
+        study_file.read_text()
+        + "\n[diagnostics]\nn_symmetric = 1\nn_mirror = 1\nn_phonon = 1\nrelax_steps = 10\n"
+        + "\n[report]\nenabled = true\n"
+    )
+    out = run_study(load_study(study_file))
+    record = json.loads((out / "stages.json").read_text())
+    assert list(record) == [
+        "structures",
+        "featurize",
+        "compare",
+        "cumulants",
+        "diagnostics",
+        "platonic",
+        "report",
+    ]
+    # the claims check the diagnostics of their own stage, read back from the results folder
+    diagnostics = json.loads((out / "diagnostics" / "summary.json").read_text())
+    assert json.loads((out / "platonic" / "summary.json").read_text())["diagnostics"] == (
+        diagnostics
+    )
+    assert diagnostics["models"] == ["chgnet-0.3.0"] and diagnostics["relax_runs"] == 1
+    claims = pd.read_csv(out / "platonic" / "claims.csv", keep_default_na=False)
+    assert "diagnostics were not run" not in " ".join(claims.loc[claims.test == "T9", "evidence"])
+    # summary.md is written before the report, which shows it
+    html = (out / "report.html").read_text(encoding="utf-8")
+    overview = html[html.index('<section id="overview">') : html.index('<section id="claims">')]
+    assert "# mlipspace results" in overview and "not found" not in overview
+    assert "**report**" in (out / "summary.md").read_text()  # rewritten after the report
+    # new diagnostics settings redo the diagnostics and what reads them, nothing else
+    study_file.write_text(study_file.read_text().replace("relax_steps = 10", "relax_steps = 12"))
+    changed = load_study(study_file)
+    run_study(changed)
+    assert set(changed.timings) == {"diagnostics", "platonic", "report"}

@@ -464,6 +464,20 @@ class ResultsFolder:
         nested = PlatonicFiles(self.platonic.folder).diagnostics
         return nested if not self.diagnostics.present() and nested.present() else self.diagnostics
 
+    def main_paths(self) -> list[Path]:
+        """The parts a user opens first (report, summary, each stage's folder, the store)
+        that exist, in that order."""
+        parts = [
+            self.report_path,
+            self.summary_path,
+            self.compare.folder,
+            self.cumulants.folder,
+            self.diagnostics.folder,
+            self.platonic.folder,
+            self.store_path,
+        ]
+        return [p for p in parts if p.exists()]
+
     # writers
     def write_structures(self, structures: Sequence[Any]) -> Path:
         from ase.io import write

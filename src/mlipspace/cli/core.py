@@ -97,9 +97,10 @@ def demo_command(
 
 def _print_results(results: Path) -> None:
     console.print(f"[bold green]done.[/] results in {results}/")
-    for name in ("report.html", "summary.md", "compare", "cumulants", "platonic", "store.zarr"):
-        if (results / name).exists():
-            console.print(f"  {results / name}")
+    from ..results import ResultsFolder
+
+    for path in ResultsFolder(results).main_paths():
+        console.print(f"  {path}")
 
 
 @app.command("run")

@@ -27,7 +27,7 @@ def findings(ctx: ReportContext) -> Section:
         words = ", ".join(f"{n} {escape(v)}" for v, n in counts.items())
         sec.lead(
             f'Claims of the papers checked here (<a href="#claims">details</a>): {words} '
-            f"of {len(claims)}."
+            f"of {len(claims)} checks."
         )
         by_test = claims.assign(verdict=verdicts(claims)).groupby("test", sort=False)["verdict"]
         per_test = by_test.agg(lambda v: ", ".join(dict.fromkeys(v)))

@@ -88,8 +88,10 @@ def skipped_table(skipped: pd.DataFrame, n_examples: int = N_EXAMPLES) -> pd.Dat
 
 
 def _cause(reason: str) -> str:
-    """A skip reason without the structure it names ("structure 12 (label, formula)")."""
-    return re.sub(r"structure \d+ \([^)]*\)", "a structure", str(reason)).strip()
+    """A skip reason without what is particular to one structure: the structure it names
+    ("structure 12 (label, formula)") and counts ("has 3 isolated atoms" → "has N")."""
+    text = re.sub(r"structure \d+ \([^)]*\)", "a structure", str(reason))
+    return re.sub(r"(?<=\s)\d+(?=\s)", "N", text).strip()
 
 
 def models(ctx: ReportContext) -> Section:
