@@ -274,12 +274,6 @@ def test_imports_are_resolved():
 # -- the rules -----------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="remains (issue 15 part 4, report/diagnostics area): mlipspace.diagnostics.run "
-    "imports mlipspace.platonic and mlipspace.platonic.run imports mlipspace.diagnostics "
-    "(diagnostics started by the Platonic analysis)",
-)
 def test_no_import_cycles_between_units():
     assert unit_cycles() == []
 
@@ -306,19 +300,10 @@ def test_no_private_names_across_units():
     assert private_uses() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="remains (issue 15 part 4, report area): src/mlipspace/report/html.py (1313 lines)",
-)
 def test_no_source_file_over_700_lines():
     assert long_files() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="remains (issue 15 part 6, report/study area): ReportError in "
-    "mlipspace.report.html and StudyError in mlipspace.study move to mlipspace.errors",
-)
 def test_every_error_class_lives_in_errors_py():
     assert error_classes_elsewhere() == []
 

@@ -307,7 +307,6 @@ def run_study(
         "anchor_model": anchor_model,
         "method": pcfg.get("method", "direct"),
         "center": bool(pcfg.get("center", False)),
-        "seed": seed,
     }
 
     if diagnose:
@@ -320,13 +319,14 @@ def run_study(
                 space_models,
                 structures,
                 results.diagnostics.folder,
+                random_state=seed,
                 progress=say,
                 **space,
                 **dcfg,
             )
             return {"auroc": summary.get("auroc", [])}
 
-        key = _key(featurize_key, space_models, space, dcfg)
+        key = _key(featurize_key, space_models, space, dcfg, seed)
         runner.stage("diagnostics", key, diagnostics_stage)
 
     if "platonic" in study.config:

@@ -72,7 +72,7 @@ def platonic_command(
                 names,
                 atoms,
                 PlatonicFiles(out_dir).diagnostics.folder,
-                seed=seed,
+                random_state=random_state,
                 progress=lambda text: status.update(text),
                 **space,
             )

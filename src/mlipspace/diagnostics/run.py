@@ -402,7 +402,7 @@ def diagnose_store(
     anchor_layer: str | None = None,
     method: str = "direct",
     center: bool = False,
-    seed: int = 0,
+    random_state: int = 0,
     progress: Callable[[str], None] | None = None,
     **options: Any,
 ) -> dict[str, Any]:
@@ -410,7 +410,8 @@ def diagnose_store(
 
     The space is the one :func:`mlipspace.platonic.run_platonic` builds with the same
     settings (same anchors), so its summary can be handed to the Platonic run's claims.
-    ``options`` go to :func:`run_diagnostics`.
+    ``random_state`` seeds the anchors and the diagnostics; ``options`` go to
+    :func:`run_diagnostics`.
     """
     from ..platonic.space import common_space_from_store
 
@@ -425,7 +426,7 @@ def diagnose_store(
         anchor_layer,
         method,
         center,
-        seed,
+        random_state,
         structures=structures,
     )
-    return run_diagnostics(space, structures, out, seed=seed, progress=progress, **options)
+    return run_diagnostics(space, structures, out, seed=random_state, progress=progress, **options)
