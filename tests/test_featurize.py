@@ -182,8 +182,11 @@ def test_cli_models_and_featurize(tmp_path):
         "--on-unsupported",
         "skip",
     ]
-    result = runner.invoke(app, args)
+    result = runner.invoke(app, args, env={"COLUMNS": "300"})
     assert result.exit_code == 0, result.output
+    # every skipped structure is listed with its reason (once, not once per layer)
+    assert result.output.count("does not support element Po (Z=84)") == 1
+    assert f"{path}@2" in result.output  # the structure at fault: file and frame
     fs = FeatureStore(store)
     assert set(fs.entries()) == {("soap", "ll"), ("soap", "bb"), ("diep", "ll"), ("diep", "bb")}
     assert len(fs.read("soap", "ll").structures) == 3
@@ -397,3 +400,18 @@ def test_ctrl_c_in_a_terminal_run(tmp_path):
     kept = FeatureStore(store)
     skipped = set(kept.skipped("chgnet-0.3.0", "ll")["structure_hash"])
     assert len(kept.hashes("chgnet-0.3.0", "ll") | skipped) == saved
+
+
+def test_ctrl_c_in_distributed_featurization_counts_the_whole_set(tmp_path):
+    """Chunked (Dask-style) featurization, run here: the note counts every structure of the
+    run, not only those of the chunk that was interrupted."""
+    from mlipspace.distributed import featurize_distributed
+    from mlipspace.models import ModelSpec, register
+
+    adapter = InterruptingSOAP()
+    register(ModelSpec(name="interrupting-soap-chunks", factory=lambda *a, **k: adapter))
+    store = tmp_path / "store.zarr"
+    with pytest.raises(KeyboardInterrupt) as info:
+        featurize_distributed(_structures(), "interrupting-soap-chunks", store=store, chunk_size=1)
+    assert len(info.value.__notes__) == 1
+    assert "interrupting-soap-chunks: 2 of 4 structures are saved" in info.value.__notes__[0]

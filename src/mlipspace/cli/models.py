@@ -92,7 +92,12 @@ def featurize_command(
         int | None, typer.Option("--batch-size", help="Structures per forward pass.")
     ] = None,
     on_unsupported: Annotated[
-        str, typer.Option("--on-unsupported", help="error | skip structures with unknown elements.")
+        str,
+        typer.Option(
+            "--on-unsupported",
+            help="error | skip: what to do with a structure a model cannot take (an element it "
+            "does not know, or a graph it cannot build); skipped ones are listed with the reason.",
+        ),
     ] = "error",
     dtype: Annotated[str, typer.Option("--dtype", help="float32 | float64")] = "float32",
     device: Annotated[str, typer.Option("--device", help="Torch device.")] = "cpu",
@@ -148,12 +153,28 @@ def _report_stored(fs, model_names: list[str], layer_names: list[str], atoms) ->
             )
 
 
+#: skipped structures listed one by one on screen (the store keeps them all)
+SHOW_SKIPPED = 20
+
+
 def _report_skipped(fs, model_names: list[str], layer_names: list[str], store: str) -> None:
     for name in model_names:
         for layer in layer_names:
             skipped = fs.skipped(name, layer)
-            if len(skipped):
-                console.print(f"[yellow]{name}/{layer}: {len(skipped)} structures skipped[/]")
+            if not len(skipped):
+                continue
+            console.print(f"[yellow]{name}/{layer}: {len(skipped)} structures skipped[/]")
+            if layer != layer_names[0]:
+                continue  # the same structures and reasons for every layer
+            for reason in skipped["reason"][:SHOW_SKIPPED]:
+                console.print(f"  {reason}", markup=False, highlight=False)
+            if len(skipped) > SHOW_SKIPPED:
+                console.print(
+                    f"  ... and {len(skipped) - SHOW_SKIPPED} more: "
+                    f"FeatureStore({str(store)!r}).skipped({name!r}, {layer!r})",
+                    markup=False,
+                    highlight=False,
+                )
     console.print(f"store: {store}")
 
 

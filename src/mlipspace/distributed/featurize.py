@@ -19,7 +19,7 @@ from ase import Atoms
 
 from ..errors import ModelError
 from ..featurization import as_structures, featurize
-from ..featurization.core import as_layers
+from ..featurization.core import as_layers, interrupted_note
 from ..store import open_store
 from .client import get_client, n_workers
 
@@ -129,6 +129,27 @@ def featurize_distributed(
     client = get_client(scheduler)
     options = dict(batch_size=batch_size, device=device, dtype=dtype, on_unsupported=on_unsupported)
     done: dict[str, int] = {}
+    try:
+        _featurize_models(atoms, names, layers, fs, client, chunk_size, options, done, progress)
+    except KeyboardInterrupt as exc:
+        # the notes of one chunk would count that chunk only: say what the store holds
+        exc.__notes__ = [interrupted_note(fs, name, layers, atoms) for name in names]
+        raise
+    return done
+
+
+def _featurize_models(
+    atoms: list[Atoms],
+    names: list[str],
+    layers: list[str],
+    fs: FeatureStore,
+    client: Any,
+    chunk_size: int | None,
+    options: dict[str, Any],
+    done: dict[str, int],
+    progress: Callable[[str, int, int], None] | None,
+) -> None:
+    storage_options = fs.storage_options or None
     for name in names:
         from ..models.registry import resolve
 
@@ -162,4 +183,3 @@ def featurize_distributed(
                 client.cancel(list(futures))
                 raise
         done[name] = len(todo)
-    return done
