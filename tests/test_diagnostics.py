@@ -390,7 +390,7 @@ def test_run_diagnostics_on_a_chgnet_common_space(tmp_path):
         n_mirror=1,
         n_phonon=1,
         relax_steps=60,
-        **space,
+        space=space,
     )
     platonic = run_platonic(
         store,

@@ -4,8 +4,9 @@
 demo set or on fewer models, and writes under ``out``: ``structures.extxyz``,
 ``store.zarr`` (``ll``, ``node`` and ``bb`` features of every demo model), ``compare/``
 (all-pairs GFRE, LFRE, CKA, mutual kNN), ``cumulants/`` (order tables and the cross-model
-table), ``platonic/`` (the common anchor space and its analyses), ``report.html`` and
-``summary.md``.
+table), ``diagnostics/`` (the physical-failure diagnostics), ``platonic/`` (the common anchor
+space and its analyses), ``summary.md`` and ``report.html`` (the layout:
+:mod:`mlipspace.results`).
 """
 
 from __future__ import annotations

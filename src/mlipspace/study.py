@@ -319,9 +319,9 @@ def run_study(
                 space_models,
                 structures,
                 results.diagnostics.folder,
+                space=space,
                 random_state=seed,
                 progress=say,
-                **space,
                 **dcfg,
             )
             return {"auroc": summary.get("auroc", [])}

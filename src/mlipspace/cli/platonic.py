@@ -72,9 +72,9 @@ def platonic_command(
                 names,
                 atoms,
                 PlatonicFiles(out_dir).diagnostics.folder,
+                space=space,
                 random_state=random_state,
                 progress=lambda text: status.update(text),
-                **space,
             )
         summary = run_platonic(
             fs,

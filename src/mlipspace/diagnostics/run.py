@@ -396,37 +396,25 @@ def diagnose_store(
     structures: Sequence[Atoms],
     out: str | Path,
     *,
-    layer: str = "node",
-    n_anchors: int = 256,
-    anchor_model: str = "soap",
-    anchor_layer: str | None = None,
-    method: str = "direct",
-    center: bool = False,
+    space: dict[str, Any] | None = None,
     random_state: int = 0,
     progress: Callable[[str], None] | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """The diagnostics stage: :func:`run_diagnostics` on the common space of a store.
 
-    The space is the one :func:`mlipspace.platonic.run_platonic` builds with the same
-    settings (same anchors), so its summary can be handed to the Platonic run's claims.
-    ``random_state`` seeds the anchors and the diagnostics; ``options`` go to
-    :func:`run_diagnostics`.
+    ``space`` holds the settings of the common space (the keyword arguments of
+    :func:`mlipspace.platonic.common_space_from_store`: ``layer``, ``n_anchors``,
+    ``anchor_model``, ``method``, ``center``): given the same to
+    :func:`mlipspace.platonic.run_platonic`, both use the same anchors, so this summary can
+    be handed to its claims. ``random_state`` seeds the anchors and the diagnostics;
+    ``options`` go to :func:`run_diagnostics`.
     """
     from ..platonic.space import common_space_from_store
 
     say = progress or (lambda text: None)
     say("diagnostics: anchors and projection")
-    space = common_space_from_store(
-        store,
-        models,
-        layer,
-        n_anchors,
-        anchor_model,
-        anchor_layer,
-        method,
-        center,
-        random_state,
-        structures=structures,
+    common = common_space_from_store(
+        store, models, random_state=random_state, structures=structures, **(space or {})
     )
-    return run_diagnostics(space, structures, out, seed=random_state, progress=progress, **options)
+    return run_diagnostics(common, structures, out, seed=random_state, progress=progress, **options)
