@@ -525,13 +525,15 @@ def test_report_of_a_step_by_step_cli_run(tmp_path):
     )  # fmt: skip
     _cli(
         "platonic", "--store", store, "--models", "chgnet-0.3.0", "--structures", data,
-        "--anchors", "16", "--atoms", "120", "--ot-atoms", "60", "--out", out / "platonic",
+        "--anchors", "16", "--atoms", "120", "--ot-atoms", "60", "--pca-atoms", "50",
+        "--out", out / "platonic",
     )  # fmt: skip
     _cli("report", out, "--store", store, "--structures", data)
     html = (out / "report.html").read_text(encoding="utf-8")
     notes = re.findall(r'<p class="note">(.*?)</p>', html)
     assert not [n for n in notes if "store.zarr" in n or "structures.extxyz" in n], notes
     assert "fig-pca-maps" in plotly_figures(html)
+    assert len(ResultsFolder(out).platonic.pca_maps().site) == 50  # platonic --pca-atoms
     assert (out / "chemiscope.json.gz").stat().st_size > 1000
     provenance = html[html.index('<section id="provenance">') :]
     assert "Model packages recorded at extraction time" in provenance and "chgnet" in provenance

@@ -348,6 +348,8 @@ def run_study(
                 seed=seed,
                 progress=say,
                 diagnostics_summary=results.diagnostics.summary() if diagnose else None,
+                pca_models=pcfg.get("pca_models"),
+                pca_atoms=int(pcfg.get("pca_atoms", 3000)),
             )
             return {"trained_pairs": summary["trained_pairs"]}
 

@@ -37,6 +37,11 @@ def platonic_command(
         int, typer.Option("--atoms", help="Atoms sampled for agreement and retrieval.")
     ] = 2000,
     ot_atoms: Annotated[int, typer.Option(help="Atoms sampled for optimal transport.")] = 1000,
+    pca_models: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated models of the PCA maps (default: first three trained)."),
+    ] = None,
+    pca_atoms: Annotated[int, typer.Option(help="Atoms subsampled for the PCA maps.")] = 3000,
     random_state: Annotated[
         int,
         typer.Option(
@@ -86,6 +91,10 @@ def platonic_command(
             seed=random_state,
             progress=lambda text: status.update(f"platonic: {text}"),
             diagnostics_summary=diagnosed,
+            pca_models=[m.strip() for m in pca_models.split(",") if m.strip()]
+            if pca_models
+            else None,
+            pca_atoms=pca_atoms,
             **space,
         )
     out.print_json(json.dumps(summary, default=float))
