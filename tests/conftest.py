@@ -15,7 +15,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 from ase import Atoms
-from ase.build import bulk, molecule
+
+# shared with the contract suite's probe (tests/model_contract_probe.py): one definition
+from model_contract_probe import contract_structures
+from model_contract_probe import transformed as transform
 
 _SCRATCH = tempfile.mkdtemp(prefix="mlipspace-test-home-")
 os.environ["HOME"] = _SCRATCH
@@ -57,15 +60,7 @@ def perovskite(a: float = 3.905) -> Atoms:
 
 def small_structure_set() -> list[Atoms]:
     """Four small, generic (rattled, hence chiral) structures of varied chemistry."""
-    si = bulk("Si", cubic=True)
-    si.rattle(0.05, seed=1)
-    nacl = bulk("NaCl", "rocksalt", a=5.64)
-    nacl.rattle(0.05, seed=2)
-    water = molecule("H2O")
-    water.cell = np.eye(3) * 10.0
-    water.pbc = True
-    water.center()
-    water.rattle(0.02, seed=3)
+    si, nacl, water, _ = contract_structures()  # the contract suite's, with SrTiO3 for Cu
     sto = perovskite()
     sto.rattle(0.05, seed=4)
     for i, atoms in enumerate((si, nacl, water, sto)):
@@ -80,19 +75,7 @@ def small_structures() -> list[Atoms]:
 
 # -- symmetry operations -------------------------------------------------------------
 
-
-def transform(
-    atoms: Atoms, rotation: np.ndarray, shift: np.ndarray, permutation: np.ndarray
-) -> Atoms:
-    """Rotate (positions and cell), translate, then reorder the atoms of ``atoms``."""
-    out = Atoms(
-        numbers=atoms.numbers[permutation],
-        positions=(atoms.positions @ rotation.T + shift)[permutation],
-        cell=atoms.cell.array @ rotation.T,
-        pbc=atoms.pbc,
-    )
-    out.info["source"] = atoms.info.get("source", "") + "+transformed"
-    return out
+# transform: rotate (positions and cell), translate, then reorder the atoms
 
 
 def random_rotation(seed: int, proper: bool = True) -> np.ndarray:
@@ -167,3 +150,23 @@ def calculator_energies(calculator, structures: Sequence[Atoms]) -> np.ndarray:
         atoms.calc = calculator
         out.append(atoms.get_potential_energy())
     return np.array(out)
+
+
+def assert_energies_match_calculator(adapter, structures: Sequence[Atoms], energies) -> None:
+    """The energies of the feature pass equal the package's own calculator's (1e-5 eV/atom)."""
+    reference = calculator_energies(adapter.calculator(), structures)
+    per_atom = np.abs(np.asarray(energies) - reference) / [len(a) for a in structures]
+    assert per_atom.max() <= 1e-5, per_atom
+
+
+def assert_float64_energies_match(name: str, structures: Sequence[Atoms]) -> None:
+    """A float64 model gives the float32 model's energies to 1e-4 eV per atom.
+
+    (The features of both precisions are compared for every model in
+    test_model_contract.py.)
+    """
+    from mlipspace.models import get_model
+
+    _, e32 = get_model(name).forward(structures, ["ll"])
+    _, e64 = get_model(name, dtype="float64").forward(structures, ["ll"])
+    np.testing.assert_allclose(e32, e64, atol=1e-4 * max(len(a) for a in structures))

@@ -10,7 +10,11 @@ import numpy as np
 import pytest
 from ase import Atoms
 
-from conftest import calculator_energies, small_structure_set
+from conftest import (
+    assert_energies_match_calculator,
+    assert_float64_energies_match,
+    small_structure_set,
+)
 from mlipspace.errors import ModelError
 from mlipspace.featurization import load_model
 
@@ -30,9 +34,7 @@ def checked(request):
 
 def test_energy_of_the_feature_pass_equals_the_calculator(checked):
     adapter, structures, energies = checked
-    reference = calculator_energies(adapter.calculator(), structures)
-    per_atom = np.abs(energies - reference) / [len(a) for a in structures]
-    assert per_atom.max() <= 1e-5
+    assert_energies_match_calculator(adapter, structures, energies)
 
 
 def test_official_atom_and_crystal_features_agree(checked):
@@ -51,19 +53,8 @@ def test_official_atom_and_crystal_features_agree(checked):
     np.testing.assert_allclose(ours["node"][0].sum(0), official["crystal_fea"], atol=1e-4)
 
 
-def test_float64_matches_float32():
-    structures = small_structure_set()
-    a32, a64 = load_model("chgnet-0.3.0"), load_model("chgnet-0.3.0", dtype="float64")
-    f32, e32 = a32.forward(structures, ["ll", "bb"])
-    f64, e64 = a64.forward(structures, ["ll", "bb"])
-    assert f64["bb"][0].dtype == np.float64 and f32["bb"][0].dtype == np.float32
-    for layer in ("ll", "bb"):
-        scale = max(np.abs(x).max() for x in f64[layer])
-        assert (
-            max(np.abs(x - y).max() for x, y in zip(f32[layer], f64[layer], strict=True))
-            <= 1e-4 * scale
-        )
-    np.testing.assert_allclose(e32, e64, atol=1e-4 * max(len(a) for a in structures))
+def test_float64_energies_match_float32():
+    assert_float64_energies_match("chgnet-0.3.0", small_structure_set())
 
 
 def test_isolated_atom_fails_clearly():

@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 from ase import Atoms
 
-from conftest import calculator_energies, small_structure_set
+from conftest import (
+    assert_energies_match_calculator,
+    assert_float64_energies_match,
+    calculator_energies,
+    small_structure_set,
+)
 from mlipspace.featurization import load_model
 
 pytestmark = pytest.mark.models
@@ -27,9 +32,7 @@ def checked():
 
 def test_energy_of_the_feature_pass_equals_the_calculator(checked):
     adapter, structures, energies = checked
-    reference = calculator_energies(adapter.calculator(), structures)
-    per_atom = np.abs(energies - reference) / [len(a) for a in structures]
-    assert per_atom.max() <= 1e-5
+    assert_energies_match_calculator(adapter, structures, energies)
 
 
 def test_node_features_equal_the_official_predict_structure(checked):
@@ -60,17 +63,8 @@ def test_ll_reproduces_the_atomic_energies(checked):
     np.testing.assert_allclose(atomic.detach(), gated(node).detach(), atol=1e-5)
 
 
-def test_float64_matches_float32():
-    structures = small_structure_set()
-    a32, a64 = load_model("diep"), load_model("diep", dtype="float64")
-    f32, e32 = a32.forward(structures, ["bb"])
-    f64, e64 = a64.forward(structures, ["bb"])
-    assert f64["bb"][0].dtype == np.float64
-    scale = max(np.abs(x).max() for x in f64["bb"])
-    assert (
-        max(np.abs(x - y).max() for x, y in zip(f32["bb"], f64["bb"], strict=True)) <= 1e-4 * scale
-    )
-    np.testing.assert_allclose(e32, e64, atol=1e-4 * max(len(a) for a in structures))
+def test_float64_energies_match_float32():
+    assert_float64_energies_match("diep", small_structure_set())
     import torch
 
     assert torch.get_default_dtype() == torch.float32  # restored after the float64 pass

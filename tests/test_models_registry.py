@@ -161,3 +161,18 @@ def test_cli_lists_the_cards():
         assert text in row, (text, row)
     row = next(line for line in listing.output.splitlines() if "mace-random" in line)
     assert "control" in row and "mace" in row
+
+
+def test_weights_check(tmp_path):
+    from mlipspace.models.torch_base import weights_check
+
+    def missing_package():
+        raise ModelError("somepackage is not installed")
+
+    (tmp_path / "model.pt").write_text("weights")
+    assert weights_check(lambda: tmp_path / "model.pt")()
+    assert weights_check(lambda: tmp_path, files=["model.pt"])()
+    assert not weights_check(lambda: tmp_path, files=["model.pt", "state.pt"])()
+    assert not weights_check(lambda: tmp_path / "other.pt")()
+    assert not weights_check(missing_package)()
+    assert not weights_check(lambda: tmp_path, modules=["no_such_module_here"])()

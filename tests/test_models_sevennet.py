@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 from ase import Atoms
 
-from conftest import calculator_energies, run_model_checks, small_structure_set
+from conftest import (
+    assert_energies_match_calculator,
+    assert_float64_energies_match,
+    calculator_energies,
+    run_model_checks,
+    small_structure_set,
+)
 from mlipspace.errors import ModelError
 from mlipspace.featurization import load_model
 from mlipspace.models import get_model
@@ -48,9 +54,7 @@ def test_mirror_sensitivity_is_measured(checked):
 
 def test_energy_of_the_feature_pass_equals_the_calculator(checked):
     adapter, structures, checks = checked
-    reference = calculator_energies(adapter.calculator(), structures)
-    per_atom = np.abs(checks.energies - reference) / [len(a) for a in structures]
-    assert per_atom.max() <= 1e-5
+    assert_energies_match_calculator(adapter, structures, checks.energies)
 
 
 def test_features_equal_the_calculators_readout_input(checked):
@@ -78,17 +82,8 @@ def test_fidelity_heads_differ():
     assert np.abs(pbe["ll"][0] - r2["ll"][0]).max() > 0.1
 
 
-def test_float64_matches_float32():
-    structures = small_structure_set()
-    a32, a64 = load_model("sevennet-0"), load_model("sevennet-0", dtype="float64")
-    f32, e32 = a32.forward(structures, ["bb"])
-    f64, e64 = a64.forward(structures, ["bb"])
-    assert f64["bb"][0].dtype == np.float64
-    scale = max(np.abs(x).max() for x in f64["bb"])
-    assert (
-        max(np.abs(x - y).max() for x, y in zip(f32["bb"], f64["bb"], strict=True)) <= 1e-4 * scale
-    )
-    np.testing.assert_allclose(e32, e64, atol=1e-4 * max(len(a) for a in structures))
+def test_float64_energies_match_float32():
+    assert_float64_energies_match("sevennet-0", small_structure_set())
 
 
 def test_isolated_atom_works():

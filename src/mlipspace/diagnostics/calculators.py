@@ -61,9 +61,9 @@ def calculator_for(model_name: str, device: str = "cpu") -> Any:
     if model_name == "diep":
         from diep.pretrained import make_calculator
 
-        from ..models.diep import _model_dir
+        from ..models.diep import model_dir
 
-        return make_calculator(_model_dir(), device=device, stress=True)
+        return make_calculator(model_dir(), device=device, stress=True)
     from ..featurization import load_model
 
     # the adapter's own calculator() builds the package's calculator on the same checkpoint

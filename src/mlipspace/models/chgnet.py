@@ -38,11 +38,13 @@ from .torch_base import (
     Capture,
     ForwardResult,
     TorchAdapter,
+    adapter_factory,
     checkpoint_metadata,
     layer_dims,
     package_file,
     prepare_module,
     torch_dtype,
+    weights_check,
 )
 
 #: registered name -> checkpoint name understood by ``CHGNet.load``
@@ -160,25 +162,6 @@ class CHGNetAdapter(TorchAdapter):
             return CHGNetCalculator(model=self.model, use_device=self.device)
 
 
-def _factory(checkpoint: str):
-    def factory(
-        argument: str | None = None, dtype: str = "float32", device: str = "cpu"
-    ) -> CHGNetAdapter:
-        return CHGNetAdapter(checkpoint, dtype=dtype, device=device)
-
-    return factory
-
-
-def _weights(checkpoint: str):
-    def available() -> bool:
-        try:
-            return _checkpoint_path(checkpoint).is_file()
-        except ModelError:
-            return False
-
-    return available
-
-
 _DESCRIPTIONS = {
     "0.3.0": "CHGNet 0.3.0 (MPtrj), 4 graph convolutions of 64",
     "0.2.0": "CHGNet 0.2.0 (MPtrj, older), 4 graph convolutions of 64",
@@ -205,10 +188,10 @@ def _card(checkpoint: str) -> ModelCard:
 SPECS = [
     ModelSpec(
         name=name,
-        factory=_factory(checkpoint),
+        factory=adapter_factory(CHGNetAdapter, checkpoint),
         layers=layer_dims(WIDTH, WIDTH, [WIDTH] * (N_CONV + 1)),
         description=_DESCRIPTIONS[checkpoint],
-        weights_available=_weights(checkpoint),
+        weights_available=weights_check(lambda c=checkpoint: _checkpoint_path(c)),
         relative_cost=0.8,  # demo: 22-34 s against SevenNet-0's 32 s
         card=_card(checkpoint),
     )

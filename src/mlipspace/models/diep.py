@@ -35,17 +35,18 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
-from ..errors import ModelError
 from .base import ModelCard, ModelSpec
 from .torch_base import (
     Capture,
     ForwardResult,
     TorchAdapter,
+    adapter_factory,
     file_sha256,
     layer_dims,
     package_file,
     package_version,
     prepare_module,
+    weights_check,
 )
 
 WIDTH = 64
@@ -55,7 +56,8 @@ BATCH_SIZE = 8
 MODEL_FILES = ("model.json", "model.pt", "state.pt")
 
 
-def _model_dir() -> Path:
+def model_dir() -> Path:
+    """The folder of ``diep_fold1`` inside the installed diep package."""
     return package_file(
         "diep", "pretrained_models", "diep_fold1", install="pip install diep==2.0.0"
     )
@@ -95,7 +97,7 @@ class DIEPAdapter(TorchAdapter):
         from diep.pretrained import DIEPCalculator, load_potential
 
         super().__init__(dtype, device)
-        self.path = _model_dir()
+        self.path = model_dir()
         with _precision(dtype):
             pot = load_potential(self.path, device=device, stress=False)
         pot.calc_forces = False
@@ -176,27 +178,13 @@ class DIEPAdapter(TorchAdapter):
         return make_calculator(self.path, device=self.device, stress=False)
 
 
-def _factory(
-    argument: str | None = None, dtype: str = "float32", device: str = "cpu"
-) -> DIEPAdapter:
-    return DIEPAdapter(dtype=dtype, device=device)
-
-
-def _weights() -> bool:
-    try:
-        directory = _model_dir()
-    except ModelError:
-        return False
-    return all((directory / f).is_file() for f in MODEL_FILES)
-
-
 SPECS = [
     ModelSpec(
         name="diep",
-        factory=_factory,
+        factory=adapter_factory(DIEPAdapter),
         layers=layer_dims(2 * WIDTH, WIDTH, [WIDTH] * (N_BLOCKS + 1)),
         description="DIEP diep_fold1 (MatPES r2SCAN), 3 blocks of 64, M3GNet-like",
-        weights_available=_weights,
+        weights_available=weights_check(model_dir, files=MODEL_FILES),
         relative_cost=1.3,  # demo: 42 s against SevenNet-0's 32 s
         card=ModelCard(
             architecture="DIEP",

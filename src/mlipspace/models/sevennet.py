@@ -43,12 +43,14 @@ from .base import ModelCard, ModelSpec
 from .torch_base import (
     ForwardResult,
     TorchAdapter,
+    adapter_factory,
     checkpoint_metadata,
     default_dtype,
     layer_dims,
     package_file,
     prepare_module,
     torch_dtype,
+    weights_check,
 )
 
 #: registered name -> (file inside sevenn/pretrained_potentials, modal)
@@ -224,25 +226,6 @@ class SevenNetAdapter(TorchAdapter):
         return self._calculator
 
 
-def _factory(key: str, modal: str | None):
-    def factory(
-        argument: str | None = None, dtype: str = "float32", device: str = "cpu"
-    ) -> SevenNetAdapter:
-        return SevenNetAdapter(key, modal=modal, dtype=dtype, device=device)
-
-    return factory
-
-
-def _weights(key: str):
-    def available() -> bool:
-        try:
-            return _checkpoint_path(key).is_file()
-        except ModelError:
-            return False
-
-    return available
-
-
 _DESCRIPTIONS = {
     "sevennet-0": "SevenNet-0 (11Jul2024, MPtrj), 5 interactions, lmax 2",
     "sevennet-0-22may2024": "SevenNet-0 (22May2024, MPtrj), 5 interactions, lmax 2",
@@ -275,10 +258,10 @@ def _mf_card(modal: str) -> ModelCard:
 SPECS = [
     ModelSpec(
         name=key,
-        factory=_factory(key, None),
+        factory=adapter_factory(SevenNetAdapter, key),
         layers=_DIMS,
         description=description,
-        weights_available=_weights(key),
+        weights_available=weights_check(lambda k=key: _checkpoint_path(k)),
         relative_cost=3.2 if key == "sevennet-l3i5" else 1.0,  # demo: 104 s vs 32 s
         card=_CARD,
     )
@@ -286,10 +269,10 @@ SPECS = [
 ] + [
     ModelSpec(
         name=f"sevennet-mf-0:{modal}",
-        factory=_factory("sevennet-mf-0", modal),
+        factory=adapter_factory(SevenNetAdapter, "sevennet-mf-0", modal=modal),
         layers=_DIMS,
         description=f"SevenNet-MF-0 multi-fidelity, {modal} head",
-        weights_available=_weights("sevennet-mf-0"),
+        weights_available=weights_check(lambda: _checkpoint_path("sevennet-mf-0")),
         card=_mf_card(modal),
     )
     for modal in MF_MODALS

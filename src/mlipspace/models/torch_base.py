@@ -265,6 +265,49 @@ def checkpoint_metadata(distribution: str, path: str | os.PathLike, **extra: Any
     }
 
 
+def adapter_factory(adapter: Callable[..., ModelAdapter], *args: Any, **kwargs: Any) -> Any:
+    """A ``ModelSpec.factory`` building ``adapter(*args, **kwargs, dtype=..., device=...)``.
+
+    For plain (non-parametrised) names, whose factory ignores the argument.
+    """
+
+    def factory(
+        argument: str | None = None, dtype: str = "float32", device: str = "cpu"
+    ) -> ModelAdapter:
+        return adapter(*args, **kwargs, dtype=dtype, device=device)
+
+    return factory
+
+
+def weights_check(
+    locate: Callable[[], Path], files: Sequence[str] = (), modules: Sequence[str] = ()
+) -> Callable[[], bool]:
+    """A ``ModelSpec.weights_available``: whether ``locate()`` exists here.
+
+    Parameters
+    ----------
+    locate : callable
+        Returns the checkpoint file or folder; may raise :class:`ModelError` (e.g. the
+        package holding it is not installed), which counts as "not available".
+    files : sequence of str
+        Files that must exist inside the folder ``locate()`` returns.
+    modules : sequence of str
+        Modules that must be importable too (compiled extensions the model needs).
+    """
+    import importlib.util
+
+    def available() -> bool:
+        try:
+            path = locate()
+        except ModelError:
+            return False
+        if not path.exists() or not all((path / f).is_file() for f in files):
+            return False
+        return all(importlib.util.find_spec(m) is not None for m in modules)
+
+    return available
+
+
 def pack_by_atoms(structures: Sequence[Atoms], max_atoms: int | None) -> list[list[Atoms]]:
     """Consecutive groups of structures with at most ``max_atoms`` atoms each.
 
@@ -483,6 +526,7 @@ __all__ = [
     "Capture",
     "ForwardResult",
     "TorchAdapter",
+    "adapter_factory",
     "assemble_layers",
     "check_dtype",
     "check_layers",
@@ -498,4 +542,5 @@ __all__ = [
     "split_rows",
     "torch_dtype",
     "unsupported_error",
+    "weights_check",
 ]
