@@ -176,7 +176,7 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="", help="also time mlipspace at these sizes")
     args = parser.parse_args()
 
-    from mlipspace.models._torch import set_threads
+    from mlipspace.models.torch_base import set_threads
 
     threads = set_threads()
     structures = demo_set(args.n)

@@ -291,11 +291,6 @@ def test_featurization_and_store_use_no_private_names_of_others(unit):
     assert [u for u in private_uses() if u.startswith(unit)] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="remains (models/diagnostics area): mlipspace.diagnostics.calculators imports "
-    "mlipspace.models.diep._model_dir",
-)
 def test_no_private_names_across_units():
     assert private_uses() == []
 
