@@ -541,3 +541,38 @@ def test_report_of_a_step_by_step_cli_run(tmp_path):
     bare = build_report(out, tmp_path / "bare.html").read_text(encoding="utf-8")
     assert re.search(r'<p class="note">store.zarr not found[^<]*--store', bare)
     assert re.search(r'<p class="note">structures.extxyz not found[^<]*--structures', bare)
+
+
+def test_compare_section_marks_cells_that_do_not_beat_their_null(tmp_path):
+    from mlipspace.metrics.compare import compare
+    from mlipspace.report.context import ReportContext
+    from mlipspace.report.figures import FigureWriter, heatmap_figure, null_marks, pair_matrix
+    from mlipspace.report.sections.pairs import compare as compare_section
+
+    structures = list(mlipspace.demo_structures("small"))[:40]
+    desc = [local_descriptor(a) for a in structures]
+    rng = np.random.default_rng(1)
+    W = rng.normal(size=(desc[0].shape[1], 12))
+    folder = ResultsFolder(tmp_path / "res")
+    store = mlipspace.FeatureStore(folder.store_path)
+    store.write("model-a", "ll", structures, [np.tanh(d @ W) for d in desc])
+    store.write("model-c", "ll", structures, [np.tanh(0.5 * d @ W[:, :8]) for d in desc])
+    store.write("noise", "ll", structures, [rng.normal(size=(len(a), 6)) for a in structures])
+    names = ["model-a", "model-c", "noise"]
+    df = compare(store, names, measures=("gfre", "cka"), n_test=100, n_permutations=19)
+    folder.compare.write(df, folder.compare.stem("ll"))
+    sub = df[df.measure == "gfre"]
+    marks = null_marks(sub, names)
+    p = sub.set_index(["source", "target"])["p_value"]
+    assert marks.loc["noise", "model-a"] == (p[("noise", "model-a")] > 0.05)
+    assert not marks.loc["model-a", "model-c"] and p[("model-a", "model-c")] <= 0.05
+    assert marks.to_numpy().any()  # the noise model does not beat its null somewhere
+    (trace,) = heatmap_figure(pair_matrix(sub, names), "gfre", marks=marks).data
+    for i, row in enumerate(names):
+        for j, col in enumerate(names):
+            assert trace.text[i][j].endswith(" ns") == bool(marks.loc[row, col])
+    html = compare_section(ReportContext(folder, FigureWriter(tmp_path / "figs"))).html()
+    assert "does not beat its permutation null" in html
+    assert "linear CKA (biased HSIC); rows L2-normalised" in html  # each measure named
+    assert "19 permutations of whole structures" in html
+    assert "each cell against its null and controls (18 cells)" in html

@@ -22,6 +22,7 @@ __all__ = [
     "FigureWriter",
     "element_group_colors",
     "heatmap_figure",
+    "null_marks",
     "pair_matrix",
     "save_dendrogram",
     "save_heatmap",
@@ -82,25 +83,53 @@ def pair_matrix(
     return M
 
 
+def null_marks(df: pd.DataFrame, names: Sequence[Any] | None = None) -> pd.DataFrame | None:
+    """Cells of a tidy pair table that do not beat their permutation null, as a boolean matrix.
+
+    True where ``p_value`` is above :data:`mlipspace.metrics.calibration.NULL_ALPHA`; None when
+    the table has no ``p_value`` column (no null was computed).
+    """
+    from ..metrics.calibration import beats_null
+
+    if "p_value" not in df:
+        return None
+    P = pair_matrix(df.assign(value=df["p_value"]), names)
+    return P.apply(lambda col: col.map(lambda p: bool(np.isfinite(p) and not beats_null(p))))
+
+
+def _cell_text(value: float, marked: bool, digits: str) -> str:
+    text = "" if not np.isfinite(value) else f"{value:{digits}}"
+    return f"{text} ns" if marked and text else text
+
+
 def heatmap_figure(
     M: pd.DataFrame,
     title: str,
     xlabel: str = "target",
     ylabel: str = "source",
     colorscale: str = "Viridis",
+    marks: pd.DataFrame | None = None,
 ) -> Any:
-    """Interactive heatmap (plotly) of ``M``: row = ``ylabel``, values in the cells and on hover."""
+    """Interactive heatmap (plotly) of ``M``: row = ``ylabel``, values in the cells and on hover.
+
+    ``marks`` (a boolean matrix like ``M``, e.g. :func:`null_marks`) adds "ns" to the cells
+    marked True.
+    """
     import plotly.graph_objects as go
 
     z = M.to_numpy(dtype=np.float64)
     x = [str(c) for c in M.columns]
     y = [str(i) for i in M.index]
+    mask = np.zeros(z.shape, bool) if marks is None else marks.to_numpy(dtype=bool)
     heat = go.Heatmap(
         z=z,
         x=x,
         y=y,
         colorscale=colorscale,
-        text=[[fmt(v) for v in row] for row in z],
+        text=[
+            [_cell_text(v, m, ".3g") for v, m in zip(r, k, strict=True)]
+            for r, k in zip(z, mask, strict=True)
+        ],
         hovertemplate=(
             f"{escape(ylabel)} %{{y}}<br>{escape(xlabel)} %{{x}}<br>"
             f"{escape(title)} = %{{z:.4g}}<extra></extra>"
@@ -127,6 +156,7 @@ def static_heatmap(
     xlabel: str = "target",
     ylabel: str = "source",
     cmap: str = "viridis",
+    marks: pd.DataFrame | None = None,
 ) -> Any:
     """The same heatmap as a matplotlib figure (for PNG/SVG copies); the caller closes it."""
     import matplotlib
@@ -150,7 +180,9 @@ def static_heatmap(
         mid = (finite.min() + finite.max()) / 2 if finite.size else 0.0
         for i, j in zip(*np.nonzero(np.isfinite(z)), strict=True):
             color = "k" if z[i, j] > mid else "w"
-            ax.text(j, i, f"{z[i, j]:.2g}", ha="center", va="center", fontsize=7, color=color)
+            marked = marks is not None and bool(marks.iat[i, j])
+            text = _cell_text(z[i, j], marked, ".2g")
+            ax.text(j, i, text, ha="center", va="center", fontsize=7, color=color)
     fig.colorbar(im, ax=ax)
     fig.tight_layout()
     return fig
@@ -206,12 +238,15 @@ def write_heatmaps(
     formats = set(formats)
     written: list[Path] = []
     static = [f for f in ("png", "svg") if f in formats]
+    marks = {m: null_marks(df[df["measure"] == m], names) for m in matrices}
     for measure, M in matrices.items() if static else ():
         paths = [folder / f"{stem}_{measure}.{ext}" for ext in static]
-        written += _save(static_heatmap(M, measure), paths)
+        written += _save(static_heatmap(M, measure, marks=marks[measure]), paths)
     if "html" in formats:
         parts = [
-            heatmap_figure(M, measure).to_html(full_html=False, include_plotlyjs=(i == 0))
+            heatmap_figure(M, measure, marks=marks[measure]).to_html(
+                full_html=False, include_plotlyjs=(i == 0)
+            )
             for i, (measure, M) in enumerate(matrices.items())
         ]
         path = folder / f"{stem}.html"
@@ -284,12 +319,14 @@ class FigureWriter:
         ylabel: str = "source",
         colorscale: str = "Viridis",
         static: bool = True,
+        marks: pd.DataFrame | None = None,
     ) -> str:
-        """Interactive heatmap plus its static copy ``<name>.png|svg``."""
+        """Interactive heatmap plus its static copy ``<name>.png|svg`` (``marks``: cells to
+        mark "ns", see :func:`heatmap_figure`)."""
         if static:
             cmap = colorscale.lower()
-            self.save(static_heatmap(M, title, xlabel, ylabel, cmap=cmap), name)
-        return self.plotly(heatmap_figure(M, title, xlabel, ylabel, colorscale), name)
+            self.save(static_heatmap(M, title, xlabel, ylabel, cmap=cmap, marks=marks), name)
+        return self.plotly(heatmap_figure(M, title, xlabel, ylabel, colorscale, marks), name)
 
 
 def image_tag(path: Path, alt: str) -> str:

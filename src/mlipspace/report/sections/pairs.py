@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from html import escape
 
+import pandas as pd
+
+from ...metrics.calibration import NULL_ALPHA
+from ...metrics.registry import MEASURE_INFO, describe_measure
 from ..context import ReportContext, absent_note, missing
-from ..figures import fmt, pair_matrix
+from ..figures import fmt, null_marks, pair_matrix
 from ..template import Section, details, figure_block, table
 
 #: measures of the pairwise comparison, in display order, with what their values mean
@@ -35,10 +39,13 @@ def compare(ctx: ReportContext) -> Section:
         sec.heading(f"{stem} (layer {layer})")
         if "seed" in df:
             ctx.seed("compare", df["seed"].dropna())
+        measures = list(dict.fromkeys(df["measure"]))
+        sec.add(_measure_descriptions(df, measures))
         figs = []
-        for measure in dict.fromkeys(df["measure"]):
+        for measure in measures:
             M = pair_matrix(df[df.measure == measure], names)
-            figs.append(ctx.figures.heatmap(M, measure, f"{stem}_{measure}"))
+            marks = null_marks(df[df.measure == measure], names)
+            figs.append(ctx.figures.heatmap(M, measure, f"{stem}_{measure}", marks=marks))
             if measure == "gfre":
                 ctx.highlight(
                     "compare",
@@ -48,6 +55,7 @@ def compare(ctx: ReportContext) -> Section:
                     "(0: fully recovered).",
                 )
         sec.add(figure_block(figs))
+        sec.add(_calibration(df))
         dims = [c for c in ("dim_source", "effective_rank_source") if c in df]
         if dims:
             ranks = (
@@ -67,6 +75,57 @@ def compare(ctx: ReportContext) -> Section:
             sec.add(table(ranks))
         sec.add(details(f"full table ({stem}.csv)", table(df, max_rows=500)))
     return sec
+
+
+def _measure_descriptions(df: pd.DataFrame, measures: list[str]) -> str:
+    """Each measure's precise name, preprocessing, split and calibration (one line each)."""
+    known = [m for m in measures if m in MEASURE_INFO]
+    if not known:
+        return ""
+    items = "".join(f"<li>{escape(describe_measure(df, m))}</li>" for m in known)
+    return f'<ul class="lead">{items}</ul>'
+
+
+#: calibration columns of a compare table, as the report heads them
+_CALIBRATION_COLUMNS = {
+    "value": "value",
+    "ci_low": "CI low",
+    "ci_high": "CI high",
+    "null_mean": "null mean",
+    "null_std": "null std",
+    "p_value": "p",
+    "random_baseline": "random-source baseline",
+    "value_common_width": "at common width",
+}
+
+
+def _calibration(df: pd.DataFrame) -> str:
+    """Each cell against its null, interval and width control, when the table holds them."""
+    present = [c for c in _CALIBRATION_COLUMNS if c in df and c != "value"]
+    if not present:
+        return ""
+    notes = []
+    if "p_value" in df:
+        notes.append(
+            f"<b>ns</b> in a cell: it does not beat its permutation null (p &gt; {NULL_ALPHA:g}; "
+            "the target's structures permuted among structures of equal atom count). The level "
+            "is per cell, with no correction for the number of cells; a GFRE/LFRE null lies "
+            "above the score (lower is better), a similarity's below."
+        )
+    if "ci_low" in df:
+        notes.append("CI: percentile interval over resamples of the test structures (not atoms).")
+    if "random_baseline" in df:
+        notes.append(
+            "Random-source baseline: the same measure with the source replaced by Gaussian "
+            "features of its width on the same atoms (what width alone gives); at common width: "
+            "every model on the same number of principal components."
+        )
+    cells = df[["measure", "source", "target", "value", *present]].rename(
+        columns=_CALIBRATION_COLUMNS
+    )
+    return f'<p class="lead">{" ".join(notes)}</p>' + details(
+        f"each cell against its null and controls ({len(cells)} cells)", table(cells)
+    )
 
 
 def cumulants(ctx: ReportContext) -> Section:
