@@ -29,6 +29,7 @@ layers = ["ll", "node"]
 layer = "ll"
 measures = ["gfre", "cka"]
 n_test = 60
+permutations = 19
 
 [cumulants]
 models = ["chgnet-0.3.0"]
@@ -72,11 +73,14 @@ def test_stages_are_cached_and_force_redoes_the_rest(study_file):
     out = run_study(study)
     record = json.loads((out / "stages.json").read_text())
     assert list(record) == ["structures", "featurize", "compare", "cumulants", "platonic"]
-    assert (out / "compare" / "compare_ll.csv").exists()
+    table = pd.read_csv(out / "compare" / "compare_ll.csv")
+    assert set(table["n_permutations"]) == {19} and table["p_value"].between(0.05, 1).all()
     orders = out / "cumulants" / "chgnet-0.3.0" / "orders_ll.csv"
     assert set(pd.read_csv(orders)["measure"]) == {"gfre"}  # order_measures of the study
     assert (out / "platonic" / "summary.json").exists()
-    assert (out / "summary.md").read_text().startswith("# mlipspace results")
+    summary = (out / "summary.md").read_text()
+    assert summary.startswith("# mlipspace results")
+    assert "GFRE (global linear reconstruction error, ridge); each side centred" in summary
 
     again = load_study(study_file)
     run_study(again)

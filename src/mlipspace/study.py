@@ -248,6 +248,10 @@ def run_study(
                 seed=seed,
                 common_dim=ccfg.get("common_dim"),
                 n_bootstrap=int(ccfg.get("bootstrap", 0)),
+                confidence=float(ccfg.get("confidence", 0.95)),
+                n_permutations=int(ccfg.get("permutations", 0)),
+                width_control=bool(ccfg.get("width_control", False)),
+                common_width=ccfg.get("common_width"),
                 structures=structures,
                 engine=engine_for(scheduler),
             )
@@ -384,6 +388,8 @@ def _write_pairs(df: Any, folder: Path, stem: str) -> None:
 
 def write_summary(results: ResultsFolder, store: Any, record: dict[str, Any]) -> Path:
     """``summary.md``: the store's contents, each stage's time and headline numbers."""
+    from .metrics.registry import describe_measure
+
     lines = [
         "# mlipspace results",
         "",
@@ -396,6 +402,8 @@ def write_summary(results: ResultsFolder, store: Any, record: dict[str, Any]) ->
         gfre = df[df.measure == "gfre"].pivot(index="source", columns="target", values="value")
         lines += [
             f"## GFRE, row reconstructs column ({stem}.csv)",
+            "",
+            describe_measure(df, "gfre"),
             "",
             gfre.round(3).to_markdown(),
             "",
