@@ -112,6 +112,18 @@ def test_rotated_copy_gives_the_smallest_p_value(measure):
         assert res.score < res.null.min()
 
 
+def test_gfre_null_shares_the_source_factorisation_and_equals_refitting():
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal((70, 9))
+    Y = np.tanh(X[:, :4]) + 0.3 * rng.standard_normal((70, 4))
+    fast = permutation_test("gfre", X, Y, n_permutations=20, random_state=2)
+    slow = permutation_test(
+        lambda a, b: gfre(a, b), X, Y, n_permutations=20, random_state=2, higher_is_similar=False
+    )
+    np.testing.assert_allclose(fast.null, slow.null, rtol=1e-10)
+    assert fast.p_value == slow.p_value == pytest.approx(1 / 21)
+
+
 def test_direction_is_read_from_the_measure_and_required_for_custom_callables():
     rng = np.random.default_rng(4)
     X = rng.standard_normal((60, 5))

@@ -20,13 +20,17 @@ higher means more similar) is read from :mod:`mlipspace.metrics.registry`.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..errors import MetricInputError
+from .gfr import gfre, pointwise_gfre_targets
 from .registry import measure_function, measure_info, measure_name
+from .split import resolve_split
+from .validation import rms
 
 __all__ = [
     "NULL_ALPHA",
@@ -266,10 +270,25 @@ def permutation_test(
     fn = _resolve(measure)
     movable, perms = iter_permutations(len(X), n_permutations, random_state, groups)
     score = float(fn(X, Y))
-    null = np.array([float(fn(X, Y[p])) for p in perms])
+    if measure == "gfre" or measure is gfre:
+        null = _gfre_null(X, Y, perms)
+    else:
+        null = np.array([float(fn(X, Y[p])) for p in perms])
     return summarize_null(
         score, null, higher, "structure" if groups is not None else "atom", movable
     )
+
+
+def _gfre_null(X: np.ndarray, Y: np.ndarray, perms: Iterator[np.ndarray]) -> np.ndarray:
+    """``gfre(X, Y[p])`` for every permutation, the source factorised once per batch."""
+    train, test = resolve_split(len(X))
+    null: list[float] = []
+    while batch := list(itertools.islice(perms, 16)):
+        out = pointwise_gfre_targets(
+            X, {i: Y[p] for i, p in enumerate(batch)}, train_idx=train, test_idx=test
+        )
+        null.extend(rms(out[i]) for i in range(len(batch)))
+    return np.array(null)
 
 
 def summarize_null(
