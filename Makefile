@@ -33,7 +33,12 @@ $(MLIPSPACE_ENV_DIR)/.installed-mace: $(VENV)/.installed envs/mace.txt
 	$(BIN)/mlipspace env create mace
 	touch $@
 
-install-envs: $(MLIPSPACE_ENV_DIR)/.installed-mace
+# Orb-v3, PET (metatrain/metatomic) and MatterSim share one environment.
+$(MLIPSPACE_ENV_DIR)/.installed-orb-pet-mattersim: $(VENV)/.installed envs/orb-pet-mattersim.txt
+	$(BIN)/mlipspace env create orb-pet-mattersim
+	touch $@
+
+install-envs: $(MLIPSPACE_ENV_DIR)/.installed-mace $(MLIPSPACE_ENV_DIR)/.installed-orb-pet-mattersim
 
 # Debian's Chromium renders the HTML report in the browser test (tests/test_report_browser.py).
 install-browser:

@@ -36,6 +36,7 @@ FAMILY_VARIABLE = "MLIPSPACE_ENV_FAMILY"
 MAIN_FAMILY = "main"
 READY_MARKER = "mlipspace-env.json"
 NO_BUILD_ISOLATION = "no-build-isolation"
+NO_DEPS = "no-deps"
 
 _PIN = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*==\s*([A-Za-z0-9.+!_-]+)\s*$")
 
@@ -47,6 +48,7 @@ class Requirement:
     name: str
     version: str
     no_build_isolation: bool = False
+    no_deps: bool = False
 
     def __str__(self) -> str:
         return f"{self.name}=={self.version}"
@@ -115,7 +117,9 @@ def parse_requirements(path: Path) -> list[Requirement]:
     """Read a pin file: one ``name==version`` per line, ``#`` comments.
 
     A trailing ``# no-build-isolation`` marks a source build that must compile against
-    the torch already installed (``torch-scatter``). Anything but exact pins is
+    the torch already installed (``torch-scatter``); a trailing ``# no-deps`` a package
+    installed without its declared dependencies (``mattersim``, whose list pulls PyPI
+    torchvision), whose imports the file pins instead. Anything but exact pins is
     rejected, so an environment is reproducible.
     """
     out = []
@@ -128,7 +132,9 @@ def parse_requirements(path: Path) -> list[Requirement]:
             raise EnvironmentSetupError(
                 f"{path}:{number}: {line.strip()!r} is not an exact pin 'name==version'"
             )
-        out.append(Requirement(match[1], match[2], NO_BUILD_ISOLATION in comment))
+        out.append(
+            Requirement(match[1], match[2], NO_BUILD_ISOLATION in comment, NO_DEPS in comment)
+        )
     return out
 
 
@@ -261,7 +267,7 @@ def create_env(
     Steps: a fresh venv; the pinned ``torch`` alone first (so that the local CPU wheel
     is reused and no other torch is pulled in); the ``# no-build-isolation`` pins,
     compiled against that torch; the remaining pins together with mlipspace's core
-    dependencies, torch kept pinned; then ``pip install -e <repo> --no-deps``. A marker
+    dependencies, torch kept pinned; the ``# no-deps`` pins without dependencies; then ``pip install -e <repo> --no-deps``. A marker
     file records the pin file's digest; :func:`env_status` compares it.
 
     Parameters
@@ -295,13 +301,22 @@ def create_env(
     pip = [str(env_python(family)), "-m", "pip", "install", "--disable-pip-version-check"]
     torch_pins = [str(p) for p in pins if _normalise(p.name) == "torch"]
     isolated = [str(p) for p in pins if p.no_build_isolation]
-    rest = [str(p) for p in pins if not p.no_build_isolation and _normalise(p.name) != "torch"]
+    no_deps = [str(p) for p in pins if p.no_deps]
+    rest = [
+        str(p)
+        for p in pins
+        if not (p.no_build_isolation or p.no_deps) and _normalise(p.name) != "torch"
+    ]
     if torch_pins:
         _run([*pip, *torch_pins], log, echo)
     if isolated:
         _run([*pip, "setuptools", "wheel"], log, echo)
         _run([*pip, "--no-build-isolation", *torch_pins, *isolated], log, echo)
     _run([*pip, *torch_pins, *rest, *core_dependencies()], log, echo)
+    if no_deps:
+        # their declared dependencies would pull packages that break the environment
+        # (mattersim: PyPI torchvision); what they import is pinned in the file instead
+        _run([*pip, "--no-deps", *no_deps], log, echo)
     _run([*pip, "--no-deps", "-e", str(repo_root())], log, echo)
     # the environment must import mlipspace's worker and satisfy its own pins
     check = subprocess.run(

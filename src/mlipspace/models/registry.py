@@ -8,6 +8,7 @@ from importlib.metadata import entry_points
 
 from ..errors import ModelError
 from .base import ModelAdapter, ModelCard, ModelSpec
+from .rotations import split_rotation_suffix, with_rotation_suffix
 
 # Built-in family modules; each defines ``SPECS: list[ModelSpec]`` and imports its
 # heavy dependencies (torch, the model package) only inside the factories.
@@ -18,6 +19,9 @@ BUILTIN_FAMILY_MODULES = (
     "mlipspace.models.hienet",
     "mlipspace.models.mace",
     "mlipspace.models.soap",
+    "mlipspace.models.orb",
+    "mlipspace.models.pet",
+    "mlipspace.models.mattersim",
 )
 
 ENTRY_POINT_GROUP = "mlipspace.models"
@@ -72,7 +76,12 @@ def available_models() -> list[str]:
 
 
 def resolve(name: str) -> tuple[ModelSpec, str | None]:
-    """The spec serving ``name`` and the argument after ``":"`` for parametrised names."""
+    """The spec serving ``name`` and the argument after ``":"`` for parametrised names.
+
+    A rotational-averaging suffix ``+rot<N>[-<random_state>]`` (see
+    :mod:`mlipspace.models.rotations`) is not part of the argument.
+    """
+    name, _, _ = split_rotation_suffix(name)
     specs = model_specs()
     if name in specs and not specs[name].parametrised:
         return specs[name], None
@@ -87,11 +96,15 @@ def resolve(name: str) -> tuple[ModelSpec, str | None]:
 
 
 def get_model(name: str, dtype: str = "float32", device: str = "cpu") -> ModelAdapter:
-    """Load the model registered as ``name``."""
-    spec, argument = resolve(name)
-    adapter = spec.factory(argument, dtype=dtype, device=device)
-    adapter.name = name
-    return adapter
+    """Load the model registered as ``name`` (rotationally averaged with ``+rot<N>``)."""
+
+    def load(base: str) -> ModelAdapter:
+        spec, argument = resolve(base)
+        adapter = spec.factory(argument, dtype=dtype, device=device)
+        adapter.name = base
+        return adapter
+
+    return with_rotation_suffix(name, load)
 
 
 def model_card(name: str) -> ModelCard:
