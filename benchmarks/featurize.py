@@ -17,6 +17,14 @@ It prints the ratios mlipspace/(a) and mlipspace/(b). Targets for CHGNet and Sev
 sizes (how ``preferred_batch_size`` was chosen).
 
 Run: ``OMP_NUM_THREADS=2 python benchmarks/featurize.py [--models chgnet-0.3.0,sevennet-0]``
+
+Families that load a user's checkpoint (``orb:``, ``pet:``, ``mattersim:``) are measured on
+random-init checkpoints of the released architecture's size, built by the package's own
+code (``tests/families_probe.py``): name them ``orb:random``, ``pet:random``,
+``mattersim:random`` and run the script with their worker environment's Python, e.g.
+``OMP_NUM_THREADS=1 $MLIPSPACE_ENV_DIR/orb-pet-mattersim/bin/python benchmarks/featurize.py
+--models orb:random,pet:random,mattersim:random --n 50``. They have no separate
+energy-only path, so only (b) is measured for them.
 """
 
 from __future__ import annotations
@@ -110,7 +118,30 @@ def own_forward(name: str, adapter) -> Callable[[Sequence[Atoms]], object]:
             return out
 
         return run
+    if name.split(":")[0] in RANDOM_FAMILIES:
+        return None
     raise SystemExit(f"no reference path for {name}")
+
+
+#: families benchmarked on a random-init checkpoint built by ``tests/families_probe.py``
+RANDOM_FAMILIES = ("orb", "pet", "mattersim")
+
+
+def random_checkpoint(name: str, structures: Sequence[Atoms], folder: str) -> str:
+    """``<family>:random`` -> ``<family>:<path>`` of a freshly built random-init checkpoint."""
+    import sys
+    from pathlib import Path
+
+    family = name.split(":")[0]
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    import families_probe
+
+    if family == "pet":
+        elements = sorted({int(z) for a in structures for z in a.numbers})
+        paths = families_probe.build_pet(Path(folder), elements)
+        return f"pet:{paths['ckpt']}"
+    paths = families_probe.BUILDERS[family](Path(folder))
+    return f"{family}:{paths.get('conservative') or paths['ckpt']}"
 
 
 def calculator_loop(adapter) -> Callable[[Sequence[Atoms]], object]:
@@ -138,13 +169,20 @@ def bench_model(
     from mlipspace.featurization import featurize, load_model
 
     n_atoms = sum(len(a) for a in structures)
+    label = name
+    if name.endswith(":random"):
+        import tempfile
+
+        name = random_checkpoint(name, structures, tempfile.mkdtemp(prefix="mlipspace-bench-"))
     adapter = load_model(name)
     own = own_forward(name, adapter)
     loop = calculator_loop(adapter)
     warm = structures[:4]  # compile / first-call costs are not throughput
     featurize(warm, adapter, layer=["ll", "bb"], progress=False)
-    own(warm)
+    if own is not None:
+        own(warm)
     loop(warm)
+    name = label
 
     def ours(batch_size=None):
         return featurize(
@@ -154,15 +192,19 @@ def bench_model(
     # interleave the three paths and keep each one's best time, so that load changes on a
     # shared machine hit all of them alike
     paths = {"ours": ours, "own": lambda: own(structures), "loop": lambda: loop(structures)}
+    if own is None:
+        del paths["own"]
     best = dict.fromkeys(paths, np.inf)
     for _ in range(repeats):
         for key, fn in paths.items():
             best[key] = min(best[key], timed(fn, 1))
-    t_ours, t_own, t_loop = best["ours"], best["own"], best["loop"]
+    t_ours, t_loop = best["ours"], best["loop"]
     report(name, f"mlipspace (batch {adapter.preferred_batch_size()})", n_atoms / t_ours)
-    report(name, "(a) own forward, energy only", n_atoms / t_own)
+    if own is not None:
+        report(name, "(a) own forward, energy only", n_atoms / best["own"])
     report(name, "(b) ASE calculator loop", n_atoms / t_loop)
-    report(name, "ratio mlipspace / (a)", t_own / t_ours)
+    if own is not None:
+        report(name, "ratio mlipspace / (a)", best["own"] / t_ours)
     report(name, "ratio mlipspace / (b)", t_loop / t_ours)
     for size in batch_sizes:
         report(name, f"mlipspace batch {size}", n_atoms / timed(lambda s=size: ours(s), 1))

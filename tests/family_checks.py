@@ -109,8 +109,11 @@ def check_rotation_averaging(probe: Any, family: str) -> None:
     assert np.isfinite(arrays["averaging/rot1"]).all()
 
 
-def check_featurize_through_worker(probe: Any, family: str, key: str, structures: list) -> None:
-    """``mlipspace.featurize`` in the main process runs the worker and gets the same numbers."""
+def check_featurize_through_worker(
+    probe: Any, family: str, key: str, structures: list, invariant: bool = False
+) -> None:
+    """``mlipspace.featurize`` in the main process runs the worker and gets the same numbers;
+    ``+rot2`` runs there too (a no-op up to round-off for an ``invariant`` model)."""
     import mlipspace
 
     arrays, record = probe
@@ -124,5 +127,10 @@ def check_featurize_through_worker(probe: Any, family: str, key: str, structures
             expected = arrays[f"{key}/batch/{s}/{layer}"]
             np.testing.assert_allclose(rows, expected, atol=1e-5 * max(scale(expected), 1.0))
     averaged = mlipspace.featurize(structures[:1], f"{name}+rot2", layer="ll", progress=False)
-    assert averaged.X.shape == arrays[f"{key}/batch/0/ll"].shape
-    assert not np.allclose(averaged.X, arrays[f"{key}/batch/0/ll"])
+    base = arrays[f"{key}/batch/0/ll"]
+    assert averaged.X.shape == base.shape
+    assert averaged.model == f"{name}+rot2"
+    if invariant:
+        np.testing.assert_allclose(averaged.X, base, atol=1e-4 * scale(base))
+    else:
+        assert not np.allclose(averaged.X, base, atol=1e-4 * scale(base))

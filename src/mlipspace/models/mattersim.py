@@ -1,0 +1,291 @@
+"""MatterSim adapter: ``mattersim:<checkpoint>`` (mattersim 1.2.3, an M3GNet).
+
+Runs in the ``orb-pet-mattersim`` environment (``mlipspace env create orb-pet-mattersim``),
+where mattersim is installed without its declared dependencies (see
+``envs/orb-pet-mattersim.txt``). A checkpoint (``mattersim-v1.0.0-1M.pth``,
+``mattersim-v1.0.0-5M.pth`` or a fine-tuned one) is loaded by the package's own
+``Potential.from_checkpoint(load_path=<absolute path>, load_training_state=False)``;
+the absolute path matters, because a bare released file name makes mattersim download
+the file. That loader calls ``load_state_dict(strict=False)``, which silently ignores
+missing and unexpected weights: the adapter compares the checkpoint's keys with the
+model's itself and raises a :class:`ModelError` naming the file when they differ.
+
+The model is ``M3Gnet``: ``atom_embedding`` (one-hot → ``units``), ``graph_conv[0..3]``
+(``MainBlock``, three-body interactions; invariant scalar atom features), then the
+per-atom gated read-out ``final`` = ``g(x) * sigma(x)`` with ``g`` and ``sigma`` both
+``units → units → units → 1`` (swish, the gate ending in a sigmoid), scaled per element.
+
+``layer:0``
+    output of ``atom_embedding`` (128 for the released size).
+``layer:i`` (i = 1…4)
+    atom features out of ``graph_conv[i-1]`` (128 each).
+``bb``
+    ``layer:1`` … ``layer:4`` (512).
+``node``
+    the input of ``final`` (= ``layer:4``; 128).
+``ll``
+    ``[input of g[-1] | input of sigma[-1]]`` (256): the atomic energy is
+    ``(w·a + b) · sigmoid(v·c + d)``, and both hidden activations ``a`` and ``c`` enter a
+    last linear map (the DIEP convention, same gated read-out).
+
+MatterSim's features are invariant under rotations and reflections (O(3)); the tests
+measure it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+
+from ..errors import ModelError
+from ._torch import (
+    Capture,
+    assemble_layers,
+    check_dtype,
+    check_layers,
+    checkpoint_metadata,
+    layer_dims,
+    set_threads,
+    split_rows,
+    unsupported_error,
+)
+from .base import ModelAdapter, ModelCard, ModelSpec
+
+FAMILY = "orb-pet-mattersim"
+#: M3Gnet defaults (the size of MatterSim-v1.0.0-1M): 128 units, 4 blocks
+UNITS = 128
+N_LAYERS = 4
+BATCH_SIZE = 16
+
+
+def import_mattersim() -> Any:
+    """Import mattersim's potential; a clear error where it is not installed."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from loguru import logger
+            from mattersim.forcefield import potential
+
+        logger.disable("mattersim")  # its INFO lines on every load and calculator call
+    except ModuleNotFoundError as exc:
+        raise ModelError(
+            f"mattersim is not importable here ({exc}); MatterSim models run in the "
+            f"'{FAMILY}' environment: run `mlipspace env create {FAMILY}`"
+        ) from exc
+    return potential
+
+
+def _read_checkpoint(path: Path) -> dict[str, Any]:
+    import torch
+
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise ModelError(
+            f"mattersim:{path}: not a MatterSim checkpoint ({type(exc).__name__}: {str(exc)[:200]})"
+        ) from exc
+    if not (
+        isinstance(checkpoint, dict)
+        and checkpoint.get("model_name") == "m3gnet"
+        and isinstance(checkpoint.get("model"), dict)
+        and isinstance(checkpoint.get("model_args"), dict)
+    ):
+        keys = list(checkpoint)[:6] if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        raise ModelError(
+            f"mattersim:{path}: not a MatterSim checkpoint (needs model_name 'm3gnet', "
+            f"'model' and 'model_args'; found {keys}); an Orb, PET or other family's file "
+            "needs its own prefix"
+        )
+    return checkpoint
+
+
+def load_mattersim(path: Path, device: str) -> Any:
+    """The ``M3Gnet`` of ``path`` through ``Potential.from_checkpoint``, keys checked."""
+    potential = import_mattersim()
+    checkpoint = _read_checkpoint(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            loaded = potential.Potential.from_checkpoint(
+                load_path=str(path), device=device, load_training_state=False
+            )
+    except RuntimeError as exc:  # shapes that do not fit (strict=False still checks those)
+        raise ModelError(
+            f"mattersim:{path}: the weights do not match the M3GNet of its model_args "
+            f"({str(exc)[:300]})"
+        ) from exc
+    model = loaded.model
+    expected, found = set(model.state_dict()), set(checkpoint["model"])
+    if expected != found:
+        missing, unexpected = sorted(expected - found), sorted(found - expected)
+        raise ModelError(
+            f"mattersim:{path}: the weights do not match the M3GNet of its model_args "
+            f"(missing {missing[:5]}{'...' if len(missing) > 5 else ''}, unexpected "
+            f"{unexpected[:5]}{'...' if len(unexpected) > 5 else ''}); mattersim's loader "
+            "would have ignored this silently"
+        )
+    return loaded
+
+
+class MatterSimAdapter(ModelAdapter):
+    """Per-atom features of a MatterSim (M3GNet) checkpoint.
+
+    Parameters
+    ----------
+    path : str or Path
+        The checkpoint (``~`` and relative paths work).
+    dtype : {"float32"}
+        MatterSim's M3GNet casts its inputs to float32; only float32 is offered.
+    device : str
+    """
+
+    family = FAMILY
+
+    def __init__(self, path: str | Path, dtype: str = "float32", device: str = "cpu"):
+        import_mattersim()
+        set_threads()
+        self.dtype = check_dtype(dtype)
+        if self.dtype != "float32":
+            raise ModelError(
+                f"mattersim:{path}: MatterSim runs in float32 only (its M3GNet casts the "
+                "periodic offsets to float32)"
+            )
+        self.device = device
+        self.path = Path(path).expanduser().resolve()
+        self.name = f"mattersim:{path}"
+        if not self.path.is_file():
+            raise ModelError(f"mattersim:{path}: no such checkpoint file ({self.path})")
+        self.potential = load_mattersim(self.path, device)
+        self.model = self.potential.model.eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        args = self.model.model_args
+        self.cutoff = float(args["cutoff"])
+        self.threebody_cutoff = float(args["threebody_cutoff"])
+        self.max_z = int(self.model.max_z)
+        final = self.model.final
+        width = int(final.g[-1].linear.in_features)
+        self.widths = [int(self.model.atom_embedding.mlp[-1].linear.out_features)] + [width] * len(
+            self.model.graph_conv
+        )
+        self.ll_width = width + int(final.sigma[-1].linear.in_features)
+
+    # -- interface -------------------------------------------------------------------
+    def layer_dims(self) -> dict[str, int]:
+        return layer_dims(self.ll_width, self.widths[-1], self.widths)
+
+    def supported_elements(self) -> set[int]:
+        return set(range(1, self.max_z + 1))
+
+    def metadata(self) -> dict[str, Any]:
+        return checkpoint_metadata(
+            "mattersim",
+            self.path,
+            checkpoint_path=str(self.path),
+            dtype=self.dtype,
+            cutoff=self.cutoff,
+            threebody_cutoff=self.threebody_cutoff,
+            symmetry="O(3) (measured in tests/test_models_mattersim.py)",
+        )
+
+    def preferred_batch_size(self) -> int:
+        return BATCH_SIZE
+
+    def compute(
+        self, structures: Sequence[Atoms], layers: Sequence[str]
+    ) -> dict[str, list[np.ndarray]]:
+        features, _ = self.forward(structures, layers)
+        return features
+
+    # -- implementation --------------------------------------------------------------
+    def batch(self, structures: Sequence[Atoms]) -> dict[str, Any]:
+        """mattersim's input dictionary for ``structures``, as its calculator builds it."""
+        from mattersim.datasets.utils.build import build_dataloader
+        from mattersim.forcefield.potential import batch_to_dict
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            loader = build_dataloader(
+                list(structures),
+                model_type="m3gnet",
+                cutoff=self.cutoff,
+                threebody_cutoff=self.threebody_cutoff,
+                batch_size=len(structures),
+                only_inference=True,
+            )
+            graphs = list(loader)
+        if len(graphs) != 1:
+            raise ModelError(f"{self.name}: mattersim split one batch into {len(graphs)}")
+        return batch_to_dict(graphs[0], device=self.device)
+
+    def forward(
+        self, structures: Sequence[Atoms], layers: Sequence[str]
+    ) -> tuple[dict[str, list[np.ndarray]], np.ndarray]:
+        """Features of every requested layer and total energies (eV), no forces."""
+        import torch
+
+        layers = check_layers(layers, self.layer_dims(), self.name)
+        supported = self.supported_elements()
+        for i, atoms in enumerate(structures):
+            for z in np.unique(atoms.numbers):
+                if int(z) not in supported:
+                    raise unsupported_error(self.name, atoms, i, int(z))
+        if not structures:
+            return {name: [] for name in layers}, np.zeros(0)
+        counts = [len(a) for a in structures]
+        inputs = self.batch(structures)
+        model = self.model
+        with Capture() as cap, torch.no_grad():
+            cap.output(model.atom_embedding, "layer:0")
+            for i, conv in enumerate(model.graph_conv):
+                cap.output(conv, f"layer:{i + 1}", lambda out: out[0])
+            cap.input(model.final, "node")
+            cap.input(model.final.g[-1], "ll_value")
+            cap.input(model.final.sigma[-1], "ll_gate")
+            energy = model(inputs)
+        per_layer = [cap[f"layer:{i}"] for i in range(len(self.widths))]
+        ll = torch.cat([cap["ll_value"], cap["ll_gate"]], dim=1)
+        tensors = assemble_layers(layers, ll, cap["node"], per_layer)
+        features = {name: split_rows(t, counts, self.dtype) for name, t in tensors.items()}
+        return features, energy.detach().cpu().numpy().astype(np.float64).reshape(-1)
+
+    def calculator(self) -> Any:
+        """mattersim's own ``MatterSimCalculator`` around the same potential."""
+        from mattersim.forcefield.potential import MatterSimCalculator
+
+        return MatterSimCalculator(potential=self.potential, device=self.device)
+
+
+def _factory(argument: str | None = None, dtype: str = "float32", device: str = "cpu") -> Any:
+    if not argument:
+        raise ModelError("mattersim:<checkpoint> needs the path of a MatterSim .pth file")
+    return MatterSimAdapter(argument, dtype=dtype, device=device)
+
+
+SPECS = [
+    ModelSpec(
+        name="mattersim:",
+        family=FAMILY,
+        factory=_factory,
+        layers=layer_dims(2 * UNITS, UNITS, [UNITS] * (N_LAYERS + 1)),
+        description="a MatterSim (M3GNet) checkpoint: mattersim:<file.pth>",
+        weights_available=lambda: True,
+        relative_cost=1.0,
+        card=ModelCard(
+            architecture="MatterSim",
+            training_data="",
+            level_of_theory="",
+            kind="mlip",
+            has_calculator=True,
+            symmetry="O(3)",
+            environment=FAMILY,
+        ),
+    )
+]
+
+__all__ = ["SPECS", "MatterSimAdapter", "import_mattersim", "load_mattersim"]

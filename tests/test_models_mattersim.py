@@ -1,0 +1,117 @@
+"""MatterSim adapter (``mattersim:<checkpoint>``), measured in the 'orb-pet-mattersim' env.
+
+``tests/families_probe.py mattersim`` builds mattersim's default ``M3Gnet`` (the size of
+MatterSim-v1.0.0-1M) with seeded random weights, saves it with ``Potential.save`` and
+loads it back through ``mattersim:<path>`` (which calls ``Potential.from_checkpoint``).
+A missing environment fails the tests.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from families_probe import run_probe, structures
+from family_checks import (
+    N_STRUCTURES,
+    check_batch_equals_single,
+    check_dims_and_dtypes,
+    check_energy_equals_calculator,
+    check_errors,
+    check_featurize_through_worker,
+    check_paths,
+    check_permutation,
+    rotation_change,
+    scale,
+)
+from mlipspace.featurize.envs import parse_requirements, repo_root
+
+pytestmark = pytest.mark.models
+
+KEY = "ckpt"
+DIMS = {"ll": 256, "node": 128, "bb": 512, **{f"layer:{i}": 128 for i in range(5)}}
+
+
+@pytest.fixture(scope="module")
+def probe(tmp_path_factory):
+    return run_probe("mattersim", tmp_path_factory.mktemp("mattersim_probe"))
+
+
+def test_dims_dtypes_and_finite(probe):
+    check_dims_and_dtypes(probe, KEY, DIMS)
+
+
+def test_batch_equals_one_by_one_in_any_order(probe):
+    check_batch_equals_single(probe, KEY)
+
+
+def test_permutation_equivariant(probe):
+    check_permutation(probe, KEY)
+
+
+def test_rotation_invariant(probe):
+    for layer in ("ll", "node", "bb", "layer:1"):
+        assert rotation_change(probe, KEY, layer) <= 1e-4, layer
+
+
+def test_mirror_invariant(probe):
+    """M3GNet sees distances and angles only: a reflection is a symmetry (O(3))."""
+    arrays, _ = probe
+    for s in range(N_STRUCTURES):
+        perm = arrays[f"{KEY}/perm/{s}"]
+        for layer in ("ll", "bb"):
+            base = arrays[f"{KEY}/batch/{s}/{layer}"]
+            diff = np.abs(arrays[f"{KEY}/mirrored/{s}/{layer}"] - base[perm]).max()
+            assert diff <= 1e-4 * scale(base), (s, layer, diff)
+
+
+def test_energy_of_the_feature_pass_equals_mattersim_calculator(probe):
+    check_energy_equals_calculator(probe, KEY)
+
+
+def test_node_is_the_last_layer_and_ll_is_wider(probe):
+    arrays, _ = probe
+    for s in range(N_STRUCTURES):
+        np.testing.assert_array_equal(arrays[f"{KEY}/batch/{s}/node"],
+                                      arrays[f"{KEY}/batch/{s}/layer:4"])  # fmt: skip
+        assert (
+            arrays[f"{KEY}/batch/{s}/ll"].shape[1] == 2 * arrays[f"{KEY}/batch/{s}/node"].shape[1]
+        )
+
+
+def test_provenance(probe):
+    _, record = probe
+    meta = record[KEY]["metadata"]
+    assert meta["package"] == "mattersim" and meta["package_version"] == "1.2.3"
+    assert meta["checkpoint"] == "mattersim-random.pth" and len(meta["checkpoint_sha256"]) == 16
+    assert meta["cutoff"] == 5.0 and meta["threebody_cutoff"] == 4.0
+    assert meta["symmetry"].startswith("O(3)")
+
+
+def test_float64_refused_by_name(probe):
+    _, record = probe
+    message = record[KEY]["float64_error"]
+    assert message.startswith("ModelError") and "float32 only" in message
+
+
+def test_named_errors(probe):
+    """Including weights missing from the file, which mattersim's strict=False would ignore."""
+    check_errors(probe, "mattersim", others=("orb", "pet"))
+    assert "missing" in probe[1]["errors"]["broken"]
+
+
+def test_relative_and_home_paths(probe):
+    check_paths(probe)
+
+
+def test_featurize_through_the_worker(probe):
+    check_featurize_through_worker(probe, "mattersim", KEY, structures(), invariant=True)
+
+
+def test_mattersim_pinned_without_its_dependencies():
+    """mattersim's declared dependencies pull PyPI torchvision, which breaks the import on the
+    CPU torch: the shared pin file installs it with ``# no-deps`` (and torchvision nowhere)."""
+    pins = {p.name: p for p in parse_requirements(repo_root() / "envs" / "orb-pet-mattersim.txt")}
+    assert pins["mattersim"].no_deps and not pins["mattersim"].no_build_isolation
+    assert not any(p.no_deps for name, p in pins.items() if name != "mattersim")
+    assert "torchvision" not in pins and "torchaudio" not in pins
