@@ -39,22 +39,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from ase import Atoms
 
 from ..errors import ModelError
-from ._torch import (
-    Capture,
-    assemble_layers,
-    check_dtype,
-    check_layers,
-    checkpoint_metadata,
-    layer_dims,
-    set_threads,
-    split_rows,
-    unsupported_error,
-)
-from .base import ModelAdapter, ModelCard, ModelSpec
+from .base import ModelCard, ModelSpec
+from .torch_base import Capture, ForwardResult, TorchAdapter, checkpoint_metadata, layer_dims
 
 FAMILY = "orb-pet-mattersim"
 #: M3Gnet defaults (the size of MatterSim-v1.0.0-1M): 128 units, 4 blocks
@@ -132,7 +121,7 @@ def load_mattersim(path: Path, device: str) -> Any:
     return loaded
 
 
-class MatterSimAdapter(ModelAdapter):
+class MatterSimAdapter(TorchAdapter):
     """Per-atom features of a MatterSim (M3GNet) checkpoint.
 
     Parameters
@@ -144,18 +133,16 @@ class MatterSimAdapter(ModelAdapter):
     device : str
     """
 
-    family = FAMILY
+    batch_size = BATCH_SIZE
 
     def __init__(self, path: str | Path, dtype: str = "float32", device: str = "cpu"):
         import_mattersim()
-        set_threads()
-        self.dtype = check_dtype(dtype)
+        super().__init__(dtype, device)
         if self.dtype != "float32":
             raise ModelError(
                 f"mattersim:{path}: MatterSim runs in float32 only (its M3GNet casts the "
                 "periodic offsets to float32)"
             )
-        self.device = device
         self.path = Path(path).expanduser().resolve()
         self.name = f"mattersim:{path}"
         if not self.path.is_file():
@@ -193,17 +180,8 @@ class MatterSimAdapter(ModelAdapter):
             symmetry="O(3) (measured in tests/test_models_mattersim.py)",
         )
 
-    def preferred_batch_size(self) -> int:
-        return BATCH_SIZE
-
-    def compute(
-        self, structures: Sequence[Atoms], layers: Sequence[str]
-    ) -> dict[str, list[np.ndarray]]:
-        features, _ = self.forward(structures, layers)
-        return features
-
     # -- implementation --------------------------------------------------------------
-    def batch(self, structures: Sequence[Atoms]) -> dict[str, Any]:
+    def build_batch(self, structures: Sequence[Atoms]) -> dict[str, Any]:
         """mattersim's input dictionary for ``structures``, as its calculator builds it."""
         from mattersim.datasets.utils.build import build_dataloader
         from mattersim.forcefield.potential import batch_to_dict
@@ -223,36 +201,22 @@ class MatterSimAdapter(ModelAdapter):
             raise ModelError(f"{self.name}: mattersim split one batch into {len(graphs)}")
         return batch_to_dict(graphs[0], device=self.device)
 
-    def forward(
-        self, structures: Sequence[Atoms], layers: Sequence[str]
-    ) -> tuple[dict[str, list[np.ndarray]], np.ndarray]:
-        """Features of every requested layer and total energies (eV), no forces."""
+    def run_model(self, batch: dict[str, Any], structures: Sequence[Atoms]) -> ForwardResult:
+        """The M3GNet energy pass (no forces), atom features captured by hooks."""
         import torch
 
-        layers = check_layers(layers, self.layer_dims(), self.name)
-        supported = self.supported_elements()
-        for i, atoms in enumerate(structures):
-            for z in np.unique(atoms.numbers):
-                if int(z) not in supported:
-                    raise unsupported_error(self.name, atoms, i, int(z))
-        if not structures:
-            return {name: [] for name in layers}, np.zeros(0)
-        counts = [len(a) for a in structures]
-        inputs = self.batch(structures)
         model = self.model
-        with Capture() as cap, torch.no_grad():
+        with Capture() as cap:
             cap.output(model.atom_embedding, "layer:0")
             for i, conv in enumerate(model.graph_conv):
                 cap.output(conv, f"layer:{i + 1}", lambda out: out[0])
             cap.input(model.final, "node")
             cap.input(model.final.g[-1], "ll_value")
             cap.input(model.final.sigma[-1], "ll_gate")
-            energy = model(inputs)
+            energy = model(batch)
         per_layer = [cap[f"layer:{i}"] for i in range(len(self.widths))]
         ll = torch.cat([cap["ll_value"], cap["ll_gate"]], dim=1)
-        tensors = assemble_layers(layers, ll, cap["node"], per_layer)
-        features = {name: split_rows(t, counts, self.dtype) for name, t in tensors.items()}
-        return features, energy.detach().cpu().numpy().astype(np.float64).reshape(-1)
+        return ForwardResult(ll=ll, node=cap["node"], per_layer=per_layer, energy=energy)
 
     def calculator(self) -> Any:
         """mattersim's own ``MatterSimCalculator`` around the same potential."""
@@ -270,7 +234,6 @@ def _factory(argument: str | None = None, dtype: str = "float32", device: str = 
 SPECS = [
     ModelSpec(
         name="mattersim:",
-        family=FAMILY,
         factory=_factory,
         layers=layer_dims(2 * UNITS, UNITS, [UNITS] * (N_LAYERS + 1)),
         description="a MatterSim (M3GNet) checkpoint: mattersim:<file.pth>",

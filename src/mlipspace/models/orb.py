@@ -46,19 +46,15 @@ import numpy as np
 from ase import Atoms
 
 from ..errors import ModelError
-from ._torch import (
+from .base import ModelCard, ModelSpec
+from .torch_base import (
     Capture,
-    assemble_layers,
-    check_dtype,
-    check_layers,
+    ForwardResult,
+    TorchAdapter,
     checkpoint_metadata,
     layer_dims,
-    set_threads,
-    split_rows,
     torch_dtype,
-    unsupported_error,
 )
-from .base import ModelAdapter, ModelCard, ModelSpec
 
 FAMILY = "orb-pet-mattersim"
 #: orb-v3's released width and depth (orb_v3_*_architecture defaults)
@@ -154,7 +150,7 @@ def _keep_torch_defaults() -> Iterator[None]:
         torch.set_float32_matmul_precision(precision)
 
 
-class OrbAdapter(ModelAdapter):
+class OrbAdapter(TorchAdapter):
     """Per-atom features of an Orb-v3 forcefield.
 
     Parameters
@@ -167,7 +163,8 @@ class OrbAdapter(ModelAdapter):
     device : str
     """
 
-    family = FAMILY
+    batch_size = BATCH_SIZE
+    atoms_per_pass = ATOMS_PER_PASS
 
     def __init__(
         self,
@@ -176,10 +173,10 @@ class OrbAdapter(ModelAdapter):
         dtype: str = "float32",
         device: str = "cpu",
     ):
+        import torch
+
         pretrained = import_orb()
-        set_threads()
-        self.dtype = check_dtype(dtype)
-        self.device = device
+        super().__init__(dtype, device)
         self.path = Path(path).expanduser().resolve()
         self.name = f"orb:{path}"
         if not self.path.is_file():
@@ -200,17 +197,14 @@ class OrbAdapter(ModelAdapter):
         self.model = model.eval()
         self.system_config = model.system_config
         # widths differ between Orb variants: read them off one pass on a dimer
-        self.widths = [1] * (len(model.model.gnn_stacks) + 1)
         dimer = Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.9]], cell=np.eye(3) * 8, pbc=True)
-        widths = {k: v[0].shape[1] for k, v in self._forward_pass([dimer], self._all())[0].items()}
-        self.widths = [widths[f"layer:{i}"] for i in range(len(self.widths))]
+        with torch.no_grad():
+            result = self.run_model(self.build_batch([dimer]), [dimer])
+        self.widths = [int(t.shape[1]) for t in result.per_layer]
         self.training_data = next(
             (v for k, v in _TRAINING_DATA.items() if self.loader.endswith(k)), ""
         )
         self._sensitivity: dict[str, float] | None = None
-
-    def _all(self) -> list[str]:
-        return [f"layer:{i}" for i in range(len(self.widths))]
 
     # -- interface -------------------------------------------------------------------
     def layer_dims(self) -> dict[str, int]:
@@ -237,15 +231,6 @@ class OrbAdapter(ModelAdapter):
             rotation_sensitivity=self._sensitivity,
         )
 
-    def preferred_batch_size(self) -> int:
-        return BATCH_SIZE
-
-    def compute(
-        self, structures: Sequence[Atoms], layers: Sequence[str]
-    ) -> dict[str, list[np.ndarray]]:
-        features, _ = self.forward(structures, layers)
-        return features
-
     # -- implementation --------------------------------------------------------------
     def graph(self, atoms: Atoms) -> Any:
         """The ``AtomGraphs`` of one structure, as orb's calculator builds it."""
@@ -259,45 +244,28 @@ class OrbAdapter(ModelAdapter):
             output_dtype=torch_dtype(self.dtype),
         )
 
-    def forward(
-        self, structures: Sequence[Atoms], layers: Sequence[str]
-    ) -> tuple[dict[str, list[np.ndarray]], np.ndarray]:
-        """Features of every requested layer and total energies (eV), no forces."""
-        from .sevennet import _pack
-
-        layers = check_layers(layers, self.layer_dims(), self.name)
-        for i, atoms in enumerate(structures):
-            for z in np.unique(atoms.numbers):
-                if int(z) not in ELEMENTS:
-                    raise unsupported_error(self.name, atoms, i, int(z))
-        features: dict[str, list[np.ndarray]] = {name: [] for name in layers}
-        energies = []
-        for chunk in _pack(structures, ATOMS_PER_PASS):
-            part, energy = self._forward_pass(chunk, layers)
-            for name in layers:
-                features[name].extend(part[name])
-            energies.append(energy)
-        return features, np.concatenate(energies) if energies else np.zeros(0)
-
-    def _forward_pass(
-        self, structures: Sequence[Atoms], layers: Sequence[str]
-    ) -> tuple[dict[str, list[np.ndarray]], np.ndarray]:
-        import torch
+    def build_batch(self, structures: Sequence[Atoms]) -> Any:
         from orb_models.forcefield.base import batch_graphs
 
-        counts = [len(a) for a in structures]
-        batch = batch_graphs([self.graph(a) for a in structures])
+        graphs = []
+        for index, atoms in enumerate(structures):
+            try:
+                graphs.append(self.graph(atoms))
+            except (ValueError, RuntimeError) as exc:
+                raise self.graph_error(atoms, index, exc) from exc
+        return batch_graphs(graphs)
+
+    def run_model(self, batch: Any, structures: Sequence[Atoms]) -> ForwardResult:
+        """The GNN and the energy head (no forces): node latents of every layer."""
         gns = self.model.model
-        with Capture() as cap, torch.no_grad():
+        with Capture() as cap:
             cap.output(gns._encoder, "layer:0", lambda out: out[0])
             for i, stack in enumerate(gns.gnn_stacks):
                 cap.output(stack, f"layer:{i + 1}", lambda out: out[0])
             node = gns(batch)["node_features"]
             energy = self._energy(node, batch)
-        per_layer = [cap[f"layer:{i}"] for i in range(len(self.widths))]
-        tensors = assemble_layers(layers, node, node, per_layer)
-        features = {name: split_rows(t, counts, self.dtype) for name, t in tensors.items()}
-        return features, energy.detach().cpu().numpy().astype(np.float64).reshape(-1)
+        per_layer = [cap[f"layer:{i}"] for i in range(len(gns.gnn_stacks) + 1)]
+        return ForwardResult(ll=node, node=node, per_layer=per_layer, energy=energy)
 
     def _energy(self, node: Any, batch: Any) -> Any:
         """Total energies from the heads, as the regressor's ``predict`` computes them."""
@@ -333,7 +301,6 @@ def _factory(argument: str | None = None, dtype: str = "float32", device: str = 
 SPECS = [
     ModelSpec(
         name="orb:",
-        family=FAMILY,
         factory=_factory,
         layers=layer_dims(WIDTH, WIDTH, [WIDTH] * (N_LAYERS + 1)),
         description="an Orb-v3 checkpoint: orb:<file.ckpt>[@<pretrained loader>] "

@@ -44,17 +44,15 @@ import numpy as np
 from ase import Atoms
 
 from ..errors import ModelError
-from ._torch import (
+from .base import ModelCard, ModelSpec
+from .torch_base import (
     Capture,
-    check_dtype,
-    check_layers,
+    ForwardResult,
+    TorchAdapter,
     checkpoint_metadata,
-    set_threads,
-    split_rows,
+    package_version,
     torch_dtype,
-    unsupported_error,
 )
-from .base import ModelAdapter, ModelCard, ModelSpec
 
 FAMILY = "orb-pet-mattersim"
 LL_OUTPUT = "mtt::aux::energy_last_layer_features"
@@ -156,7 +154,7 @@ def load_pet(path: Path, dtype: str) -> tuple[Any, bool]:
     return model, False
 
 
-class PETAdapter(ModelAdapter):
+class PETAdapter(TorchAdapter):
     """Per-atom features of a PET model (metatrain ``.ckpt`` or exported ``.pt``).
 
     Parameters
@@ -167,13 +165,13 @@ class PETAdapter(ModelAdapter):
     device : str
     """
 
-    family = FAMILY
+    batch_size = BATCH_SIZE
 
     def __init__(self, path: str | Path, dtype: str = "float32", device: str = "cpu"):
+        import torch
+
         import_metatomic()
-        set_threads()
-        self.dtype = check_dtype(dtype)
-        self.device = device
+        super().__init__(dtype, device)
         self.path = Path(path).expanduser().resolve()
         self.name = f"pet:{path}"
         if not self.path.is_file():
@@ -192,15 +190,16 @@ class PETAdapter(ModelAdapter):
         missing = [k for k in (LL_OUTPUT, NODE_OUTPUT) if k not in outputs]
         if missing:
             raise ModelError(f"pet:{path}: the model has no output {missing} (no energy target?)")
-        self._dims: dict[str, int] = {}
+        # widths depend on the hypers: read them off one pass on a dimer
         dimer = Atoms([min(self.elements)] * 2, positions=[[0, 0, 0], [0, 0, 1.5]])
         dimer.cell, dimer.pbc = np.eye(3) * 10.0, True
-        every = ["ll", "node"] + [f"layer:{i}" for i in range(self.n_gnn_layers + 1)] * (
-            not self.exported
-        )
-        self._dims = {k: v[0].shape[1] for k, v in self._forward([dimer], every)[0].items()}
+        with torch.no_grad():
+            result = self.run_model(self.build_batch([dimer]), [dimer])
+        self._dims = {"ll": int(result.ll.shape[1]), "node": int(result.node.shape[1])}
         if not self.exported:
-            self._dims["bb"] = sum(self._dims[f"layer:{i + 1}"] for i in range(self.n_gnn_layers))
+            widths = [int(t.shape[1]) for t in result.per_layer]
+            self._dims.update({f"layer:{i}": w for i, w in enumerate(widths)})
+            self._dims["bb"] = sum(widths[1:])
         self._sensitivity: dict[str, float] | None = None
 
     # -- interface -------------------------------------------------------------------
@@ -221,51 +220,30 @@ class PETAdapter(ModelAdapter):
             self.path,
             checkpoint_path=str(self.path),
             format="exported metatomic model" if self.exported else "metatrain checkpoint",
-            metatomic_torch_version=_version("metatomic-torch"),
+            metatomic_torch_version=package_version("metatomic-torch"),
             dtype=self.dtype,
             symmetry="none (not rotation-invariant by construction)",
             rotation_sensitivity=self._sensitivity,
         )
 
-    def preferred_batch_size(self) -> int:
-        return BATCH_SIZE
-
-    def compute(
-        self, structures: Sequence[Atoms], layers: Sequence[str]
-    ) -> dict[str, list[np.ndarray]]:
-        features, _ = self.forward(structures, layers)
-        return features
-
     # -- implementation --------------------------------------------------------------
-    def systems(self, structures: Sequence[Atoms]) -> list[Any]:
+    def build_batch(self, structures: Sequence[Atoms]) -> list[Any]:
         """metatomic ``System``s with the neighbour lists the model requests."""
         from metatomic.torch import systems_to_torch
         from metatrain.utils.neighbor_lists import get_system_with_neighbor_lists
 
         requests = self.model.requested_neighbor_lists()
-        return [
-            get_system_with_neighbor_lists(
-                systems_to_torch(a, dtype=torch_dtype(self.dtype), device=self.device), requests
-            )
-            for a in structures
-        ]
+        systems = []
+        for index, atoms in enumerate(structures):
+            try:
+                system = systems_to_torch(atoms, dtype=torch_dtype(self.dtype), device=self.device)
+                systems.append(get_system_with_neighbor_lists(system, requests))
+            except (ValueError, RuntimeError) as exc:
+                raise self.graph_error(atoms, index, exc) from exc
+        return systems
 
-    def forward(
-        self, structures: Sequence[Atoms], layers: Sequence[str]
-    ) -> tuple[dict[str, list[np.ndarray]], np.ndarray]:
-        """Features of every requested layer and total energies (eV), no forces."""
-        layers = check_layers(layers, self.layer_dims(), self.name)
-        for i, atoms in enumerate(structures):
-            for z in np.unique(atoms.numbers):
-                if int(z) not in self.elements:
-                    raise unsupported_error(self.name, atoms, i, int(z))
-        if not structures:
-            return {name: [] for name in layers}, np.zeros(0)
-        return self._forward(structures, layers)
-
-    def _forward(
-        self, structures: Sequence[Atoms], layers: Sequence[str]
-    ) -> tuple[dict[str, list[np.ndarray]], np.ndarray]:
+    def run_model(self, batch: list[Any], structures: Sequence[Atoms]) -> ForwardResult:
+        """The model's ``ll``, ``feature`` and energy outputs (no forces); layers by hooks."""
         import torch
         from metatomic.torch import ModelEvaluationOptions, ModelOutput
 
@@ -275,29 +253,27 @@ class PETAdapter(ModelAdapter):
             NODE_OUTPUT: ModelOutput(sample_kind="atom"),
             "energy": ModelOutput(sample_kind="system"),
         }
-        systems = self.systems(structures)
-        with Capture() as cap, torch.no_grad(), warnings.catch_warnings():
+        with Capture() as cap, warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if self.exported:
                 options = ModelEvaluationOptions(length_unit="angstrom", outputs=outputs)
-                result = self.model(systems, options, check_consistency=False)
+                result = self.model(batch, options, check_consistency=False)
             else:
                 backend = self.model.backend
                 cap.output(backend.node_embedders[0], "layer:0")
                 for i, layer in enumerate(backend.gnn_layers):
                     cap.output(layer, f"layer:{i + 1}", lambda out: out[0])
-                result = self.model(systems, outputs)
-        tensors = {
-            "ll": self._per_atom(result[LL_OUTPUT], counts),
-            "node": self._per_atom(result[NODE_OUTPUT], counts),
-        }
+                result = self.model(batch, outputs)
+        per_layer = []
         if not self.exported:
             per_layer = [cap[f"layer:{i}"] for i in range(self.n_gnn_layers + 1)]
-            tensors.update({f"layer:{i}": t for i, t in enumerate(per_layer)})
-            tensors["bb"] = torch.cat(per_layer[1:], dim=1)
-        features = {name: split_rows(tensors[name], counts, self.dtype) for name in layers}
-        energy = result["energy"].block().values.detach().cpu().numpy().astype(np.float64)
-        return features, energy.reshape(-1)
+        energy = result["energy"].block().values.reshape(-1)
+        return ForwardResult(
+            ll=self._per_atom(result[LL_OUTPUT], counts),
+            node=self._per_atom(result[NODE_OUTPUT], counts),
+            per_layer=per_layer if per_layer else [torch.zeros(sum(counts), 0)],
+            energy=energy,
+        )
 
     @staticmethod
     def _per_atom(tensor_map: Any, counts: Sequence[int]) -> Any:
@@ -318,12 +294,6 @@ class PETAdapter(ModelAdapter):
         return MetatomicCalculator(model, device=self.device)
 
 
-def _version(distribution: str) -> str:
-    from ._torch import package_version
-
-    return package_version(distribution)
-
-
 def _factory(argument: str | None = None, dtype: str = "float32", device: str = "cpu") -> Any:
     if not argument:
         raise ModelError("pet:<checkpoint> needs the path of a metatrain .ckpt or exported .pt")
@@ -333,7 +303,6 @@ def _factory(argument: str | None = None, dtype: str = "float32", device: str = 
 SPECS = [
     ModelSpec(
         name="pet:",
-        family=FAMILY,
         factory=_factory,
         layers=dict(DEFAULT_DIMS),
         description="a PET model (PET-MAD, uPET): pet:<metatrain .ckpt or exported .pt> "

@@ -141,7 +141,6 @@ class RotationAveraged(ModelAdapter):
         self.n_rotations = int(n_rotations)
         self.random_state = int(random_state)
         self.rotations = random_rotations(self.n_rotations, self.random_state)
-        self.family = inner.family
         self.name = f"{inner.name}+rot{self.n_rotations}-{self.random_state}"
         self._sensitivity: dict[str, float] | None = None
 
