@@ -194,7 +194,7 @@ def measure_averaging(name: str, results: dict[str, np.ndarray], prefix: str) ->
 
     atoms = structures()[0]
     record = {}
-    for n in (0, 4, 32):
+    for n in (0, 4, 16):
         adapter = get_model(name if n == 0 else f"{name}+rot{n}-1")
         record[f"sensitivity/{n}"] = rotation_sensitivity(
             adapter, ("ll",), n_rotations=3, random_state=99, structure=atoms

@@ -72,11 +72,9 @@ def test_energy_of_the_feature_pass_equals_mattersim_calculator(probe):
 def test_node_is_the_last_layer_and_ll_is_wider(probe):
     arrays, _ = probe
     for s in range(N_STRUCTURES):
-        np.testing.assert_array_equal(arrays[f"{KEY}/batch/{s}/node"],
-                                      arrays[f"{KEY}/batch/{s}/layer:4"])  # fmt: skip
-        assert (
-            arrays[f"{KEY}/batch/{s}/ll"].shape[1] == 2 * arrays[f"{KEY}/batch/{s}/node"].shape[1]
-        )
+        node = arrays[f"{KEY}/batch/{s}/node"]
+        np.testing.assert_array_equal(node, arrays[f"{KEY}/batch/{s}/bb"][:, -node.shape[1] :])
+        assert arrays[f"{KEY}/batch/{s}/ll"].shape[1] == 2 * node.shape[1]
 
 
 def test_provenance(probe):
