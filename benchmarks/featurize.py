@@ -220,6 +220,11 @@ def main() -> None:
 
     from mlipspace.models.torch_base import set_threads
 
+    if any(name.startswith("pet:") for name in args.models.split(",")):
+        # torch_geometric (MatterSim) patches torch.index_select in a way metatensor's
+        # TorchScript cannot compile: metatomic must be imported first
+        import metatomic.torch  # noqa: F401
+
     threads = set_threads()
     structures = demo_set(args.n)
     n_atoms = sum(len(a) for a in structures)

@@ -43,13 +43,23 @@ from ase import Atoms
 
 from ..errors import ModelError
 from .base import ModelCard, ModelSpec
-from .torch_base import Capture, ForwardResult, TorchAdapter, checkpoint_metadata, layer_dims
+from .torch_base import (
+    Capture,
+    ForwardResult,
+    TorchAdapter,
+    checkpoint_metadata,
+    layer_dims,
+    prepare_module,
+    torch_dtype,
+)
 
 FAMILY = "orb-pet-mattersim"
 #: M3Gnet defaults (the size of MatterSim-v1.0.0-1M): 128 units, 4 blocks
 UNITS = 128
 N_LAYERS = 4
 BATCH_SIZE = 16
+#: inputs M3Gnet combines in float32 whatever the model's dtype
+FLOAT32_INPUTS = ("cell", "pbc_offsets")
 
 
 def import_mattersim() -> Any:
@@ -128,8 +138,8 @@ class MatterSimAdapter(TorchAdapter):
     ----------
     path : str or Path
         The checkpoint (``~`` and relative paths work).
-    dtype : {"float32"}
-        MatterSim's M3GNet casts its inputs to float32; only float32 is offered.
+    dtype : {"float32", "float64"}
+        In float64 the cell and periodic offsets stay float32, as M3Gnet casts them.
     device : str
     """
 
@@ -138,19 +148,18 @@ class MatterSimAdapter(TorchAdapter):
     def __init__(self, path: str | Path, dtype: str = "float32", device: str = "cpu"):
         import_mattersim()
         super().__init__(dtype, device)
-        if self.dtype != "float32":
-            raise ModelError(
-                f"mattersim:{path}: MatterSim runs in float32 only (its M3GNet casts the "
-                "periodic offsets to float32)"
-            )
         self.path = Path(path).expanduser().resolve()
         self.name = f"mattersim:{path}"
         if not self.path.is_file():
             raise ModelError(f"mattersim:{path}: no such checkpoint file ({self.path})")
         self.potential = load_mattersim(self.path, device)
-        self.model = self.potential.model.eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
+        self.model = prepare_module(self.potential.model, self.dtype, device)
+        if self.dtype != "float32":
+            # M3Gnet.one_hot_atoms returns float32 whatever the model's dtype
+            target = torch_dtype(self.dtype)
+            self.model.atom_embedding.register_forward_pre_hook(
+                lambda _module, args: (args[0].to(target), *args[1:])
+            )
         args = self.model.model_args
         self.cutoff = float(args["cutoff"])
         self.threebody_cutoff = float(args["threebody_cutoff"])
@@ -199,7 +208,18 @@ class MatterSimAdapter(TorchAdapter):
             graphs = list(loader)
         if len(graphs) != 1:
             raise ModelError(f"{self.name}: mattersim split one batch into {len(graphs)}")
-        return batch_to_dict(graphs[0], device=self.device)
+        inputs = batch_to_dict(graphs[0], device=self.device)
+        if self.dtype == "float32":
+            return inputs
+        # M3Gnet casts pbc_offsets to float32 itself and multiplies them with the cell, so
+        # both stay float32 (lattice translations carry float32 round-off, ~1e-7 relative)
+        target = torch_dtype(self.dtype)
+        return {
+            k: v.to(target)
+            if k not in FLOAT32_INPUTS and hasattr(v, "is_floating_point") and v.is_floating_point()
+            else v
+            for k, v in inputs.items()
+        }
 
     def run_model(self, batch: dict[str, Any], structures: Sequence[Atoms]) -> ForwardResult:
         """The M3GNet energy pass (no forces), atom features captured by hooks."""
