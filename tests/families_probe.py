@@ -293,7 +293,7 @@ def env_python() -> Path:
     import pytest
 
     from mlipspace.errors import EnvironmentSetupError
-    from mlipspace.featurize import envs
+    from mlipspace.featurization import envs
 
     try:
         return envs.require_env(ENV)

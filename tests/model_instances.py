@@ -32,10 +32,34 @@ def _small_mace_file(tmp_dir: Path) -> str:
     return f"mace:{path}"
 
 
+def _random_orb(tmp_dir: Path) -> str:
+    """A released-size Orb-v3 conservative state dict (random weights), orb-models' own code."""
+    from families_probe import build_orb
+
+    return f"orb:{build_orb(Path(tmp_dir))['conservative']}"
+
+
+def _random_pet(tmp_dir: Path) -> str:
+    """metatrain's default PET (random weights) knowing the contract's elements (with Cu)."""
+    from families_probe import ELEMENTS, build_pet
+
+    return f"pet:{build_pet(Path(tmp_dir), [*ELEMENTS, 29])['ckpt']}"
+
+
+def _random_mattersim(tmp_dir: Path) -> str:
+    """mattersim's default M3Gnet (random weights) saved by ``Potential.save``."""
+    from families_probe import build_mattersim
+
+    return f"mattersim:{build_mattersim(Path(tmp_dir))['ckpt']}"
+
+
 #: spec name -> provider(tmp_dir) -> model name to load
 PROVIDERS: dict[str, Callable[[Path], str]] = {
     "mace:": _small_mace_file,
     "mace-random:": lambda tmp_dir: "mace-random:0",
+    "orb:": _random_orb,
+    "pet:": _random_pet,
+    "mattersim:": _random_mattersim,
 }
 
 

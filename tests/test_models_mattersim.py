@@ -24,7 +24,7 @@ from family_checks import (
     rotation_change,
     scale,
 )
-from mlipspace.featurize.envs import parse_requirements, repo_root
+from mlipspace.featurization.envs import parse_requirements, repo_root
 
 pytestmark = pytest.mark.models
 
