@@ -128,8 +128,136 @@ def main(out_dir: str) -> None:
         big.get_potential_energy()
     record["seconds_calculator_64"] = (time.perf_counter() - t0) / 3
 
+    checkpoint_cases(out, base, results, record)
     np.savez(out / "probe.npz", **results)
     (out / "probe.json").write_text(json.dumps(record, indent=1))
+
+
+def _error(name: str) -> list[str]:
+    """The class name and message of the error ``get_model(name)`` raises (or "none")."""
+    from mlipspace.models import get_model
+
+    try:
+        get_model(name)
+    except Exception as exc:  # the test asserts on the class and the message
+        return [type(exc).__name__, str(exc)]
+    return ["none", ""]
+
+
+def checkpoint_cases(out: Path, base: list[Atoms], results: dict, record: dict) -> None:
+    """``mace:<file>`` on the checkpoint formats users bring, and the named errors.
+
+    A foundation-like file (a ``ScaleShiftMACE`` pickled whole with ``torch.save``, as
+    ``mace_mp`` downloads them), the same weights as a state dict with its config, a
+    relative and a ``~`` path, a multi-head model, and files that must be refused.
+    """
+    import os
+
+    import torch
+    from mace.calculators import mace_mp
+    from mace.tools.scripts_utils import extract_config_mace_model
+
+    from mlipspace.models import get_model
+    from mlipspace.models.mace import build_random_mace
+
+    foundation = build_random_mace(0)
+    whole = out / "foundation.model"
+    torch.save(foundation, whole)
+    config = extract_config_mace_model(foundation)
+    torch.save({"config": config, "model": foundation.state_dict()}, out / "state.pt")
+    os.environ["HOME"] = str(out)  # so that "~/foundation.model" is this file
+    cwd = os.getcwd()
+    os.chdir(out)
+    try:
+        for key, name in (
+            ("whole", f"mace:{whole}"),
+            ("state", "mace:state.pt"),
+            ("home", "mace:~/foundation.model"),
+            ("random", "mace-random:0"),
+        ):
+            adapter = get_model(name)
+            features, energy = adapter.forward(base, ["ll", "bb", "node"])
+            for layer, arrays in features.items():
+                for s, x in enumerate(arrays):
+                    results[f"ckpt/{key}/{s}/{layer}"] = x
+            results[f"ckpt/{key}/energy"] = energy
+            record[f"ckpt_metadata/{key}"] = {k: str(v) for k, v in adapter.metadata().items()}
+        # the package's own loader of foundation models on the same file
+        calc = mace_mp(model=str(whole), device="cpu", default_dtype="float32")
+        results["ckpt/mace_mp/energy"] = np.array(
+            [calc.get_potential_energy(a.copy()) for a in base]
+        )
+
+        # a two-head model (as the multi-head fine-tunes are) picks its head with @
+        record["ckpt_heads"] = {}
+        two = two_head_model()
+        torch.save(two, out / "two.model")
+        for head in ("pbe", "r2scan"):
+            adapter = get_model(f"mace:two.model@{head}")
+            record["ckpt_heads"][head] = adapter.head
+            feats, energy = adapter.forward(base[:1], ["ll", "bb"])
+            results[f"ckpt/head/{head}/ll"] = feats["ll"][0]
+            results[f"ckpt/head/{head}/bb"] = feats["bb"][0]
+            results[f"ckpt/head/{head}/energy"] = energy
+            theirs = mace_mp(model=str(out / "two.model"), device="cpu", default_dtype="float32",
+                             head=head)  # fmt: skip
+            results[f"ckpt/head/{head}/calc"] = np.array(
+                [theirs.get_potential_energy(base[0].copy())]
+            )
+
+        # files that must be refused, each with a named error
+        torch.save(foundation.state_dict(), out / "bare.pt")
+        other = extract_config_mace_model(build_random_mace(0, num_elements=10))
+        torch.save({"config": other, "model": foundation.state_dict()}, out / "mismatch.pt")
+        torch.save({"model_state_dict": {}, "config": 3}, out / "foreign.pth")
+        (out / "notorch.model").write_text("not a checkpoint")
+        record["ckpt_errors"] = {
+            "missing": _error("mace:nowhere/absent.model"),
+            "bare": _error("mace:bare.pt"),
+            "mismatch": _error("mace:mismatch.pt"),
+            "foreign": _error("mace:foreign.pth"),
+            "garbage": _error("mace:notorch.model"),
+            "head": _error("mace:two.model@pbe0"),
+            "nohead": _error("mace:foundation.model@r2scan"),
+        }
+    finally:
+        os.chdir(cwd)
+
+
+def two_head_model():
+    """A small ScaleShiftMACE with two read-out heads ("pbe", "r2scan")."""
+    import torch
+
+    from mlipspace.models.mace import import_mace
+
+    import_mace()
+    from e3nn import o3
+    from mace import modules
+
+    numbers = [1, 6, 7, 8, 11, 14, 17, 29]
+    interaction = modules.interaction_classes["RealAgnosticResidualInteractionBlock"]
+    torch.manual_seed(5)
+    model = modules.ScaleShiftMACE(
+        r_max=4.5,
+        num_bessel=6,
+        num_polynomial_cutoff=5,
+        max_ell=2,
+        interaction_cls=interaction,
+        interaction_cls_first=interaction,
+        num_interactions=2,
+        num_elements=len(numbers),
+        hidden_irreps=o3.Irreps("16x0e + 16x1o"),
+        MLP_irreps=o3.Irreps("8x0e"),
+        atomic_energies=np.zeros((2, len(numbers))),
+        avg_num_neighbors=12.0,
+        atomic_numbers=numbers,
+        correlation=2,
+        gate=torch.nn.functional.silu,
+        heads=["pbe", "r2scan"],
+        atomic_inter_scale=[1.0, 2.0],
+        atomic_inter_shift=[0.0, 0.1],
+    )
+    return model.float().eval()
 
 
 if __name__ == "__main__":

@@ -51,6 +51,45 @@ def _random_mattersim(tmp_dir: Path) -> str:
     from families_probe import build_mattersim
 
     return f"mattersim:{build_mattersim(Path(tmp_dir))['ckpt']}"
+def _sevennet_resaved(tmp_dir: Path) -> str:
+    """The shipped SevenNet-0 checkpoint saved again as a user's file."""
+    import torch
+
+    from mlipspace.models.sevennet import _checkpoint_path
+
+    path = Path(tmp_dir) / "contract-sevennet.pth"
+    raw = torch.load(_checkpoint_path("sevennet-0"), map_location="cpu", weights_only=False)
+    torch.save(raw, path)
+    return f"sevennet:{path}"
+
+
+def _chgnet_resaved(tmp_dir: Path) -> str:
+    """CHGNet 0.3.0 saved as chgnet's Trainer saves a fine-tuned model."""
+    import contextlib
+    import io
+
+    import torch
+    from chgnet.model import CHGNet
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        model = CHGNet.load(model_name="0.3.0", use_device="cpu", verbose=False)
+    path = Path(tmp_dir) / "contract-chgnet.pth.tar"
+    torch.save({"model": model.as_dict()}, path)
+    return f"chgnet:{path}"
+
+
+def _small_uma(tmp_dir: Path) -> str:
+    """A random-init UMA-style inference checkpoint built with fairchem's own code."""
+    from uma_probe import build_checkpoint
+
+    return f"uma:{build_checkpoint(Path(tmp_dir) / 'contract-uma.pt')}"
+
+
+def _small_dpa(tmp_dir: Path) -> str:
+    """A random-init DPA-3 checkpoint built with deepmd-kit's own code."""
+    from dpa_probe import build_checkpoint
+
+    return f"dpa:{build_checkpoint(Path(tmp_dir) / 'contract-dpa.pt')}"
 
 
 #: spec name -> provider(tmp_dir) -> model name to load
@@ -60,6 +99,10 @@ PROVIDERS: dict[str, Callable[[Path], str]] = {
     "orb:": _random_orb,
     "pet:": _random_pet,
     "mattersim:": _random_mattersim,
+    "sevennet:": _sevennet_resaved,
+    "chgnet:": _chgnet_resaved,
+    "uma:": _small_uma,
+    "dpa:": _small_dpa,
 }
 
 

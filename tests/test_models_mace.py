@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -144,6 +145,75 @@ def test_features_cheaper_than_calculator(probe):
     assert record["seconds_features_64"] > 0
 
 
+# -- a user's checkpoint: mace:<file>[@head] ----------------------------------------------
+
+
+def test_foundation_file_state_dict_and_paths_equal_the_built_model(probe):
+    """A foundation-like ScaleShiftMACE pickled whole (as mace_mp downloads them), the same
+    weights as a state dict with its config, and a relative and a ``~`` path all give
+    the features of the model that was saved (mace-random:0)."""
+    arrays, _ = probe
+    for key in ("whole", "state", "home"):
+        for s in range(N_STRUCTURES):
+            for layer in ("ll", "bb", "node"):
+                np.testing.assert_array_equal(
+                    arrays[f"ckpt/{key}/{s}/{layer}"], arrays[f"ckpt/random/{s}/{layer}"]
+                )
+        np.testing.assert_array_equal(arrays[f"ckpt/{key}/energy"], arrays["ckpt/random/energy"])
+
+
+def test_foundation_file_energy_equals_mace_mp(probe):
+    """The feature pass's energy equals mace's own ``mace_mp(model=<file>)`` calculator."""
+    arrays, _ = probe
+    np.testing.assert_allclose(
+        arrays["ckpt/whole/energy"], arrays["ckpt/mace_mp/energy"], rtol=1e-5, atol=1e-6
+    )
+
+
+def test_checkpoint_provenance(probe):
+    _, record = probe
+    meta = record["ckpt_metadata/state"]
+    assert meta["checkpoint"] == "state.pt" and meta["checkpoint_format"] == "state dict"
+    assert meta["checkpoint_path"].endswith("/state.pt") and meta["checkpoint_path"][0] == "/"
+    assert len(meta["checkpoint_sha256"]) == 64
+    assert meta["package_version"] and meta["dtype"] == "float32" and meta["head"] == "Default"
+    assert record["ckpt_metadata/whole"]["checkpoint_format"] == "pickled model"
+    # one file, two formats: different digests
+    assert meta["checkpoint_sha256"] != record["ckpt_metadata/whole"]["checkpoint_sha256"]
+
+
+def test_multi_head_checkpoint_picks_its_head(probe):
+    arrays, record = probe
+    assert record["ckpt_heads"] == {"pbe": "pbe", "r2scan": "r2scan"}
+    for head in ("pbe", "r2scan"):
+        np.testing.assert_allclose(
+            arrays[f"ckpt/head/{head}/energy"], arrays[f"ckpt/head/{head}/calc"], rtol=1e-5
+        )
+    # the backbone is shared, the read-out hidden layer is each head's own
+    np.testing.assert_array_equal(arrays["ckpt/head/pbe/bb"], arrays["ckpt/head/r2scan/bb"])
+    assert np.abs(arrays["ckpt/head/pbe/ll"] - arrays["ckpt/head/r2scan/ll"]).max() > 1e-3
+    assert abs(arrays["ckpt/head/pbe/energy"][0] - arrays["ckpt/head/r2scan/energy"][0]) > 1e-3
+
+
+@pytest.mark.parametrize(
+    ("case", "kind", "pattern"),
+    [
+        ("missing", "CheckpointError", r"mace:nowhere/absent.model: no such checkpoint file \(/"),
+        ("bare", "CheckpointError", r"bare.pt: a MACE state dict without its architecture"),
+        ("mismatch", "CheckpointError", r"mismatch.pt: the weights do not match"),
+        ("foreign", "CheckpointError", r"foreign.pth: not a MACE checkpoint"),
+        ("garbage", "CheckpointError", r"notorch.model: cannot read the checkpoint"),
+        ("head", "ModelError", r"two.model@pbe0: no head 'pbe0'; heads are \['pbe', 'r2scan'\]"),
+        ("nohead", "ModelError", r"foundation.model@r2scan: no head 'r2scan'"),
+    ],
+)
+def test_checkpoint_errors_are_named(probe, case, kind, pattern):
+    _, record = probe
+    name, message = record["ckpt_errors"][case]
+    assert name == kind, (case, name, message)
+    assert re.search(pattern, message), (case, message)
+
+
 # -- through the worker, from the main environment ---------------------------------------
 
 
@@ -191,7 +261,7 @@ def test_worker_error_names_model_and_family(tmp_path):
     _mace_python()
     from mlipspace.featurization.parent import featurize_in_env
 
-    with pytest.raises(ModelError, match=r"no such model file") as info:
+    with pytest.raises(ModelError, match=r"no such checkpoint file") as info:
         featurize_in_env(
             [bulk("Cu")], "mace:/nonexistent/x.model", ["ll"], tmp_path / "s.zarr", progress=False
         )

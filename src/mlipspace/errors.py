@@ -78,6 +78,11 @@ class UnsupportedElementError(ModelError):
     """A model was asked to featurize an element it was not trained on."""
 
 
+class CheckpointError(ModelError):
+    """A user's checkpoint file is missing, of another family, lacks the asked task or head,
+    or holds weights that do not fit its architecture (the message names the file)."""
+
+
 class EnvironmentSetupError(MlipspaceError):
     """A per-family worker environment is missing or broken."""
 

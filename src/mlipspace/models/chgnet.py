@@ -1,4 +1,6 @@
-"""CHGNet adapters: the 0.3.0, 0.2.0 and r2SCAN checkpoints shipped in the chgnet wheel.
+"""CHGNet adapters: the 0.3.0, 0.2.0 and r2SCAN checkpoints shipped in the chgnet wheel,
+and ``chgnet:<checkpoint>``, a user's CHGNet (e.g. fine-tuned) as ``CHGNet.save`` or
+chgnet's ``Trainer`` write it, loaded as ``CHGNet.from_file`` does.
 
 Which tensors are taken (``model`` is ``chgnet.model.CHGNet``):
 
@@ -32,7 +34,14 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
-from ..errors import ModelError
+from ..errors import CheckpointError, ModelError
+from ._checkpoint import (
+    checkpoint_file,
+    measure_symmetry,
+    provenance,
+    torch_load,
+    wrong_family,
+)
 from .base import ModelCard, ModelSpec
 from .torch_base import (
     Capture,
@@ -68,6 +77,23 @@ def _checkpoint_path(checkpoint: str) -> Path:
     )
 
 
+def _load_user_checkpoint(path: Path) -> Any:
+    """A CHGNet saved by ``CHGNet.save``/its ``Trainer`` (``{"model": model.as_dict(), ...}``),
+    loaded as ``CHGNet.from_file`` does; errors name the file."""
+    from chgnet.model import CHGNet
+
+    raw = torch_load(path, "chgnet")
+    inner = raw.get("model") if isinstance(raw, dict) else None
+    if not isinstance(inner, dict) or not {"model_args", "state_dict"} <= set(inner):
+        raise wrong_family(path, "chgnet", "CHGNet", "no 'model' with 'model_args', 'state_dict'")
+    try:
+        return CHGNet.from_dict(inner)
+    except (RuntimeError, TypeError, KeyError, ValueError) as exc:
+        raise CheckpointError(
+            f"chgnet:{path}: the weights do not match the architecture in 'model_args': {exc}"
+        ) from exc
+
+
 class CHGNetAdapter(TorchAdapter):
     """Per-atom features of a pretrained CHGNet checkpoint.
 
@@ -79,35 +105,65 @@ class CHGNetAdapter(TorchAdapter):
         Precision the model is cast to.
     device : str
         Torch device.
+    path : Path, optional
+        A user's checkpoint (``chgnet:<path>``, e.g. a fine-tuned CHGNet).
     """
 
     batch_size = BATCH_SIZE
 
-    def __init__(self, checkpoint: str = "0.3.0", dtype: str = "float32", device: str = "cpu"):
+    def __init__(
+        self,
+        checkpoint: str = "0.3.0",
+        dtype: str = "float32",
+        device: str = "cpu",
+        path: Path | None = None,
+    ):
         from chgnet.model import CHGNet
 
-        if checkpoint not in CHECKPOINT_FILES:
+        if path is None and checkpoint not in CHECKPOINT_FILES:
             raise ModelError(f"unknown CHGNet checkpoint {checkpoint!r}")
         super().__init__(dtype, device)
         self.checkpoint = checkpoint
-        self.name = f"chgnet-{checkpoint}"
-        with contextlib.redirect_stdout(io.StringIO()):  # the constructor always prints
-            model = CHGNet.load(model_name=checkpoint, use_device="cpu", verbose=False)
+        self.path = path
+        if path is not None:
+            self.name = f"chgnet:{path}"
+            with contextlib.redirect_stdout(io.StringIO()):
+                model = _load_user_checkpoint(path)
+        else:
+            self.name = f"chgnet-{checkpoint}"
+            with contextlib.redirect_stdout(io.StringIO()):  # the constructor always prints
+                model = CHGNet.load(model_name=checkpoint, use_device="cpu", verbose=False)
         self.model = prepare_module(model, dtype, device)
         if model.composition_model is not None:  # it builds float32 inputs itself
             model.composition_model.float()
         self.cutoff = float(model.model_args["atom_graph_cutoff"])
+        # a user's (fine-tuned) CHGNet may differ from the shipped 4 x 64 architecture
+        import torch
+
+        self.n_conv = len(model.atom_conv_layers)
+        self.width = int(model.atom_embedding.embedding.embedding_dim)
+        linears = [m for m in model.mlp.modules() if isinstance(m, torch.nn.Linear)]
+        self.ll_width = int(linears[-1].in_features)
         # an atom without neighbours inside the cutoff breaks CHGNet: fail, naming it
         model.graph_converter.set_isolated_atom_response("error")
 
     # -- interface -------------------------------------------------------------------
     def layer_dims(self) -> dict[str, int]:
-        return layer_dims(WIDTH, WIDTH, [WIDTH] * (N_CONV + 1))
+        return layer_dims(self.ll_width, self.width, [self.width] * (self.n_conv + 1))
 
     def supported_elements(self) -> set[int]:
         return set(range(1, self.model.atom_embedding.embedding.num_embeddings + 1))
 
     def metadata(self) -> dict[str, Any]:
+        if self.path is not None:
+            return checkpoint_metadata(
+                "chgnet",
+                self.path,
+                dtype=self.dtype,
+                cutoff=self.cutoff,
+                **provenance(self.path),
+                **measure_symmetry(self),
+            )
         return checkpoint_metadata(
             "chgnet", _checkpoint_path(self.checkpoint), dtype=self.dtype, cutoff=self.cutoff
         )
@@ -151,7 +207,7 @@ class CHGNetAdapter(TorchAdapter):
         energy = prediction["e"].detach().cpu().numpy().astype(np.float64)
         if model.is_intensive:
             energy = energy * np.asarray([len(a) for a in structures])
-        per_layer = [cap[f"layer:{i}"] for i in range(N_CONV + 1)]
+        per_layer = [cap[f"layer:{i}"] for i in range(self.n_conv + 1)]
         return ForwardResult(ll=cap["ll"], node=cap["node"], per_layer=per_layer, energy=energy)
 
     def calculator(self) -> Any:
@@ -160,6 +216,15 @@ class CHGNetAdapter(TorchAdapter):
 
         with contextlib.redirect_stdout(io.StringIO()):
             return CHGNetCalculator(model=self.model, use_device=self.device)
+
+
+def _user_factory(
+    argument: str | None = None, dtype: str = "float32", device: str = "cpu"
+) -> CHGNetAdapter:
+    if not argument:
+        raise CheckpointError("chgnet:<checkpoint> needs the path of a checkpoint after 'chgnet:'")
+    path = checkpoint_file(argument, "chgnet")
+    return CHGNetAdapter(dtype=dtype, device=device, path=path)
 
 
 _DESCRIPTIONS = {
@@ -197,3 +262,15 @@ SPECS = [
     )
     for name, checkpoint in CHECKPOINTS.items()
 ]
+SPECS.append(
+    ModelSpec(
+        name="chgnet:",
+        factory=_user_factory,
+        layers=layer_dims(WIDTH, WIDTH, [WIDTH] * (N_CONV + 1)),
+        description="a CHGNet checkpoint (e.g. fine-tuned): chgnet:<file> as CHGNet.save or "
+        "its Trainer write it (dimensions of the released architecture)",
+        weights_available=lambda: True,
+        relative_cost=0.8,
+        card=ModelCard(architecture="CHGNet", has_calculator=True, symmetry="O(3)"),
+    )
+)

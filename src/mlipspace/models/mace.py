@@ -1,4 +1,9 @@
-"""MACE adapters: ``mace:<path>`` (any MACE ``.model`` file) and ``mace-random:<seed>``.
+"""MACE adapters: ``mace:<path>[@<head>]`` (a user's MACE checkpoint) and ``mace-random:<seed>``.
+
+``mace:<path>`` loads the foundation checkpoints as ``mace_mp``/``mace_off`` download them
+(a whole pickled model, e.g. ``mace-omat-0-medium.model``,
+``2023-12-03-mace-128-L1_epoch-199.model``) and every ``.model`` mace's training writes,
+as well as state dicts saved with their architecture (:func:`model_from_checkpoint`).
 
 They run in the ``mace`` family environment (``mlipspace env create mace``): mace-torch
 pins ``e3nn==0.4.4``, which the main environment's sevenn cannot use.
@@ -46,13 +51,20 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
-from ..errors import ModelError
+from ..errors import CheckpointError, ModelError
+from ._checkpoint import (
+    checkpoint_file,
+    measure_symmetry,
+    provenance,
+    split_choice,
+    torch_load,
+    wrong_family,
+)
 from .base import ModelCard, ModelSpec
 from .torch_base import (
     Capture,
     ForwardResult,
     TorchAdapter,
-    file_sha256,
     layer_dims,
     package_version,
     prepare_module,
@@ -265,6 +277,8 @@ class MACEAdapter(TorchAdapter):
             "r_max": self.r_max,
             "head": self.head,
             **self.provenance,
+            # a user's checkpoint: its symmetry is measured, not assumed
+            **(measure_symmetry(self) if "checkpoint_sha256" in self.provenance else {}),
         }
 
     # -- implementation --------------------------------------------------------------
@@ -331,32 +345,94 @@ class MACEAdapter(TorchAdapter):
             return MACECalculator(models=self.model, **kwargs)
 
 
-def load_mace_file(path: str | Path, dtype: str = "float32", device: str = "cpu") -> MACEAdapter:
-    """The adapter of a MACE ``.model`` file (a pickled module, as ``torch.save`` writes it)."""
+def _state_dict(obj: dict[str, Any]) -> dict[str, Any]:
+    """The weights of a MACE state-dict checkpoint: ``obj["model"]`` (mace's training
+    checkpoints, ``checkpoints/*.pt``) or the file's remaining tensors."""
     import torch
 
-    import_mace()
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise ModelError(f"mace:{path}: no such model file")
+    state = obj.get("model")
+    if isinstance(state, torch.nn.Module):
+        return state.state_dict()
+    if isinstance(state, dict):
+        return state
+    return {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+
+
+def model_from_checkpoint(obj: Any, path: Path) -> tuple[Any, str]:
+    """The MACE module of a loaded checkpoint and the checkpoint's format.
+
+    Two formats are accepted:
+
+    ``pickled model``
+        a whole ``torch.nn.Module`` (``torch.save(model, f)``): the foundation models as
+        ``mace_mp``/``mace_off`` download them and every ``.model`` mace's training writes.
+    ``state dict``
+        a dict holding the weights (``"model"``, as in mace's training checkpoints, or the
+        tensors themselves) and the architecture under ``"config"``, the keyword arguments
+        ``mace.tools.scripts_utils.extract_config_mace_model(model)`` returns. A state dict
+        alone does not define the network, so one without ``"config"`` is refused.
+    """
+    import torch
+
+    if isinstance(obj, torch.nn.Module):
+        return obj, "pickled model"
+    if not isinstance(obj, dict):
+        raise wrong_family(path, FAMILY, "MACE", f"found a {type(obj).__name__}")
+    config = obj.get("config")
+    state = _state_dict(obj)
+    if not state:
+        raise wrong_family(path, FAMILY, "MACE", "a dict without weights")
+    if not isinstance(config, dict):
+        raise CheckpointError(
+            f"mace:{path}: a MACE state dict without its architecture; save it as "
+            "{'config': mace.tools.scripts_utils.extract_config_mace_model(model), "
+            "'model': model.state_dict()} or save the whole model (torch.save(model, f))"
+        )
+    if "error" in config:  # extract_config_mace_model's answer for a plain MACE
+        raise CheckpointError(f"mace:{path}: 'config' holds an error: {config['error']}")
+    from mace import modules
+
+    cls = modules.ScaleShiftMACE if "atomic_inter_scale" in config else modules.MACE
     try:
         with _quiet():
-            model = torch.load(path, map_location=device, weights_only=False)
+            model = cls(**config)
     except Exception as exc:
-        raise ModelError(
-            f"mace:{path}: cannot load the model file ({type(exc).__name__}: {exc})"
+        raise CheckpointError(
+            f"mace:{path}: 'config' does not build a MACE model ({type(exc).__name__}: {exc})"
         ) from exc
-    provenance = {"checkpoint": path.name, "checkpoint_path": str(path.resolve()),
-                  "checkpoint_sha256": file_sha256(str(path.resolve()))}  # fmt: skip
-    return MACEAdapter(model, f"mace:{path}", dtype=dtype, device=device, provenance=provenance)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"mace:{path}: the weights do not match the architecture in 'config': {exc}"
+        ) from exc
+    return model, "state dict"
+
+
+def load_mace_file(
+    argument: str | Path, dtype: str = "float32", device: str = "cpu"
+) -> MACEAdapter:
+    """The adapter of a MACE checkpoint ``<path>[@<head>]`` (see :func:`model_from_checkpoint`).
+
+    ``@<head>`` picks the read-out head of a multi-head model (default: its only head, or
+    the one named "default", as ``MACECalculator`` does).
+    """
+    text, head = split_choice(str(argument), FAMILY, "head")
+    path = checkpoint_file(text, FAMILY)
+    import_mace()
+    with _quiet():
+        obj = torch_load(path, FAMILY)
+    model, fmt = model_from_checkpoint(obj, path)
+    record = provenance(path, checkpoint_format=fmt)
+    return MACEAdapter(
+        model, f"mace:{argument}", dtype=dtype, device=device, provenance=record, head=head
+    )
 
 
 def _file_factory(
     argument: str | None = None, dtype: str = "float32", device: str = "cpu"
 ) -> MACEAdapter:
-    if not argument:
-        raise ModelError("mace:<path> needs the path of a MACE .model file after 'mace:'")
-    return load_mace_file(argument, dtype=dtype, device=device)
+    return load_mace_file(argument or "", dtype=dtype, device=device)
 
 
 def _random_factory(
@@ -378,8 +454,10 @@ SPECS = [
         name="mace:",
         factory=_file_factory,
         layers={},
-        description="any MACE .model file: mace:<path> (dimensions depend on the file)",
+        description="a MACE checkpoint: mace:<file>[@head], a pickled .model (the foundation "
+        "models) or a state dict with its config (dimensions depend on the file)",
         weights_available=lambda: True,
+        relative_cost=3.0,
         # a user's file: its training data is not known here
         card=ModelCard(architecture="MACE", symmetry="O(3)", environment=FAMILY),
     ),
@@ -395,4 +473,11 @@ SPECS = [
     ),
 ]
 
-__all__ = ["SPECS", "MACEAdapter", "build_random_mace", "import_mace", "load_mace_file"]
+__all__ = [
+    "SPECS",
+    "MACEAdapter",
+    "build_random_mace",
+    "import_mace",
+    "load_mace_file",
+    "model_from_checkpoint",
+]

@@ -22,6 +22,8 @@ BUILTIN_FAMILY_MODULES = (
     "mlipspace.models.orb",
     "mlipspace.models.pet",
     "mlipspace.models.mattersim",
+    "mlipspace.models.uma",
+    "mlipspace.models.dpa",
 )
 
 ENTRY_POINT_GROUP = "mlipspace.models"

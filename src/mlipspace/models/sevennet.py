@@ -1,4 +1,9 @@
-"""SevenNet adapters: the checkpoints shipped in the sevenn wheel.
+"""SevenNet adapters: the checkpoints shipped in the sevenn wheel, and the user's.
+
+``sevennet:<checkpoint>[@<modal>]`` loads any SevenNet checkpoint (``checkpoint_*.pth``,
+as ``sevenn`` training writes and the SevenNet-OMAT, -MF-ompa and -omni downloads are),
+through ``sevenn.util.load_checkpoint`` as ``SevenNetCalculator`` does; ``@<modal>``
+picks the fidelity of a multi-fidelity checkpoint (required there).
 
 ``sevennet-0`` (SevenNet-0, 11Jul2024), ``sevennet-0-22may2024``, ``sevennet-l3i5`` and
 ``sevennet-mf-0:<modal>`` (SevenNet-MF-0, one name per fidelity head: ``PBE`` and
@@ -38,7 +43,16 @@ from typing import Any
 
 from ase import Atoms
 
-from ..errors import ModelError
+from ..errors import CheckpointError, ModelError
+from ._checkpoint import (
+    check_choice,
+    checkpoint_file,
+    measure_symmetry,
+    provenance,
+    split_choice,
+    torch_load,
+    wrong_family,
+)
 from .base import ModelCard, ModelSpec
 from .torch_base import (
     ForwardResult,
@@ -96,36 +110,78 @@ def _cast_floats(data: Any, dtype: Any) -> None:
             data[key] = value.to(dtype)
 
 
+def _load_user_checkpoint(path: Path) -> tuple[Any, Any]:
+    """A SevenNet checkpoint of the user's and its model, errors naming the file."""
+    import sevenn.util
+
+    raw = torch_load(path, "sevennet")
+    if not isinstance(raw, dict) or not {"config", "model_state_dict"} <= set(raw):
+        raise wrong_family(path, "sevennet", "SevenNet", "no 'config' and 'model_state_dict'")
+    del raw
+    cp = sevenn.util.load_checkpoint(str(path))
+    try:
+        model = cp.build_model()
+    except (RuntimeError, AssertionError, KeyError, ValueError) as exc:
+        raise CheckpointError(
+            f"sevennet:{path}: the weights do not match the architecture in its config: {exc}"
+        ) from exc
+    return cp, model
+
+
+def _user_modal(path: Path, modal: str | None, modals: list[str]) -> str | None:
+    """The fidelity of ``sevennet:<path>[@modal]``, checked against the checkpoint's."""
+    if not modals:
+        if modal is not None:
+            raise CheckpointError(
+                f"sevennet:{path} has a single fidelity; drop '@{modal}' from the name"
+            )
+        return None
+    return check_choice(path, "sevennet", "modal", modal, sorted(modals))
+
+
 class SevenNetAdapter(TorchAdapter):
     """Per-atom features of a pretrained SevenNet checkpoint.
 
     Parameters
     ----------
-    key : str
-        One of :data:`CHECKPOINTS`.
+    key : str or None
+        One of :data:`CHECKPOINTS`; None with ``path``.
     modal : str, optional
         Fidelity head of a multi-fidelity checkpoint (case-sensitive, e.g. ``"PBE"``).
     dtype : {"float32", "float64"}
     device : str
+    path : Path, optional
+        A user's checkpoint file (``sevennet:<path>``) instead of a shipped one.
     """
 
     batch_size = BATCH_SIZE
     atoms_per_pass = ATOMS_PER_PASS
 
     def __init__(
-        self, key: str, modal: str | None = None, dtype: str = "float32", device: str = "cpu"
+        self,
+        key: str | None,
+        modal: str | None = None,
+        dtype: str = "float32",
+        device: str = "cpu",
+        path: Path | None = None,
     ):
         import sevenn.util
 
-        if key not in CHECKPOINTS:
-            raise ModelError(f"unknown SevenNet checkpoint {key!r}")
         super().__init__(dtype, device)
         self.key = key
-        self.path = _checkpoint_path(key)
-        self.name = key if modal is None else f"{key}:{modal}"
-        cp = sevenn.util.load_checkpoint(str(self.path))
+        self.user_checkpoint = path is not None
+        if path is None:
+            if key not in CHECKPOINTS:
+                raise ModelError(f"unknown SevenNet checkpoint {key!r}")
+            self.path = _checkpoint_path(key)
+            self.name = key if modal is None else f"{key}:{modal}"
+            cp = sevenn.util.load_checkpoint(str(self.path))
+            model = cp.build_model()
+        else:
+            self.path = path
+            self.name = f"sevennet:{path}" + ("" if modal is None else f"@{modal}")
+            cp, model = _load_user_checkpoint(path)
         self.config = cp.config
-        model = cp.build_model()
         if dtype != "float32":  # e3nn bakes constants in at construction: rebuild, then load
             from sevenn.model_build import build_E3_equivariant_model
 
@@ -137,7 +193,9 @@ class SevenNetAdapter(TorchAdapter):
         self.cutoff = float(cp.config["cutoff"])
         self.type_map = dict(cp.config["_type_map"])
         modal_map = getattr(model, "modal_map", None)
-        if modal_map:
+        if self.user_checkpoint:
+            modal = _user_modal(path, modal, list(modal_map or []))
+        elif modal_map:
             if modal not in modal_map:
                 raise ModelError(
                     f"{key} needs a fidelity head: use one of "
@@ -148,8 +206,9 @@ class SevenNetAdapter(TorchAdapter):
         self.modal = modal
         self._calculator = None
         if "readout_FCN" in model._modules:
-            raise ModelError(f"{key}: checkpoints with an MLP read-out are not supported")
-        self._gates = [f"{i}_equivariant_gate" for i in range(N_LAYERS)]
+            raise ModelError(f"{self.name}: checkpoints with an MLP read-out are not supported")
+        self.n_layers = int(cp.config.get("num_convolution_layer", N_LAYERS))
+        self._gates = [f"{i}_equivariant_gate" for i in range(self.n_layers)]
         self._widths = [
             _leading_scalars(model._modules["onehot_to_feature_x"].irreps_out),
             *(_leading_scalars(model._modules[g].gate.irreps_out) for g in self._gates),
@@ -163,9 +222,13 @@ class SevenNetAdapter(TorchAdapter):
         return {int(z) for z in self.type_map}
 
     def metadata(self) -> dict[str, Any]:
-        return checkpoint_metadata(
+        meta = checkpoint_metadata(
             "sevenn", self.path, dtype=self.dtype, cutoff=self.cutoff, modal=self.modal
         )
+        if self.user_checkpoint:
+            meta.update(provenance(self.path, is_parity=bool(self.config.get("is_parity"))))
+            meta.update(measure_symmetry(self))
+        return meta
 
     # -- implementation --------------------------------------------------------------
     def graph(self, atoms: Atoms) -> Any:
@@ -190,7 +253,7 @@ class SevenNetAdapter(TorchAdapter):
         """The modules in order up to ``force_output`` (skipped: no forces, no stress)."""
         model = self.model
         model.set_is_batch_data(len(structures) > 1)
-        per_layer: list[Any] = [None] * (N_LAYERS + 1)
+        per_layer: list[Any] = [None] * (self.n_layers + 1)
         node = None
         cast = self.dtype != "float32"
         try:
@@ -224,6 +287,14 @@ class SevenNetAdapter(TorchAdapter):
                 self.model, file_type="model_instance", device=self.device, modal=self.modal
             )
         return self._calculator
+
+
+def _user_factory(
+    argument: str | None = None, dtype: str = "float32", device: str = "cpu"
+) -> SevenNetAdapter:
+    text, modal = split_choice(argument, "sevennet", "modal")
+    path = checkpoint_file(text, "sevennet")
+    return SevenNetAdapter(None, modal=modal, dtype=dtype, device=device, path=path)
 
 
 _DESCRIPTIONS = {
@@ -277,3 +348,14 @@ SPECS = [
     )
     for modal in MF_MODALS
 ]
+SPECS.append(
+    ModelSpec(
+        name="sevennet:",
+        factory=_user_factory,
+        description="a SevenNet checkpoint: sevennet:<file>[@modal] (e.g. SevenNet-OMAT, "
+        "-MF-ompa@mpa, -omni; dimensions depend on the file)",
+        weights_available=lambda: True,
+        # a user's file: training data unknown here; SO(3) unless its config has is_parity
+        card=dataclasses.replace(_CARD, training_data="", level_of_theory=""),
+    )
+)
