@@ -38,7 +38,14 @@ $(MLIPSPACE_ENV_DIR)/.installed-orb-pet-mattersim: $(VENV)/.installed envs/orb-p
 	$(BIN)/mlipspace env create orb-pet-mattersim
 	touch $@
 
-install-envs: $(MLIPSPACE_ENV_DIR)/.installed-mace $(MLIPSPACE_ENV_DIR)/.installed-orb-pet-mattersim
+# UMA (fairchem-core) and DPA-3 (deepmd-kit) share one environment: 3.1 GB, about 15 min
+# on the shared 2-core machine (mostly downloads: torch, warp-lang, nvidia-cutlass-dsl).
+$(MLIPSPACE_ENV_DIR)/.installed-uma-dpa: $(VENV)/.installed envs/uma-dpa.txt
+	$(BIN)/mlipspace env create uma-dpa
+	touch $@
+
+install-envs: $(MLIPSPACE_ENV_DIR)/.installed-mace $(MLIPSPACE_ENV_DIR)/.installed-orb-pet-mattersim \
+	$(MLIPSPACE_ENV_DIR)/.installed-uma-dpa
 
 # Debian's Chromium renders the HTML report in the browser test (tests/test_report_browser.py).
 install-browser:
