@@ -13,6 +13,7 @@ from ase import Atoms
 from conftest import (
     assert_energies_match_calculator,
     assert_float64_energies_match,
+    calculator_energies,
     small_structure_set,
 )
 from mlipspace.errors import ModelError
