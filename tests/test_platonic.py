@@ -26,7 +26,6 @@ from mlipspace.platonic import (
     with_controls,
 )
 from mlipspace.platonic.chemistry import element_group
-from mlipspace.platonic.space import sample_rows
 from mlipspace.transport import w2_matrix
 
 
@@ -85,21 +84,37 @@ def test_rotated_model_agrees_perfectly_and_controls_do_not(synthetic_store):
 def test_transport_recovers_rotated_model(synthetic_store):
     store, _ = synthetic_store
     space = common_space_from_store(store, ["model-a", "model-b", "mace-random:0"], n_anchors=64)
-    pairs, w2 = transport_agreement(space, n_atoms=300, gw_atoms=60)
+    pairs, w2 = transport_agreement(space, n_atoms=120)
     ab = pairs.set_index(["source", "target"]).loc[("model-a", "model-b")]
     assert ab.emd_element_accuracy > 0.98  # group-level descriptor: Na and K sites can tie
     assert ab.emd_accuracy > 0.5  # symmetry-equivalent atoms have identical features: ties
+    # like for like: every method on the same atoms, the same number
+    assert (pairs.n_atoms == 120).all() and (pairs.gw_atoms == 120).all()
+    rows = pairs.attrs["rows"]
+    assert len(rows) == 120 and not np.isin(rows, space.anchor_rows).any()
+    # identical projections: every match lands on an interchangeable atom, for every method
+    # but the entropic plan, whose argmax may pick among equal-cost twins too
+    for method in ("emd", "gw_z", "sinkhorn"):
+        assert ab[f"{method}_equivalent_accuracy"] >= ab[f"{method}_accuracy"]
+    assert ab.emd_equivalent_accuracy == 1.0
+    assert ab.chance == pytest.approx(1 / 120)
+    assert ab.chance <= ab.chance_equivalent <= ab.chance_class
+    assert ab.chance_equivalent <= ab.chance_element
+    # per-atom hits, in sample order, reproduce every accuracy
+    hits = pairs.attrs["hits"]
+    for (source, target, key), hit in hits.items():
+        row = pairs.set_index(["source", "target"]).loc[(source, target)]
+        assert np.mean(hit) == pytest.approx(row[f"{key}_accuracy"])
     assert w2.loc["model-a", "model-b"] < 1e-6
     assert w2.loc["model-a", "mace-random:0"] > 0.1
     np.testing.assert_allclose(w2.to_numpy(), w2.to_numpy().T)
     # one plan per unordered pair: W2 as computed from scratch, both directions from it
-    rows = sample_rows(len(space.atoms), 300, 0)
     reference = w2_matrix({m: space.Z[m][rows] for m in space.models})
     np.testing.assert_allclose(w2.to_numpy(), reference.to_numpy(), rtol=1e-9, atol=1e-12)
     ba = pairs.set_index(["source", "target"]).loc[("model-b", "model-a")]
     assert ba.emd_element_accuracy > 0.98
     # pairs run in threads with every random draw made up front: one thread gives the same
-    serial, w2_serial = transport_agreement(space, n_atoms=300, gw_atoms=60, n_threads=1)
+    serial, w2_serial = transport_agreement(space, n_atoms=120, n_threads=1)
     pd.testing.assert_frame_equal(serial, pairs)
     pd.testing.assert_frame_equal(w2_serial, w2)
     assert ba.emd_accuracy == pytest.approx(ab.emd_accuracy)  # a permutation, read backwards

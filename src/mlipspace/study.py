@@ -310,7 +310,9 @@ def run_study(
         "n_anchors": int(pcfg.get("anchors", 256)),
         "anchor_model": anchor_model,
         "method": pcfg.get("method", "direct"),
-        "center": bool(pcfg.get("center", False)),
+        "center": pcfg.get("center", "data"),
+        "standardize": bool(pcfg.get("standardize", True)),
+        "anchor_input": pcfg.get("anchor_input", "features"),
     }
 
     if diagnose:
@@ -348,8 +350,10 @@ def run_study(
                 anchor_model=anchor_model,
                 method=space["method"],
                 center=space["center"],
+                standardize=space["standardize"],
+                anchor_input=space["anchor_input"],
                 n_atoms=int(pcfg.get("atoms", 2000)),
-                seed=seed,
+                random_state=seed,
                 progress=say,
                 diagnostics_summary=results.diagnostics.summary() if diagnose else None,
                 pca_models=pcfg.get("pca_models"),

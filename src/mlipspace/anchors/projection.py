@@ -12,6 +12,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from ..errors import MetricInputError
+
 try:  # scikit-learn >= 1.6
     from sklearn.utils.validation import validate_data
 except ImportError:  # pragma: no cover - older scikit-learn
@@ -20,7 +22,11 @@ except ImportError:  # pragma: no cover - older scikit-learn
         return estimator._validate_data(X, reset=reset, **kwargs)
 
 
-__all__ = ["RelativeProjector", "unit_rows"]
+__all__ = ["CENTERS", "RelativeProjector", "center_mode", "standardize_columns", "unit_rows"]
+
+#: where the origin of the cosine sits: none (raw vectors), the anchors' mean, or the mean
+#: of every embedding the model gives (``fit(..., population=E)``)
+CENTERS = ("none", "anchors", "data")
 
 
 def unit_rows(X: np.ndarray) -> np.ndarray:
@@ -29,19 +35,40 @@ def unit_rows(X: np.ndarray) -> np.ndarray:
     return np.divide(X, norm, out=np.zeros_like(X, dtype=np.float64), where=norm > 0)
 
 
+def center_mode(center: bool | str) -> str:
+    """``center`` as one of :data:`CENTERS` (``True`` is ``"anchors"``, ``False`` ``"none"``)."""
+    if isinstance(center, bool | np.bool_):
+        return "anchors" if center else "none"
+    if center not in CENTERS:
+        raise MetricInputError(f"center must be one of {CENTERS} (or a bool), got {center!r}")
+    return str(center)
+
+
+def standardize_columns(Z: np.ndarray) -> np.ndarray:
+    """Every column of ``Z`` shifted to mean 0 and scaled to unit standard deviation.
+
+    A label-free, per-model standardisation of projected coordinates: each model uses only
+    its own statistics, so the result stays zero-shot across models. Constant columns are
+    only centred.
+    """
+    Z = np.asarray(Z, dtype=np.float64)
+    mean, std = Z.mean(axis=0), Z.std(axis=0)
+    return (Z - mean) / np.where(std > 0, std, 1.0)
+
+
 class RelativeProjector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Cosine similarity of every embedding to a fixed set of anchor embeddings.
 
     Parameters
     ----------
-    center : bool, default=False
-        If True, the mean of the anchor embeddings (learned in :meth:`fit`) is subtracted
-        from the anchors and from every embedding before the cosine. This removes a
-        dominant common direction (anisotropic embeddings otherwise give cosines piled up
-        near 1), at the price of invariance to translations only, not to rescaling about
-        another origin. With False (the default, as in relreps and the paper's formula)
-        ``z`` is invariant to orthogonal maps and to positive rescaling of the embeddings,
-        not to translations.
+    center : {"none", "anchors", "data"} or bool, default=False
+        The origin of the cosines. ``"none"`` (or False; relreps and the paper's formula):
+        raw vectors, so ``z`` is invariant to orthogonal maps and positive rescaling of the
+        embeddings but not to translations. ``"anchors"`` (or True): the mean of the anchor
+        embeddings is subtracted from anchors and embeddings. ``"data"``: the mean of every
+        embedding of the model, passed to :meth:`fit` as ``population``. Both centrings
+        remove the dominant common direction (anisotropic embeddings otherwise give cosines
+        piled up near 1) and make ``z`` invariant to translations.
 
     Attributes
     ----------
@@ -70,10 +97,27 @@ class RelativeProjector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseE
     def __init__(self, center: bool = False):
         self.center = center
 
-    def fit(self, X: np.ndarray, y: None = None) -> RelativeProjector:
-        """Store the anchor embeddings ``X`` (n_anchors × n_features)."""
+    def fit(
+        self, X: np.ndarray, y: None = None, population: np.ndarray | None = None
+    ) -> RelativeProjector:
+        """Store the anchor embeddings ``X`` (n_anchors × n_features).
+
+        ``population`` (n_samples × n_features): every embedding of the model, whose mean is
+        the origin when ``center="data"``; required then, ignored otherwise.
+        """
         A = validate_data(self, X, dtype=np.float64)
-        self.mean_ = A.mean(axis=0) if self.center else np.zeros(A.shape[1])
+        mode = center_mode(self.center)
+        if mode == "data":
+            if population is None:
+                raise MetricInputError('center="data" needs fit(anchors, population=embeddings)')
+            P = np.asarray(population, dtype=np.float64)
+            if P.ndim != 2 or P.shape[1] != A.shape[1] or len(P) == 0:
+                raise MetricInputError(
+                    f"population must have shape (n, {A.shape[1]}), got {P.shape}"
+                )
+            self.mean_ = P.mean(axis=0)
+        else:
+            self.mean_ = A.mean(axis=0) if mode == "anchors" else np.zeros(A.shape[1])
         self.anchors_ = unit_rows(A - self.mean_)
         self._n_features_out = A.shape[0]
         return self

@@ -31,12 +31,19 @@ def platonic_command(
         str, typer.Option(help="Anchor selection: direct, fps, kmeans, random.")
     ] = "direct",
     center: Annotated[
-        bool, typer.Option(help="Centre on the anchors' mean before the cosine.")
-    ] = False,
+        str,
+        typer.Option(
+            help="Origin of the cosines: data (each model's mean), anchors (the anchors' "
+            "mean) or none."
+        ),
+    ] = "data",
+    standardize: Annotated[
+        bool, typer.Option(help="Standardise each model's projected coordinates.")
+    ] = True,
     n_atoms: Annotated[
         int, typer.Option("--atoms", help="Atoms sampled for agreement and retrieval.")
     ] = 2000,
-    ot_atoms: Annotated[int, typer.Option(help="Atoms sampled for optimal transport.")] = 1000,
+    ot_atoms: Annotated[int, typer.Option(help="Atoms sampled for optimal transport.")] = 500,
     pca_models: Annotated[
         str | None,
         typer.Option(help="Comma-separated models of the PCA maps (default: first three trained)."),
@@ -67,7 +74,12 @@ def platonic_command(
     atoms = read_structures(*structures, deduplicate=False) if structures else None
     names = [m.strip() for m in models.split(",") if m.strip()]
     space = dict(
-        layer=layer, n_anchors=anchors, anchor_model=anchor_model, method=method, center=center
+        layer=layer,
+        n_anchors=anchors,
+        anchor_model=anchor_model,
+        method=method,
+        center=center,
+        standardize=standardize,
     )
     with console.status("platonic") as status:
         diagnosed = None
@@ -88,7 +100,7 @@ def platonic_command(
             structures=atoms,
             n_atoms=n_atoms,
             ot_atoms=ot_atoms,
-            seed=random_state,
+            random_state=random_state,
             progress=lambda text: status.update(f"platonic: {text}"),
             diagnostics_summary=diagnosed,
             pca_models=[m.strip() for m in pca_models.split(",") if m.strip()]

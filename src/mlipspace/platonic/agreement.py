@@ -22,8 +22,8 @@ from threadpoolctl import threadpool_limits
 
 from ..anchors.projection import unit_rows
 from ..metrics import similarity as sim
-from ..transport import cost_matrix, matching_accuracy, transport_plan, w2_distance
-from .space import CommonSpace, sample_rows
+from ..transport import cost_matrix, transport_plan, w2_distance
+from .space import CommonSpace
 
 _CHUNK = 2048
 #: cosines closer than this count as ties (float32 features carry ~1e-7 relative noise)
@@ -106,19 +106,21 @@ def pair_agreement(
     n_atoms: int = 2000,
     random_state: int = 0,
     progress: Callable[[str], None] | None = None,
+    rows: np.ndarray | None = None,
+    raw_baseline: bool = True,
 ) -> pd.DataFrame:
     """Agreement of every ordered model pair, after and before projection.
 
-    Computed on the same ``n_atoms`` random atoms for every pair. Columns: ``source, target,
+    Computed on the same ``n_atoms`` random non-anchor atoms (of ``rows``, default all) for
+    every pair; ``raw_baseline=False`` leaves out the raw-space columns. Columns: ``source, target,
     cosine_mean, cosine_median``, retrieval of A's atoms among B's (``median_rank, top1,
     top10, top1_class, top1_element``), the same for the raw Procrustes baseline (``raw_*``),
     and ``cka``/``mknn`` on projected (``z_``) and raw (``raw_``) features.
     """
-    rows_idx = sample_rows(len(space.atoms), n_atoms, random_state)
+    rows_idx = space.evaluation_rows(n_atoms, random_state, rows)
     classes = space.near_duplicate_class()[rows_idx]
     numbers = space.atoms.numbers[rows_idx]
-    anchor_in_sample = space.anchor_rows
-    rows = []
+    records = []
     names = space.models
     for a in names:
         for b in names:
@@ -136,7 +138,10 @@ def pair_agreement(
                 "cosine_median": float(np.median(cos)),
             }
             row.update(_retrieval_summary(ranks, nearest, classes, numbers))
-            RA, RB = procrustes_align(space.E[a], space.E[b], anchor_in_sample, rows_idx)
+            if not raw_baseline:
+                records.append(row)
+                continue
+            RA, RB = procrustes_align(space.E[a], space.E[b], space.anchor_rows, rows_idx)
             raw_ranks, raw_nearest = retrieval_ranks(RA, RB)
             row["raw_cosine_mean"] = float(rowwise_cosine(RA, RB).mean())
             row.update(
@@ -147,8 +152,8 @@ def pair_agreement(
             )
             if a < b:  # symmetric measures once per unordered pair
                 row.update(_geometry(ZA, ZB, space.E[a][rows_idx], space.E[b][rows_idx]))
-            rows.append(row)
-    df = pd.DataFrame(rows)
+            records.append(row)
+    df = pd.DataFrame(records)
     # fill the symmetric measures of the mirrored pair
     for col in ("cka_z", "cka_raw", "mknn_z", "mknn_raw"):
         if col in df:
@@ -162,89 +167,128 @@ def pair_agreement(
                 for s, t in zip(df.source, df.target, strict=True)
             ]
     df.attrs["n_atoms"] = len(rows_idx)
+    df.attrs["rows"] = rows_idx.tolist()  # lists: pandas compares attrs when it combines frames
     return df
+
+
+#: the transport methods of :func:`transport_agreement` and the space each runs in
+TRANSPORT_METHODS = {
+    "emd": "exact OT, common space",
+    "sinkhorn": "entropic OT, common space",
+    "gw_raw": "Gromov-Wasserstein, raw spaces",
+    "gw_z": "Gromov-Wasserstein, common space",
+}
 
 
 def transport_agreement(
     space: CommonSpace,
-    n_atoms: int = 1000,
-    gw_atoms: int = 200,
+    n_atoms: int = 500,
     random_state: int = 0,
     progress: Callable[[str], None] | None = None,
     n_threads: int | None = None,
+    rows: np.ndarray | None = None,
+    orbits: np.ndarray | None = None,
+    gw: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Optimal transport between models in the common space, with Gromov–Wasserstein on raw spaces.
+    """Optimal transport between models: exact and entropic OT in the common space, and
+    Gromov–Wasserstein on the raw spaces and on the common space, all on the same atoms.
 
-    Pairs of models run in ``n_threads`` threads (default: one per core); the results do not
-    depend on it.
+    Every method matches the same ``n_atoms`` non-anchor atoms (drawn from ``rows``, default
+    all) of model A with the same atoms of model B, shuffled so that no assignment can come
+    from row order. Pairs of models run in ``n_threads`` threads (default: one per core);
+    the results do not depend on it.
+
+    A match is scored four ways, each beside its chance level (the expected score of a
+    random permutation, :func:`~mlipspace.transport.chance_accuracy`): ``exact`` (the atom
+    itself), ``equivalent`` (an atom of its class in :func:`.equivalence.equivalence_classes`:
+    identical features in every model, or the same spglib orbit when ``orbits`` is given),
+    ``class`` (the same near-duplicate class: parent structure and element) and ``element``.
+    The equivalence classes are those of the pair: atoms that both models' raw features
+    cannot tell apart, or that share an orbit.
 
     Returns
     -------
     pairs : DataFrame
-        Per ordered pair: EMD and Sinkhorn matching accuracy (fraction of atoms sent to
-        themselves) and same-element accuracy in the common space; GW matching accuracy on the
-        raw spaces (``gw_atoms`` atoms) as the baseline.
+        Per ordered pair (``source``, ``target``) and method ``m`` in
+        :data:`TRANSPORT_METHODS`: ``{m}_accuracy`` (exact), ``{m}_equivalent_accuracy``,
+        ``{m}_class_accuracy``, ``{m}_element_accuracy``; ``chance``,
+        ``chance_equivalent``, ``chance_class``, ``chance_element``; ``n_atoms``.
     w2 : DataFrame
         Symmetric W2 distance matrix between the models' point clouds in the common space.
     """
-    from ..transport import gromov_wasserstein_match
+    from ..transport import chance_accuracy, gromov_wasserstein_plan
+    from .equivalence import equivalence_classes
 
-    rows_idx = sample_rows(len(space.atoms), n_atoms, random_state)
-    gw_idx = sample_rows(len(space.atoms), gw_atoms, random_state + 1)
-    numbers = space.atoms.numbers[rows_idx]
+    rows_idx = space.evaluation_rows(n_atoms, random_state, rows)
+    shared = {
+        "": np.arange(len(rows_idx)),
+        "_class": space.near_duplicate_class()[rows_idx],
+        "_element": space.atoms.numbers[rows_idx],
+    }
     rng = np.random.default_rng(random_state)
     models = list(space.models)
     pairs = [(a, b) for i, a in enumerate(models) for b in models[i + 1 :]]
-    # every random draw first, in pair order, so that the pairs can run in any order: B is
-    # shuffled so that an identity assignment cannot arise from row order, and the raw GW
-    # targets of both directions are shuffled too
-    draws = [
-        (rng.permutation(len(rows_idx)), rng.permutation(len(gw_idx)), rng.permutation(len(gw_idx)))
-        for _ in pairs
-    ]
+    # every random draw first, in pair order, so that the pairs can run in any order
+    draws = [rng.permutation(len(rows_idx)) for _ in pairs]
 
-    def one_pair(pair: tuple[str, str], perms: tuple[np.ndarray, ...]) -> tuple[list[dict], float]:
-        (a, b), (perm, *gw_perms) = pair, perms
+    def one_pair(pair: tuple[str, str], perm: np.ndarray) -> tuple[list[dict], float]:
+        a, b = pair
         if progress:
             progress(f"OT {a} ↔ {b}")
         ZA, ZB = space.Z[a][rows_idx], space.Z[b][rows_idx][perm]
+        # interchangeable for this pair: identical in both models' features, or one orbit
+        labels = {
+            **shared,
+            "_equivalent": equivalence_classes(space, rows_idx, orbits, models=pair),
+        }
+        chances = {f"chance{k}": chance_accuracy(v) for k, v in labels.items()}
         C = cost_matrix(ZA, ZB)  # one cost matrix for both plans and W2
-        # one plan per unordered pair serves both directions (rows send A to B, columns B to A)
-        emd = transport_plan(ZA, ZB, method="emd", cost=C)
-        sinkhorn = transport_plan(ZA, ZB, method="sinkhorn", reg=0.05, num_iter_max=1000, cost=C)
-        out = []
-        for (src, tgt, axis, true, src_numbers, tgt_numbers), gw_perm in zip(
-            (
-                (a, b, 1, np.argsort(perm), numbers, numbers[perm]),
-                (b, a, 0, perm, numbers[perm], numbers),
+        # one plan per unordered pair serves both directions (rows send A to B, columns B
+        # to A); GW's objective is symmetric too
+        plans = {
+            "emd": transport_plan(ZA, ZB, method="emd", cost=C),
+            "sinkhorn": transport_plan(
+                ZA, ZB, method="sinkhorn", reg=0.05, num_iter_max=1000, cost=C
             ),
-            gw_perms,
-            strict=True,
-        ):
-            sent = np.argmax(emd, axis=axis)
-            gw = gromov_wasserstein_match(space.E[src][gw_idx], space.E[tgt][gw_idx][gw_perm])
-            out.append(
-                {
-                    "source": src,
-                    "target": tgt,
-                    "emd_accuracy": matching_accuracy(sent, true),
-                    "emd_element_accuracy": float(np.mean(tgt_numbers[sent] == src_numbers)),
-                    "sinkhorn_accuracy": matching_accuracy(np.argmax(sinkhorn, axis=axis), true),
-                    "gw_raw_accuracy": matching_accuracy(gw, np.argsort(gw_perm)),
-                    "n_atoms": len(rows_idx),
-                    "gw_atoms": len(gw_idx),
-                }
+        }
+        if gw:
+            plans["gw_raw"] = gromov_wasserstein_plan(
+                space.E[a][rows_idx], space.E[b][rows_idx][perm]
             )
-        return out, w2_distance(ZA, ZB, plan=emd, cost=C)
+            plans["gw_z"] = gromov_wasserstein_plan(ZA, ZB)
+        out = []
+        for src, tgt, axis, src_of, tgt_of in ((a, b, 1, None, perm), (b, a, 0, perm, None)):
+            row: dict[str, Any] = {"source": src, "target": tgt, "_hits": {}}
+            for method, plan in plans.items():
+                sent = np.argmax(plan, axis=axis)
+                for suffix, lab in labels.items():
+                    src_lab = lab if src_of is None else lab[src_of]
+                    tgt_lab = lab if tgt_of is None else lab[tgt_of]
+                    hit = tgt_lab[sent] == src_lab
+                    row[f"{method}{suffix}_accuracy"] = float(hit.mean())
+                    # per sampled atom, in the sample's order, for intervals over structures
+                    ordered = hit if src_of is None else np.empty_like(hit)
+                    if src_of is not None:
+                        ordered[src_of] = hit
+                    row["_hits"][f"{method}{suffix}"] = ordered
+            row.update(chances)
+            row["n_atoms"] = len(rows_idx)
+            row["gw_atoms"] = len(rows_idx) if gw else 0
+            out.append(row)
+        return out, w2_distance(ZA, ZB, plan=plans["emd"], cost=C)
 
     # POT's network simplex releases the GIL: pairs run side by side, one BLAS thread each
     n_threads = max(1, int(n_threads or os.cpu_count() or 1))
     with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(n_threads) as pool:
         results = list(pool.map(one_pair, pairs, draws))
-    rows: dict[tuple[str, str], dict] = {}
+    by_pair: dict[tuple[str, str], dict] = {}
     w2 = pd.DataFrame(0.0, index=models, columns=models)
     for (a, b), (directions, distance) in zip(pairs, results, strict=True):
         w2.loc[a, b] = w2.loc[b, a] = distance
-        rows.update({(r["source"], r["target"]): r for r in directions})
-    out = [rows[a, b] for a in models for b in models if a != b]
-    return pd.DataFrame(out), w2
+        by_pair.update({(r["source"], r["target"]): r for r in directions})
+    out = [by_pair[a, b] for a in models for b in models if a != b]
+    hits = {(r["source"], r["target"], k): v for r in out for k, v in r.pop("_hits").items()}
+    table = pd.DataFrame(out)
+    table.attrs["rows"] = rows_idx.tolist()  # lists: pandas compares attrs of frames
+    table.attrs["hits"] = {k: v.tolist() for k, v in hits.items()}
+    return table, w2

@@ -15,12 +15,12 @@ from ase import Atoms
 from ase.data import chemical_symbols
 from ase.neighborlist import natural_cutoffs, neighbor_list
 from sklearn.linear_model import RidgeClassifier
-from sklearn.preprocessing import StandardScaler
+from sklearn.model_selection import GroupKFold
 
-from ..anchors.projection import unit_rows
+from ..anchors.projection import standardize_columns, unit_rows
 from ..errors import MetricInputError
 from .agreement import rowwise_cosine
-from .space import CommonSpace, is_control, sample_rows
+from .space import CommonSpace, is_control
 
 # ----------------------------------------------------------------------------- labels
 
@@ -58,16 +58,57 @@ def atom_coordination(space: CommonSpace, structures: Sequence[Atoms]) -> np.nda
 # ----------------------------------------------------------------------------- stitching
 
 
-def _fit_head(X: np.ndarray, y: np.ndarray):
-    """A linear head on standardised features: a ridge classifier, one least-squares solve
-    (an iterative logistic head took minutes per label on the demo set)."""
-    scaler = StandardScaler().fit(X)
-    head = RidgeClassifier(alpha=1.0).fit(scaler.transform(X), y)
-    return lambda A: head.predict(scaler.transform(A))
+#: ridge strengths tried by the cross-validation on the source model
+RIDGE_ALPHAS = tuple(10.0 ** np.arange(-3, 4))
+
+
+def _choose_alpha(X: np.ndarray, y: np.ndarray, groups: np.ndarray, n_splits: int = 3) -> float:
+    """The ridge strength of :data:`RIDGE_ALPHAS` with the best accuracy under group k-fold
+    (folds by parent structure) on the source model's training atoms."""
+    n_splits = min(n_splits, len(np.unique(groups)))
+    if n_splits < 2:
+        return 1.0
+    scores = np.zeros(len(RIDGE_ALPHAS))
+    for fit, held in GroupKFold(n_splits=n_splits).split(X, y, groups):
+        if len(np.unique(y[fit])) < 2:
+            continue
+        for k, alpha in enumerate(RIDGE_ALPHAS):
+            head = RidgeClassifier(alpha=alpha).fit(X[fit], y[fit])
+            scores[k] += np.mean(head.predict(X[held]) == y[held])
+    return float(RIDGE_ALPHAS[int(np.argmax(scores))])
+
+
+def _fit_head(X: np.ndarray, y: np.ndarray, groups: np.ndarray):
+    """A linear head: a ridge classifier (one least-squares solve; an iterative logistic head
+    took minutes per label on the demo set), its strength chosen by group cross-validation.
+
+    ``X`` is already standardised with its own model's statistics, so the head applies
+    unchanged to another model's (own-standardised) coordinates.
+    """
+    alpha = _choose_alpha(X, y, groups)
+    head = RidgeClassifier(alpha=alpha).fit(X, y)
+    return head.predict, alpha
 
 
 def _pad(A: np.ndarray, width: int) -> np.ndarray:
     return np.pad(A, ((0, 0), (0, width - A.shape[1])))
+
+
+def group_split(
+    rows: np.ndarray, groups: np.ndarray, random_state: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``rows`` in halves (by atom count, roughly) with no group on both sides.
+
+    ``groups`` holds one label per row of the space (e.g. the parent structure), so that
+    copies of a crystal never sit on both sides.
+    """
+    labels = groups[rows]
+    unique = np.unique(labels)
+    order = np.random.default_rng(random_state).permutation(len(unique))
+    counts = pd.Series(labels).value_counts().reindex(unique[order]).to_numpy()
+    train_groups = unique[order][np.cumsum(counts) <= len(rows) / 2]
+    in_train = np.isin(labels, train_groups)
+    return rows[in_train], rows[~in_train]
 
 
 def stitching(
@@ -75,55 +116,78 @@ def stitching(
     labels: dict[str, np.ndarray],
     n_atoms: int = 3000,
     random_state: int = 0,
+    rows: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Zero-shot stitching: a head trained on model A's projection, applied unchanged to model B's.
 
+    Every model's coordinates (projected, and raw for the baseline) are first standardised
+    with that model's own statistics over all its atoms (no labels: it stays zero-shot).
+    ``n_atoms`` non-anchor atoms (of ``rows``, default all) are split in halves by parent
+    structure (:func:`group_split`), so copies of one crystal are never on both sides; the
+    ridge strength is chosen by group cross-validation on the training atoms of the source
+    model.
+
     For every label (e.g. element group, coordination number), every ordered pair (A, B):
-    ``zero_shot`` = accuracy on B's test atoms of a linear head (ridge classifier) trained on A's training
-    atoms in the common space; ``in_model`` = the same head trained on B (upper bound);
-    ``raw`` = the head trained on A's raw features (zero-padded to a common width) applied to
-    B's raw features (the naive attempt); ``chance`` = frequency of the most common class.
+    ``zero_shot`` = accuracy on B's test atoms of the head trained on A's training atoms;
+    ``in_model`` = the same head trained on B (upper bound); ``raw`` = the head trained on
+    A's raw features (zero-padded to a common width) applied to B's raw features (the naive
+    attempt); ``chance`` = frequency of the most common class; ``alpha`` = A's ridge strength.
     """
-    rows = sample_rows(len(space.atoms), n_atoms, random_state)
-    rng = np.random.default_rng(random_state)
-    order = rng.permutation(len(rows))
-    train, test = rows[order[: len(rows) // 2]], rows[order[len(rows) // 2 :]]
+    sample = space.evaluation_rows(n_atoms, random_state, rows)
+    groups = space.parent_groups()
+    train, test = group_split(sample, groups, random_state)
     width = max(E.shape[1] for E in space.E.values())
+    Zs = {m: standardize_columns(space.Z[m]) for m in space.models}
+    Es = {m: _pad(standardize_columns(space.E[m]), width) for m in space.models}
     out = []
+    hits: dict[tuple[str, str, str], np.ndarray] = {}
+
+    def per_test_atom(correct: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        # one value per test atom (NaN where the label is undefined), for intervals
+        full = np.full(len(test), np.nan)
+        full[valid] = correct
+        return full
+
     for label_name, y in labels.items():
+        valid = y[test] >= 0
         valid_train = train[y[train] >= 0]
         valid_test = test[y[test] >= 0]
-        if len(np.unique(y[valid_train])) < 2:
+        if len(np.unique(y[valid_train])) < 2 or len(valid_test) == 0:
             raise MetricInputError(f"label {label_name!r} has a single class on the training atoms")
-        heads_z = {m: _fit_head(space.Z[m][valid_train], y[valid_train]) for m in space.models}
-        heads_raw = {
-            m: _fit_head(_pad(space.E[m][valid_train], width), y[valid_train]) for m in space.models
-        }
+        g = groups[valid_train]
+        heads_z = {m: _fit_head(Zs[m][valid_train], y[valid_train], g) for m in space.models}
+        heads_raw = {m: _fit_head(Es[m][valid_train], y[valid_train], g) for m in space.models}
         chance = float(np.max(np.bincount(y[valid_test])) / len(valid_test))
         truth = y[valid_test]
-        in_model = {
-            m: float(np.mean(heads_z[m](space.Z[m][valid_test]) == truth)) for m in space.models
-        }
+        in_hits = {m: heads_z[m][0](Zs[m][valid_test]) == truth for m in space.models}
+        in_model = {m: float(np.mean(in_hits[m])) for m in space.models}
         for a in space.models:
             for b in space.models:
                 if a == b:
                     continue
+                zero_shot = heads_z[a][0](Zs[b][valid_test]) == truth
+                raw = heads_raw[a][0](Es[b][valid_test]) == truth
+                hits[(a, b, f"zero_shot:{label_name}")] = per_test_atom(zero_shot, valid)
+                hits[(a, b, f"raw:{label_name}")] = per_test_atom(raw, valid)
+                hits[(a, b, f"in_model:{label_name}")] = per_test_atom(in_hits[b], valid)
                 out.append(
                     {
                         "label": label_name,
                         "source": a,
                         "target": b,
-                        "zero_shot": float(np.mean(heads_z[a](space.Z[b][valid_test]) == truth)),
+                        "zero_shot": float(np.mean(zero_shot)),
                         "in_model": in_model[b],
-                        "raw": float(
-                            np.mean(heads_raw[a](_pad(space.E[b][valid_test], width)) == truth)
-                        ),
+                        "raw": float(np.mean(raw)),
                         "chance": chance,
+                        "alpha": heads_z[a][1],
                         "n_train": len(valid_train),
                         "n_test": len(valid_test),
                     }
                 )
-    return pd.DataFrame(out)
+    table = pd.DataFrame(out)
+    table.attrs["rows"] = test.tolist()  # lists: pandas compares attrs of frames
+    table.attrs["hits"] = {k: v.tolist() for k, v in hits.items()}
+    return table
 
 
 # ----------------------------------------------------------------------------- arithmetic
@@ -176,15 +240,25 @@ def substitution_pairs(sites: pd.DataFrame) -> dict[tuple[str, str], list[tuple[
     return pairs
 
 
+def spread(Z: np.ndarray) -> float:
+    """Root-mean-square distance of the rows of ``Z`` from their mean: one model's scale."""
+    Z = np.asarray(Z, dtype=np.float64)
+    return float(np.sqrt(np.mean(np.sum((Z - Z.mean(axis=0)) ** 2, axis=1))))
+
+
 def embedding_arithmetic(
-    space: CommonSpace, structures: Sequence[Atoms]
+    space: CommonSpace, structures: Sequence[Atoms], models: Sequence[str] | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Substitution vectors Δ(X→Y) and their retrieval accuracy, leave-one-pair-out.
 
     For every element pair with at least two isostructural pairs, Δ(X→Y) is the mean of
     ``z(site_Y) − z(site_X)`` over the other pairs; ``z(site_X') + Δ`` must retrieve
     ``site_Y'`` (nearest by cosine among all varied sites of that prototype family's
-    siblings). Also applied across models (Δ from model A on model B's z).
+    siblings). Also applied across models: Δ from model A, rescaled by
+    ``spread(Z_B) / spread(Z_A)`` (:func:`spread`), on model B's z.
+
+    ``models``: the models compared (default: every model that is not a control, so that no
+    average mixes in the random-weight or shuffled controls).
 
     Returns
     -------
@@ -202,16 +276,21 @@ def embedding_arithmetic(
     pairs = {k: v for k, v in substitution_pairs(sites).items() if len(v) >= 2}
     if not pairs:
         raise MetricInputError("no element substitution has two isostructural pairs")
-    vectors = {m: _site_vectors(space.Z[m], sites) for m in space.models}
+    models = [m for m in space.models if not is_control(m)] if models is None else list(models)
+    if not models:
+        raise MetricInputError("embedding arithmetic needs at least one trained model")
+    vectors = {m: _site_vectors(space.Z[m], sites) for m in models}
+    scale = {m: spread(space.Z[m]) for m in models}
     candidates = sites.groupby("family").groups
     out = []
-    for a in space.models:
-        for b in space.models:
+    for a in models:
+        for b in models:
             hits, base_hits, n = 0, 0, 0
             for plist in pairs.values():
                 for k, (i, j) in enumerate(plist):
                     others = plist[:k] + plist[k + 1 :]
                     delta = np.mean([vectors[a][y] - vectors[a][x] for x, y in others], axis=0)
+                    delta = delta * (scale[b] / scale[a] if scale[a] > 0 else 1.0)
                     cand = np.array(candidates[sites.at[i, "family"]])
                     cand = cand[cand != i]
                     V = unit_rows(vectors[b][cand])
@@ -237,10 +316,10 @@ def embedding_arithmetic(
             key: np.mean([vectors[m][y] - vectors[m][x] for x, y in plist], axis=0)
             for key, plist in pairs.items()
         }
-        for m in space.models
+        for m in models
     }
     parallel = []
-    for a, b in combinations(space.models, 2):
+    for a, b in combinations(models, 2):
         cosines = [
             float(rowwise_cosine(deltas[a][key][None], deltas[b][key][None])[0]) for key in pairs
         ]

@@ -9,7 +9,7 @@ import numpy as np
 from ..errors import MetricInputError
 from ..results import PcaMaps
 from .chemistry import element_group
-from .space import CommonSpace, is_control, project, sample_rows
+from .space import CommonSpace, is_control, project, projection_settings, sample_rows
 
 __all__ = ["pca_2d", "pca_maps"]
 
@@ -62,12 +62,13 @@ def pca_maps(
         models = [m for m in space.models if not is_control(m)][:3]
     if not models:
         raise MetricInputError("no trained model in the common space to map")
-    center = bool(space.settings.get("center", False))
+    mode, scaled = projection_settings(space)
+    center = mode != "none"  # whether the map's projection is centred (on data or anchors)
     sample = sample_rows(len(space.atoms), max_atoms, random_state)
     maps = {}
     for m in models:
         E = np.asarray(space.E[m], dtype=np.float64)
-        anchored = project(E, space.anchor_rows, center)[sample]
+        anchored = project(E, space.anchor_rows, mode, scaled)[sample]
         maps[m] = {"raw": pca_2d(E[sample]), "anchored": pca_2d(anchored)}
     numbers = space.atoms.numbers[sample]
     return PcaMaps(

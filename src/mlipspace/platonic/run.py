@@ -10,7 +10,6 @@ import pandas as pd
 from ase import Atoms
 
 from ..errors import MetricInputError
-from ..models import fine_tune_pairs
 from ..results import PlatonicFiles
 from .agreement import pair_agreement, transport_agreement
 from .chemistry import (
@@ -23,9 +22,20 @@ from .chemistry import (
     stitching,
 )
 from .claims import claims_markdown, evaluate_claims
-from .claims import robustness as robustness_table
+from .equivalence import orbit_labels
+from .facts import fine_tune_pairs
 from .maps import pca_maps
-from .space import CommonSpace, common_space_from_store, is_control, with_controls
+from .robustness import robustness as robustness_table
+from .space import (
+    DEFAULT_CENTER,
+    DEFAULT_STANDARDIZE,
+    CommonSpace,
+    anchor_coverage,
+    common_space_from_store,
+    is_control,
+    reprojected,
+    with_controls,
+)
 
 
 def _long(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
@@ -46,15 +56,17 @@ def run_platonic(
     anchor_model: str = "soap",
     anchor_layer: str | None = None,
     method: str = "direct",
-    center: bool = False,
+    center: bool | str = DEFAULT_CENTER,
     n_atoms: int = 2000,
-    ot_atoms: int = 1000,
-    seed: int = 0,
+    ot_atoms: int = 500,
+    random_state: int = 0,
     progress: Callable[[str], None] | None = None,
     diagnostics_summary: dict[str, Any] | None = None,
     robustness: bool = True,
     pca_models: Sequence[str] | None = None,
     pca_atoms: int = 3000,
+    standardize: bool = DEFAULT_STANDARDIZE,
+    anchor_input: str = "features",
 ) -> dict[str, Any]:
     """Build the common space of ``models`` and write every analysis under ``out``.
 
@@ -64,6 +76,11 @@ def run_platonic(
     agreement under other anchor settings (T10). The checks of the paper's claims
     (:mod:`.claims`) go to ``claims.csv`` and ``claims.md``; the PCA maps of ``pca_models``
     (default: the first three trained models) on ``pca_atoms`` atoms to ``pca_maps.csv``.
+    ``center`` and ``standardize`` set the projection (:func:`~.space.project`); the
+    agreement is also written for the uncentred, unscaled projection. ``anchor_input`` says
+    what DIRECT selects anchors on (:func:`~.space.anchor_selection_features`); the anchors'
+    subsets and elements against the population are written too. Transport and stitching
+    are repeated on the ideal bulk crystals alone.
     File names: :class:`mlipspace.results.PlatonicFiles`. Returns a summary dictionary (also
     written as ``summary.json``).
     """
@@ -81,16 +98,20 @@ def run_platonic(
         anchor_layer,
         method,
         center,
-        seed,
+        random_state,
         structures=structures,
+        standardize=standardize,
+        anchor_input=anchor_input,
     )
+    seed = random_state
     trained = [m for m in base.models if not is_control(m)]
     space = with_controls(base, shuffled=trained[:1], random_state=seed)
     files.write_csv(base.anchor_ids, files.ANCHORS)
+    files.write_csv(anchor_coverage(base), files.ANCHOR_COVERAGE)
     say("PCA maps")
     files.write_pca_maps(pca_maps(base, pca_models, pca_atoms, random_state=seed))
 
-    summary, tables = _analyses(
+    summary, tables, extra = _analyses(
         base, space, trained, list(models), files, structures, n_atoms, ot_atoms, seed, say
     )
     robust = None
@@ -107,6 +128,8 @@ def run_platonic(
         summary["fine_tune"],
         summary.get("diagnostics"),
         robust,
+        **extra,
+        random_state=seed,
     )
     files.write_claims(claims, claims_markdown(claims))
     summary["claims"] = claims.to_dict(orient="records")
@@ -125,14 +148,22 @@ def _analyses(
     ot_atoms: int,
     seed: int,
     say: Callable[[str], None],
-) -> tuple[dict[str, Any], tuple]:
+) -> tuple[dict[str, Any], tuple, dict[str, Any]]:
     """Agreement, transport, bias, atypicality, fine-tuning, arithmetic and stitching: their
-    ``files``. Returns the summary and the tables the claims check (agreement, OT
-    pairs, W2, stitching, bias, atypical structures: :func:`evaluate_claims`'s order)."""
+    ``files``. Returns the summary, the tables the claims check (agreement, OT
+    pairs, W2, stitching, bias, atypical structures: :func:`evaluate_claims`'s order) and
+    the keyword tables (uncentred agreement, bulk-crystal transport and stitching)."""
     from ..report.figures import save_dendrogram, save_heatmap, write_heatmaps
 
     agreement = pair_agreement(space, n_atoms=n_atoms, random_state=seed, progress=say)
     files.write_csv(agreement, files.AGREEMENT)
+    # every agreement figure under the uncentred, unscaled projection too (the paper's
+    # formula as far as it is known), on the same atoms
+    say("agreement, uncentred projection")
+    uncentred = pair_agreement(
+        reprojected(space, "none", False), n_atoms=n_atoms, random_state=seed, raw_baseline=False
+    )
+    files.write_csv(uncentred, files.AGREEMENT_UNCENTRED)
     long = _long(
         agreement,
         ["cosine_mean", "top10", "top1_class", "top1_element", "raw_top10", "cka_z", "cka_raw"],
@@ -141,8 +172,16 @@ def _analyses(
     write_heatmaps(long, files.path(files.AGREEMENT_FOLDER), "agreement")
 
     say("optimal transport")
-    ot_pairs, w2 = transport_agreement(space, n_atoms=ot_atoms, random_state=seed, progress=say)
+    orbits = orbit_labels(space, structures) if structures is not None else None
+    ot_pairs, w2 = transport_agreement(
+        space, n_atoms=ot_atoms, random_state=seed, progress=say, orbits=orbits
+    )
     files.write_csv(ot_pairs, files.TRANSPORT)
+    say("optimal transport, bulk crystals")
+    ot_bulk, _ = transport_agreement(
+        space, n_atoms=ot_atoms, random_state=seed, rows=space.bulk_rows(), orbits=orbits
+    )
+    files.write_csv(ot_bulk, files.TRANSPORT_BULK)
     files.write_csv(w2, files.W2, index=True)
     # controls included, for scale
     save_dendrogram(
@@ -170,7 +209,7 @@ def _analyses(
     else:
         atypical_table = None
         most_atypical = {"skipped": "cross-model dispersion needs at least two trained models"}
-    fine_tunes = [fine_tune_report(space, t, b) for t, b in fine_tune_pairs(list(space.Z))]
+    fine_tunes = [fine_tune_report(space, t, b) for t, b in fine_tune_pairs(trained)]
 
     labels = {"element_group": element_group(space.atoms.numbers)}
     arithmetic_summary = None
@@ -184,6 +223,7 @@ def _analyses(
         else:
             files.write_csv(accuracy, files.ARITHMETIC)
             files.write_csv(parallel, files.ARITHMETIC_PARALLEL)
+            # embedding_arithmetic compares the trained models only: no control in any mean
             arithmetic_summary = {
                 "top1_mean": float(accuracy["top1"].mean()),
                 "baseline_top1_mean": float(accuracy["baseline_top1"].mean()),
@@ -192,10 +232,18 @@ def _analyses(
                 else None,
             }
     say("zero-shot stitching")
-    stitched = stitching(
-        space, labels, n_atoms=min(3 * n_atoms // 2, len(space.atoms)), random_state=seed
-    )
+    n_stitch = min(3 * n_atoms // 2, len(space.atoms))
+    stitched = stitching(space, labels, n_atoms=n_stitch, random_state=seed)
     files.write_csv(stitched, files.STITCHING)
+    try:
+        stitched_bulk = stitching(
+            space, labels, n_atoms=n_stitch, random_state=seed, rows=space.bulk_rows()
+        )
+    except MetricInputError as exc:  # too few bulk atoms or classes: reported in the claims
+        say(f"stitching on bulk crystals skipped: {exc}")
+        stitched_bulk = None
+    else:
+        files.write_csv(stitched_bulk, files.STITCHING_BULK)
 
     summary = {
         "settings": {
@@ -229,7 +277,13 @@ def _analyses(
         "fine_tune": fine_tunes,
         "most_atypical": most_atypical,
     }
-    return summary, (agreement, ot_pairs, w2, stitched, bias, atypical_table)
+    extra = {
+        "agreement_uncentred": uncentred,
+        "ot_bulk": ot_bulk,
+        "stitched_bulk": stitched_bulk,
+    }
+    summary["uncentred_pairs"] = _pair_summary(uncentred, trained)
+    return summary, (agreement, ot_pairs, w2, stitched, bias, atypical_table), extra
 
 
 def _pair_summary(

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..anchors import RelativeProjector, select_anchors
+from ..anchors import RelativeProjector, center_mode, select_anchors, standardize_columns
 from ..errors import MetricInputError
 from ..features import AtomFeatures
 from ..models import find_card
@@ -23,6 +23,15 @@ from ..models import find_card
 ONEHOT = "element-onehot"
 #: prefix of the shuffled-anchor copies of a model added by :func:`with_controls`
 SHUFFLED_PREFIX = "shuffled:"
+#: the default origin of the cosines and per-model standardisation of the projection, chosen
+#: on synthetic models that share their geometry by construction
+#: (``tests/test_common_space.py``): uncentred cosines fail to recover it, the data-centred,
+#: standardised projection recovers it
+DEFAULT_CENTER = "data"
+DEFAULT_STANDARDIZE = True
+#: subsets of the demo set that are ideal bulk crystals (no copies, defects, molecules, slabs
+#: or random packings): the closest the demo comes to the paper's relaxed MP-20 crystals
+BULK_SUBSETS = ("element", "binary", "perovskite", "alloy")
 
 
 def is_control(name: str) -> bool:
@@ -81,18 +90,117 @@ class CommonSpace:
             }
         )
 
-    def near_duplicate_class(self) -> np.ndarray:
-        """A label per atom: (parent structure, element). Copies of a crystal share it."""
+    def bulk_rows(self) -> np.ndarray:
+        """Rows of atoms in ideal bulk crystals (:data:`BULK_SUBSETS`)."""
+        subset = self.atoms.structures["subset"].astype(str).to_numpy()
+        return np.flatnonzero(np.isin(subset, BULK_SUBSETS)[self.atoms.structure_index])
+
+    def parent_groups(self) -> np.ndarray:
+        """A label per atom: its parent structure (itself when it has none), so that copies
+        of a crystal (rattled, strained, with a vacancy) share it."""
         table = self.atoms.structures
         root = np.where(table["parent"].astype(str) != "", table["parent"], table["structure_hash"])
-        return np.char.add(
-            root.astype(str)[self.atoms.structure_index], self.atoms.numbers.astype(str)
+        return root.astype(str)[self.atoms.structure_index]
+
+    def evaluation_rows(
+        self, size: int, random_state: int = 0, rows: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Up to ``size`` random rows (of ``rows``, default all) that are not anchors.
+
+        An anchor has cosine 1 with its own column in every model, which would inflate any
+        agreement measured on it, so no evaluation sample holds one.
+        """
+        pool = np.arange(len(self.atoms)) if rows is None else np.asarray(rows)
+        pool = np.setdiff1d(pool, self.anchor_rows)
+        return pool[sample_rows(len(pool), size, random_state)]
+
+    def near_duplicate_class(self) -> np.ndarray:
+        """A label per atom: (parent structure, element). Copies of a crystal share it."""
+        return np.char.add(np.char.add(self.parent_groups(), "|"), self.atoms.numbers.astype(str))
+
+
+def project(
+    E: np.ndarray,
+    anchor_rows: np.ndarray,
+    center: bool | str = DEFAULT_CENTER,
+    standardize: bool = DEFAULT_STANDARDIZE,
+) -> np.ndarray:
+    """Cosine similarity of every row of ``E`` to the anchor rows of ``E``.
+
+    ``center``: the origin of the cosines (:class:`~mlipspace.anchors.RelativeProjector`;
+    ``"data"`` is the mean of all rows of ``E``). ``standardize``: every column of the result
+    then scaled to mean 0 and unit variance over the rows of ``E`` (this model's own
+    statistics, no labels).
+    """
+    E = np.asarray(E, dtype=np.float64)
+    mode = center_mode(center)
+    extra = {"population": E} if mode == "data" else {}
+    Z = RelativeProjector(center=mode).fit(E[anchor_rows], **extra).transform(E)
+    return standardize_columns(Z) if standardize else Z
+
+
+#: what DIRECT chooses anchors on: the anchor features alone, with a standardised element
+#: one-hot appended, or the models' own features, each standardised, concatenated
+ANCHOR_INPUTS = ("features", "elements", "models")
+
+
+def element_onehot(numbers: np.ndarray) -> np.ndarray:
+    """One column per element present, 1 where the atom is of that element."""
+    elements, index = np.unique(np.asarray(numbers), return_inverse=True)
+    return np.eye(len(elements))[index]
+
+
+def anchor_selection_features(
+    anchor_features: AtomFeatures, tables: dict[str, AtomFeatures], anchor_input: str = "features"
+) -> np.ndarray:
+    """The matrix anchors are selected on (:data:`ANCHOR_INPUTS`).
+
+    ``"elements"`` appends an element one-hot to the anchor features, so that DIRECT, which
+    standardises every column, sees species that a species-blind descriptor (4-class SOAP)
+    merges; it stays model-agnostic. ``"models"`` concatenates every non-control model's
+    features, each column standardised: element-aware, but the anchors then depend on which
+    models are studied.
+    """
+    if anchor_input == "features":
+        return np.asarray(anchor_features.X, dtype=np.float64)
+    if anchor_input == "elements":
+        return np.hstack(
+            [np.asarray(anchor_features.X, np.float64), element_onehot(anchor_features.numbers)]
         )
+    if anchor_input == "models":
+        blocks = [standardize_columns(t.X) for n, t in tables.items() if not is_control(n)]
+        if not blocks:
+            raise MetricInputError('anchor_input="models" needs at least one trained model')
+        return np.hstack(blocks)
+    raise MetricInputError(f"unknown anchor input {anchor_input!r}; choose one of {ANCHOR_INPUTS}")
 
 
-def project(E: np.ndarray, anchor_rows: np.ndarray, center: bool = False) -> np.ndarray:
-    """Cosine similarity of every row of ``E`` to the anchor rows of ``E``."""
-    return RelativeProjector(center=center).fit(E[anchor_rows]).transform(E)
+def anchor_coverage(space: CommonSpace) -> pd.DataFrame:
+    """The anchors' subsets and elements against the whole population of atoms.
+
+    Columns: ``kind`` (``subset`` or ``element``), ``value``, ``anchors``, ``population``,
+    ``anchor_fraction``, ``population_fraction``; a value missing among the anchors has 0.
+    """
+    from ase.data import chemical_symbols
+
+    subset = space.atoms.structures["subset"].astype(str).to_numpy()[space.atoms.structure_index]
+    symbols = np.array([chemical_symbols[z] for z in space.atoms.numbers])
+    records = []
+    for kind, labels in (("subset", subset), ("element", symbols)):
+        population = pd.Series(labels).value_counts()
+        anchors = pd.Series(labels[space.anchor_rows]).value_counts()
+        for value, count in population.items():
+            records.append(
+                {
+                    "kind": kind,
+                    "value": value,
+                    "anchors": int(anchors.get(value, 0)),
+                    "population": int(count),
+                    "anchor_fraction": float(anchors.get(value, 0) / len(space.anchor_rows)),
+                    "population_fraction": float(count / len(labels)),
+                }
+            )
+    return pd.DataFrame(records)
 
 
 def build_common_space(
@@ -100,8 +208,10 @@ def build_common_space(
     anchor_features: AtomFeatures,
     n_anchors: int = 256,
     method: str = "direct",
-    center: bool = False,
+    center: bool | str = DEFAULT_CENTER,
     random_state: int = 0,
+    standardize: bool = DEFAULT_STANDARDIZE,
+    anchor_input: str = "features",
 ) -> CommonSpace:
     """Choose anchors on ``anchor_features`` and project every model on them.
 
@@ -113,9 +223,14 @@ def build_common_space(
         Features the anchors are selected on, aligned with ``tables``.
     n_anchors : int, default=256
     method : {"direct", "fps", "kmeans", "random"}
-    center : bool, default=False
-        Subtract each model's anchor mean before the cosine (:class:`RelativeProjector`).
+    center : {"data", "anchors", "none"} or bool, default="data"
+        Origin of each model's cosines: the mean of all its atoms, of its anchors, or none
+        (:func:`project`).
     random_state : int, default=0
+    standardize : bool, default=True
+        Standardise every model's projected columns with its own statistics.
+    anchor_input : {"features", "elements", "models"}, default="features"
+        What the anchors are selected on (:func:`anchor_selection_features`).
     """
     if not tables:
         raise MetricInputError("no models to project")
@@ -127,10 +242,12 @@ def build_common_space(
             raise MetricInputError(f"{name}: rows are not aligned with the anchor features")
     if n_anchors > len(first) // 2:
         raise MetricInputError(f"{n_anchors} anchors is too many for {len(first)} atoms")
+    selection = anchor_selection_features(anchor_features, tables, anchor_input)
     rows = np.asarray(
-        select_anchors(anchor_features.X, n_anchors, method=method, random_state=random_state)
+        select_anchors(selection, n_anchors, method=method, random_state=random_state)
     )
-    Z = {name: project(t.X, rows, center) for name, t in tables.items()}
+    center = center_mode(center)
+    Z = {name: project(t.X, rows, center, standardize) for name, t in tables.items()}
     E = {name: np.asarray(t.X, dtype=np.float64) for name, t in tables.items()}
     return CommonSpace(
         Z=Z,
@@ -141,6 +258,8 @@ def build_common_space(
             "n_anchors": len(rows),
             "method": method,
             "center": center,
+            "standardize": bool(standardize),
+            "anchor_input": anchor_input,
             "random_state": random_state,
             "anchor_model": anchor_features.model,
             "anchor_layer": anchor_features.layer,
@@ -157,9 +276,11 @@ def common_space_from_store(
     anchor_model: str = "soap",
     anchor_layer: str | None = None,
     method: str = "direct",
-    center: bool = False,
+    center: bool | str = DEFAULT_CENTER,
     random_state: int = 0,
     structures: Any = None,
+    standardize: bool = DEFAULT_STANDARDIZE,
+    anchor_input: str = "features",
 ) -> CommonSpace:
     """:func:`build_common_space` on the atoms every model (and the anchor model) holds.
 
@@ -170,7 +291,57 @@ def common_space_from_store(
     anchor_key = (anchor_model, anchor_layer)
     aligned = store.aligned([*pairs, anchor_key] if anchor_key not in pairs else pairs, structures)
     tables = {m: aligned[(m, layer)] for m in models}
-    return build_common_space(tables, aligned[anchor_key], n_anchors, method, center, random_state)
+    return build_common_space(
+        tables,
+        aligned[anchor_key],
+        n_anchors,
+        method,
+        center,
+        random_state,
+        standardize,
+        anchor_input,
+    )
+
+
+def projection_settings(space: CommonSpace) -> tuple[str, bool]:
+    """``(center, standardize)`` the space was projected with."""
+    return (
+        center_mode(space.settings.get("center", DEFAULT_CENTER)),
+        bool(space.settings.get("standardize", DEFAULT_STANDARDIZE)),
+    )
+
+
+def reprojected(
+    space: CommonSpace,
+    center: bool | str,
+    standardize: bool,
+    anchor_rows: np.ndarray | None = None,
+) -> CommonSpace:
+    """The same atoms and raw features projected again (other centring, scaling or anchors).
+
+    Shuffled-anchor controls are carried over as they are; their column permutation is
+    applied to the new projection of the model they copy.
+    """
+    rows = space.anchor_rows if anchor_rows is None else np.asarray(anchor_rows)
+    Z = {}
+    for name, E in space.E.items():
+        if name.startswith(SHUFFLED_PREFIX):
+            continue
+        Z[name] = project(E, rows, center, standardize)
+    for name in space.Z:
+        if name.startswith(SHUFFLED_PREFIX) and anchor_rows is None:
+            source = name[len(SHUFFLED_PREFIX) :]
+            perm = space.settings.get("shuffled_permutations", {}).get(name)
+            if perm is not None:
+                Z[name] = Z[source][:, np.asarray(perm)]
+    Z = {name: Z[name] for name in space.Z if name in Z}
+    settings = {
+        **space.settings,
+        "center": center_mode(center),
+        "standardize": bool(standardize),
+        "n_anchors": len(rows),
+    }
+    return CommonSpace(Z=Z, E=space.E, atoms=space.atoms, anchor_rows=rows, settings=settings)
 
 
 def with_controls(
@@ -183,18 +354,20 @@ def with_controls(
     """
     rng = np.random.default_rng(random_state)
     Z, E = dict(space.Z), dict(space.E)
-    elements, onehot_index = np.unique(space.atoms.numbers, return_inverse=True)
-    onehot = np.eye(len(elements))[onehot_index]
+    permutations = dict(space.settings.get("shuffled_permutations", {}))
+    onehot = element_onehot(space.atoms.numbers)
     E[ONEHOT] = onehot
-    Z[ONEHOT] = project(onehot, space.anchor_rows, space.settings.get("center", False))
+    Z[ONEHOT] = project(onehot, space.anchor_rows, *projection_settings(space))
     for name in shuffled:
         if name not in space.Z:
             raise MetricInputError(f"cannot shuffle unknown model {name!r}")
         perm = rng.permutation(space.Z[name].shape[1])
         Z[SHUFFLED_PREFIX + name] = space.Z[name][:, perm]
         E[SHUFFLED_PREFIX + name] = space.E[name]
+        permutations[SHUFFLED_PREFIX + name] = perm.tolist()
+    settings = {**space.settings, "shuffled_permutations": permutations}
     return CommonSpace(
-        Z=Z, E=E, atoms=space.atoms, anchor_rows=space.anchor_rows, settings=dict(space.settings)
+        Z=Z, E=E, atoms=space.atoms, anchor_rows=space.anchor_rows, settings=settings
     )
 
 

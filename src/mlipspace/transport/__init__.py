@@ -2,8 +2,11 @@
 
 from .ot import (
     METRICS,
+    chance_accuracy,
     cost_matrix,
     gromov_wasserstein_match,
+    gromov_wasserstein_plan,
+    label_accuracy,
     match,
     matching_accuracy,
     plot_dendrogram,
@@ -14,8 +17,11 @@ from .ot import (
 
 __all__ = [
     "METRICS",
+    "chance_accuracy",
     "cost_matrix",
     "gromov_wasserstein_match",
+    "gromov_wasserstein_plan",
+    "label_accuracy",
     "match",
     "matching_accuracy",
     "plot_dendrogram",

@@ -31,8 +31,11 @@ from ..errors import MetricInputError
 
 __all__ = [
     "METRICS",
+    "chance_accuracy",
     "cost_matrix",
     "gromov_wasserstein_match",
+    "gromov_wasserstein_plan",
+    "label_accuracy",
     "match",
     "matching_accuracy",
     "plot_dendrogram",
@@ -201,6 +204,34 @@ def matching_accuracy(assignment: np.ndarray, true: np.ndarray | None = None) ->
     return float(np.mean(assignment == true))
 
 
+def label_accuracy(
+    assignment: np.ndarray, source_labels: np.ndarray, target_labels: np.ndarray
+) -> float:
+    """Fraction of rows sent to a row of the same label (``target_labels[assignment[i]] ==
+    source_labels[i]``), e.g. the same element or the same equivalence class of atoms."""
+    assignment = np.asarray(assignment)
+    source_labels, target_labels = np.asarray(source_labels), np.asarray(target_labels)
+    if assignment.ndim != 1 or len(assignment) != len(source_labels):
+        raise MetricInputError(
+            f"assignment has shape {assignment.shape}, source labels {source_labels.shape}"
+        )
+    return float(np.mean(target_labels[assignment] == source_labels))
+
+
+def chance_accuracy(labels: np.ndarray) -> float:
+    """Expected :func:`label_accuracy` of a uniformly random permutation of the same atoms.
+
+    Row ``i`` lands on one of the ``n`` atoms at random, so it is right with probability
+    ``n_{label(i)} / n``; the mean over rows is ``Σ_c n_c² / n²`` (``1/n`` when every
+    label is unique, i.e. for exact-atom accuracy).
+    """
+    _, counts = np.unique(np.asarray(labels), return_counts=True)
+    n = counts.sum()
+    if n == 0:
+        raise MetricInputError("chance_accuracy needs at least one label")
+    return float(np.sum(counts.astype(np.float64) ** 2) / n**2)
+
+
 def w2_distance(
     ZA: np.ndarray,
     ZB: np.ndarray,
@@ -270,15 +301,16 @@ def plot_dendrogram(distances: pd.DataFrame, method: str = "average", ax: Any = 
     return fig
 
 
-def gromov_wasserstein_match(
+def gromov_wasserstein_plan(
     XA: np.ndarray, XB: np.ndarray, metric: str = "euclidean", max_iter: int = 10_000
 ) -> np.ndarray:
-    """Match rows of two spaces of possibly different dimension by Gromov–Wasserstein.
+    """Gromov–Wasserstein plan between two spaces of possibly different dimension.
 
     The intra-space distance matrices (``metric`` as in ``ot.dist``) are each divided by
     their maximum, then compared with the square loss; the plan comes from
     ``ot.gromov.gromov_wasserstein`` (conditional gradient from the product plan, so a
-    local optimum). Returns ``assignment[i] = argmax_j T_ij``.
+    local optimum). The objective is symmetric, so the transposed plan serves the reverse
+    direction.
     """
     import ot
 
@@ -287,5 +319,14 @@ def gromov_wasserstein_match(
     CA /= CA.max() if CA.max() > 0 else 1.0
     CB /= CB.max() if CB.max() > 0 else 1.0
     p, q = np.full(len(XA), 1.0 / len(XA)), np.full(len(XB), 1.0 / len(XB))
-    T = ot.gromov.gromov_wasserstein(CA, CB, p, q, loss_fun="square_loss", max_iter=max_iter)
-    return np.argmax(T, axis=1)
+    return ot.gromov.gromov_wasserstein(CA, CB, p, q, loss_fun="square_loss", max_iter=max_iter)
+
+
+def gromov_wasserstein_match(
+    XA: np.ndarray, XB: np.ndarray, metric: str = "euclidean", max_iter: int = 10_000
+) -> np.ndarray:
+    """Match rows of two spaces of possibly different dimension by Gromov–Wasserstein.
+
+    ``assignment[i] = argmax_j T_ij`` of :func:`gromov_wasserstein_plan`.
+    """
+    return np.argmax(gromov_wasserstein_plan(XA, XB, metric, max_iter), axis=1)
