@@ -199,3 +199,181 @@ def test_run_platonic_writes_everything(synthetic_store, tmp_path):
     assert (robust["trained_cosine"] > robust["random_cosine"]).all()
     # the small demo set has too few isostructural pairs; the reason is reported, not hidden
     assert "skipped" in summary["arithmetic"] or (tmp_path / "arithmetic.csv").exists()
+
+
+# ------------------------------------------------------------------ issue 16: like for like
+
+
+def test_symmetry_equivalent_atoms_count_as_correct(synthetic_store):
+    from mlipspace.diagnostics.symmetry import equivalent_sites
+    from mlipspace.platonic.equivalence import equivalence_classes, orbit_labels
+
+    store, structures = synthetic_store
+    space = common_space_from_store(store, ["model-a", "mace-random:0"], n_anchors=32)
+    orbits = orbit_labels(space, structures)
+    by_hash = {a.info["structure_hash"]: a for a in structures}
+    for h in list(by_hash)[:40]:
+        rows = np.flatnonzero(space.atoms.structure_hash == h)
+        atoms = by_hash[h]
+        if not atoms.pbc.any() or len(rows) < 2:
+            continue
+        expected = equivalent_sites(atoms)[space.atoms.site[rows]]
+        same_label = orbits[rows][:, None] == orbits[rows][None, :]
+        np.testing.assert_array_equal(same_label, expected[:, None] == expected[None, :])
+    # mace-random's noise makes no two atoms feature-identical: only orbits join them
+    rows = space.evaluation_rows(300)
+    alone = equivalence_classes(space, rows, None, models=["mace-random:0"])
+    assert len(np.unique(alone)) == len(rows)
+    joined = equivalence_classes(space, rows, orbits, models=["mace-random:0"])
+    assert len(np.unique(joined)) < len(rows)
+    pairs, _ = transport_agreement(space, n_atoms=100, orbits=orbits)
+    assert (pairs.chance_equivalent >= pairs.chance).all()
+
+
+def test_stitching_uses_each_models_own_statistics(synthetic_store):
+    from mlipspace.platonic.chemistry import RIDGE_ALPHAS, group_split
+
+    store, _ = synthetic_store
+    space = common_space_from_store(store, ["model-a", "model-b"], n_anchors=64)
+    # model-b's coordinates with their own offsets and scales per column: a head trained on
+    # model-a must still work, since each model is standardised with its own statistics
+    rng = np.random.default_rng(0)
+    space.Z["model-b"] = space.Z["model-a"] * rng.uniform(0.5, 3, 64) + rng.normal(3, 1, 64)
+    labels = {"element_group": element_group(space.atoms.numbers)}
+    df = stitching(space, labels, n_atoms=1200).set_index(["source", "target"])
+    ab = df.loc[("model-a", "model-b")]
+    assert ab.zero_shot == pytest.approx(ab.in_model)
+    assert ab.alpha in RIDGE_ALPHAS
+    # the split keeps every parent structure on one side
+    groups = space.parent_groups()
+    train, test = group_split(space.evaluation_rows(1200), groups)
+    assert not set(groups[train]) & set(groups[test])
+    assert abs(len(train) - len(test)) < 0.3 * (len(train) + len(test))
+    test_rows = np.asarray(df.attrs["rows"])
+    copies = space.atoms.structures["parent"].astype(str).to_numpy()[space.atoms.structure_index]
+    trained_parents = set(groups[np.setdiff1d(space.evaluation_rows(1200), test_rows)])
+    assert not trained_parents & set(groups[test_rows])
+    assert (copies != "").any()  # the small demo set has copies to keep apart
+
+
+def test_arithmetic_leaves_controls_out_and_rescales_delta(tmp_path):
+    from mlipspace.platonic.chemistry import spread
+    from mlipspace.structures.demo import _binary
+
+    rng = np.random.default_rng(0)
+    structures = mlipspace.read_structures(
+        [
+            _binary("rocksalt", cation, anion, rng)
+            for cation in ("Li", "Na", "K", "Rb")
+            for anion in ("F", "Cl", "Br", "I")
+        ]
+    )
+    store = mlipspace.FeatureStore(tmp_path / "s.zarr")
+    W = np.random.default_rng(1).normal(size=(local_descriptor(structures[0]).shape[1], 24))
+    for name in ("model-a", "mace-random:0", "soap"):
+        feats = []
+        for atoms in structures:
+            onehot = np.zeros((len(atoms), 120))
+            onehot[np.arange(len(atoms)), atoms.numbers] = 1.0
+            feats.append(np.hstack([local_descriptor(atoms) @ W, onehot]))
+        store.write(name, "node", structures, feats)
+    space = common_space_from_store(store, ["model-a", "mace-random:0"], n_anchors=16, method="fps")
+    accuracy, parallel = embedding_arithmetic(space, structures)
+    assert set(accuracy.source) == set(accuracy.target) == {"model-a"}
+    assert parallel.empty  # one trained model: no pair to compare
+    # a model whose coordinates are model-a's, three times larger: Δ from model-a, rescaled
+    # to its spread, retrieves exactly as on model-a itself
+    space.Z["model-b"] = 3.0 * space.Z["model-a"] + 1.0
+    assert spread(space.Z["model-b"]) == pytest.approx(3 * spread(space.Z["model-a"]))
+    accuracy, _ = embedding_arithmetic(space, structures, models=["model-a", "model-b"])
+    acc = accuracy.set_index(["source", "target"])
+    assert acc.loc[("model-a", "model-b")].top1 == acc.loc[("model-b", "model-b")].top1
+
+
+def test_t1_raw_correspondence_against_a_permutation_null():
+    from mlipspace.platonic.claims import raw_correspondence
+
+    rng = np.random.default_rng(0)
+    E = rng.normal(size=(400, 16)) + 5.0
+    stat, null, p = raw_correspondence(E, 2 * E + 1, n_perm=200)
+    assert stat == pytest.approx(1.0) and p < 0.01 and abs(null) < 0.2
+    # positive activations of unrelated models: large uncentred cosines, no correspondence
+    other = np.abs(rng.normal(size=(400, 16))) + 3.0
+    assert (
+        np.mean(np.sum(E * other, 1) / np.linalg.norm(E, axis=1) / np.linalg.norm(other, axis=1))
+        > 0.9
+    )
+    stat, null, p = raw_correspondence(E, other, n_perm=200)
+    assert abs(stat) < 0.1 and p > 0.05
+
+
+def test_model_facts_come_from_the_cards():
+    from mlipspace.models import ModelCard, ModelSpec, register
+    from mlipspace.platonic.facts import (
+        family,
+        fine_tune_pairs,
+        level_of_theory,
+        model_relation,
+        pair_relation,
+    )
+
+    def spec(name, **card):
+        return ModelSpec(
+            name=name, family="main", factory=lambda *a, **k: None, card=ModelCard(**card)
+        )
+
+    register(spec("t16-alpha", architecture="A", training_data="MPtrj", level_of_theory="PBE"))
+    register(spec("t16-beta", architecture="A", training_data="MPtrj", level_of_theory="PBE"))
+    register(spec("t16-gamma", architecture="G", training_data="MPtrj", level_of_theory="PBE"))
+    register(
+        spec("t16-tuned", architecture="A", training_data="MP r2SCAN", level_of_theory="r2SCAN",
+             fine_tuned_from="t16-alpha")
+    )  # fmt: skip
+    register(
+        spec("t16-mf:", architecture="M", training_data="MPtrj+MatPES", level_of_theory="PBE+r2SCAN")
+    )  # fmt: skip
+    assert pair_relation("t16-alpha", "t16-beta") == "same family and data"
+    assert pair_relation("t16-alpha", "t16-gamma") == "same data"
+    assert pair_relation("t16-alpha", "t16-tuned") == "different data or fidelity"
+    assert pair_relation("t16-alpha", "model-x") == "unknown"
+    assert model_relation("t16-tuned", "t16-alpha") == "fine-tune"
+    assert model_relation("t16-alpha", "t16-beta") == ""
+    assert model_relation("t16-mf:PBE", "t16-mf:R2SCAN") == "shared initialisation"
+    assert level_of_theory("t16-mf:R2SCAN") == "r2SCAN"
+    assert level_of_theory("t16-mf:PBE") == "PBE"
+    assert family("t16-gamma") == "G" and family("unknown-model") == ""
+    assert fine_tune_pairs(["t16-alpha", "t16-tuned", "t16-beta"]) == [("t16-tuned", "t16-alpha")]
+
+
+def test_claims_carry_intervals_thresholds_and_subsets(synthetic_store, tmp_path):
+    store, structures = synthetic_store
+    run_platonic(
+        store,
+        ["model-a", "model-b", "mace-random:0"],
+        tmp_path,
+        structures=structures,
+        n_anchors=64,
+        n_atoms=500,
+        ot_atoms=120,
+        robustness=False,
+    )
+    from mlipspace.platonic.verdicts import COLUMNS
+
+    claims = pd.read_csv(tmp_path / "claims.csv", keep_default_na=False)
+    assert list(claims.columns) == COLUMNS
+    judged = claims[claims.threshold != ""]
+    assert set(judged.threshold_source) <= {"paper", "toolkit"}
+    assert len(judged) >= 8
+    for test in ("T2", "T5", "T6"):
+        rows = claims[(claims.test == test) & (claims.estimate != "")]
+        assert {"all", "bulk crystals"} <= set(rows.subset), test
+    t2 = claims[(claims.test == "T2") & (claims.subset == "all")].iloc[0]
+    assert float(t2.ci_low) <= float(t2.estimate) <= float(t2.ci_high)
+    assert "uncentred projection" in t2.evidence
+    assert (tmp_path / "agreement_uncentred.csv").exists()
+    assert (tmp_path / "transport_bulk.csv").exists()
+    coverage = pd.read_csv(tmp_path / "anchor_coverage.csv")
+    assert coverage[coverage.kind == "element"].anchors.sum() == 64
+    # the bulk rows are bulk crystals only
+    bulk = pd.read_csv(tmp_path / "transport_bulk.csv")
+    assert (bulk.n_atoms <= 120).all()

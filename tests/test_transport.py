@@ -155,3 +155,41 @@ def test_errors_name_the_problem():
         match(Z, np.full_like(Z, np.nan))
     with pytest.raises(MetricInputError, match="shape"):
         matching_accuracy(np.arange(3), np.arange(4))
+
+
+# ------------------------------------------------------------------ scoring against chance
+
+
+def test_label_accuracy_and_chance():
+    from mlipspace.transport import chance_accuracy, label_accuracy
+
+    labels = np.array([0, 0, 1, 1, 1, 2])
+    # a random permutation lands in the own class with probability n_c / n
+    assert chance_accuracy(labels) == pytest.approx((2 * 2 + 3 * 3 + 1) / 36)
+    assert chance_accuracy(np.arange(7)) == pytest.approx(1 / 7)
+    rng = np.random.default_rng(0)
+    simulated = np.mean([label_accuracy(rng.permutation(6), labels, labels) for _ in range(20_000)])
+    assert simulated == pytest.approx(chance_accuracy(labels), abs=0.01)
+    swap = np.array([1, 0, 3, 4, 2, 5])  # every atom sent to a twin of its class
+    assert label_accuracy(swap, labels, labels) == 1.0
+    assert matching_accuracy(swap) == pytest.approx(1 / 6)
+    with pytest.raises(MetricInputError):
+        label_accuracy(swap[:3], labels, labels)
+
+
+def test_gromov_wasserstein_plan_is_pots():
+    import ot
+
+    from mlipspace.transport import gromov_wasserstein_plan
+
+    rng = np.random.default_rng(2)
+    XA = rng.normal(size=(30, 4))
+    XB = np.hstack([XA @ np.linalg.qr(rng.normal(size=(4, 4)))[0], np.zeros((30, 2))])
+    T = gromov_wasserstein_plan(XA, XB)
+    CA, CB = ot.dist(XA, XA, metric="euclidean"), ot.dist(XB, XB, metric="euclidean")
+    p = np.full(30, 1 / 30)
+    ref = ot.gromov.gromov_wasserstein(CA / CA.max(), CB / CB.max(), p, p, "square_loss")
+    np.testing.assert_allclose(T, ref, atol=1e-12)
+    np.testing.assert_allclose(T.sum(axis=1), p, atol=1e-8)
+    # the objective is symmetric: the transposed plan serves the reverse direction
+    np.testing.assert_array_equal(np.argmax(T, axis=1), gromov_wasserstein_match(XA, XB))
