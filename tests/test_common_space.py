@@ -200,3 +200,16 @@ def test_anchor_coverage_and_element_aware_input(space):
     assert spaced.settings["anchor_input"] == "elements"
     # farthest-point sampling on the one-hot block reaches every element among 10 anchors
     assert len(np.unique(spaced.atoms.numbers[spaced.anchor_rows])) == len(ELEMENTS)
+
+
+def test_data_mean_ignores_feature_outliers():
+    rng = np.random.default_rng(4)
+    E = rng.normal(size=(300, 8)) + 2.0
+    anchors = np.arange(20)
+    wild = E.copy()
+    wild[-1] *= 1e8  # one atom far outside the training data
+    np.testing.assert_allclose(
+        project(wild, anchors, "data", False)[:-1],
+        RelativeProjector(center="data").fit(E[anchors], population=E[:-1]).transform(E[:-1]),
+        atol=1e-12,
+    )

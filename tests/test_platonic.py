@@ -318,9 +318,7 @@ def test_model_facts_come_from_the_cards():
     )
 
     def spec(name, **card):
-        return ModelSpec(
-            name=name, family="main", factory=lambda *a, **k: None, card=ModelCard(**card)
-        )
+        return ModelSpec(name=name, factory=lambda *a, **k: None, card=ModelCard(**card))
 
     register(spec("t16-alpha", architecture="A", training_data="MPtrj", level_of_theory="PBE"))
     register(spec("t16-beta", architecture="A", training_data="MPtrj", level_of_theory="PBE"))

@@ -28,6 +28,9 @@ SHUFFLED_PREFIX = "shuffled:"
 #: (``tests/test_common_space.py``): uncentred cosines fail to recover it, the data-centred,
 #: standardised projection recovers it
 DEFAULT_CENTER = "data"
+#: atoms whose feature norm exceeds this many times the model's median stay out of its data
+#: mean (the rule of :func:`mlipspace.features.drop_outlier_structures`)
+OUTLIER_FACTOR = 100.0
 DEFAULT_STANDARDIZE = True
 #: subsets of the demo set that are ideal bulk crystals (no copies, defects, molecules, slabs
 #: or random packings): the closest the demo comes to the paper's relaxed MP-20 crystals
@@ -128,13 +131,20 @@ def project(
     """Cosine similarity of every row of ``E`` to the anchor rows of ``E``.
 
     ``center``: the origin of the cosines (:class:`~mlipspace.anchors.RelativeProjector`;
-    ``"data"`` is the mean of all rows of ``E``). ``standardize``: every column of the result
+    ``"data"`` is the mean of the rows of ``E``, leaving out rows whose norm exceeds
+    :data:`OUTLIER_FACTOR` times the median). ``standardize``: every column of the result
     then scaled to mean 0 and unit variance over the rows of ``E`` (this model's own
     statistics, no labels).
     """
     E = np.asarray(E, dtype=np.float64)
     mode = center_mode(center)
-    extra = {"population": E} if mode == "data" else {}
+    extra = {}
+    if mode == "data":
+        # a few atoms far outside a model's training data can have features 10^4-10^8 times
+        # the usual size; left in, they would make the mean and move every atom's origin
+        norm = np.linalg.norm(E, axis=1)
+        typical = norm <= OUTLIER_FACTOR * np.median(norm)
+        extra = {"population": E[typical] if typical.any() else E}
     Z = RelativeProjector(center=mode).fit(E[anchor_rows], **extra).transform(E)
     return standardize_columns(Z) if standardize else Z
 

@@ -86,7 +86,8 @@ def structure_bootstrap(
     random_state: int = 0,
 ) -> Figure:
     """Mean of per-atom ``values`` (or the ratio ``Σ values / Σ denominator``) with a
-    percentile bootstrap interval that resamples structures, not atoms.
+    percentile bootstrap interval that resamples structures, not atoms
+    (:func:`mlipspace.metrics.calibration.structure_resamples`).
 
     Parameters
     ----------
@@ -99,6 +100,8 @@ def structure_bootstrap(
     n_boot, level, random_state
         Replicates, two-sided coverage and seed of the resampling.
     """
+    from ..metrics.calibration import percentile_interval, structure_resamples
+
     values = np.asarray(values, dtype=np.float64).ravel()
     den = np.ones_like(values) if denominator is None else np.asarray(denominator, np.float64)
     structures = np.asarray(structures).ravel()
@@ -109,21 +112,17 @@ def structure_bootstrap(
         )
     if len(values) == 0:
         return Figure(np.nan, np.nan, np.nan)
-    _, group = np.unique(structures, return_inverse=True)
-    n_groups = group.max() + 1
-    num_g = np.bincount(group, weights=values, minlength=n_groups)
-    den_g = np.bincount(group, weights=den, minlength=n_groups)
-    estimate = num_g.sum() / den_g.sum() if den_g.sum() != 0 else np.nan
+    estimate = values.sum() / den.sum() if den.sum() != 0 else np.nan
+    # the cluster bootstrap of mlipspace.metrics: whole structures drawn with replacement
     rng = np.random.default_rng(random_state)
-    # each replicate: how often each structure is drawn (multinomial over n_groups draws)
-    weights = rng.multinomial(n_groups, np.full(n_groups, 1.0 / n_groups), size=n_boot)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        replicates = (weights @ num_g) / (weights @ den_g)
-    replicates = replicates[np.isfinite(replicates)]
-    if len(replicates) == 0:
+    replicates = []
+    for rows in structure_resamples(structures, n_boot, rng):
+        total = den[rows].sum()
+        if total != 0:
+            replicates.append(values[rows].sum() / total)
+    if not replicates:
         return Figure(float(estimate), np.nan, np.nan)
-    tail = 100 * (1 - level) / 2
-    low, high = np.percentile(replicates, [tail, 100 - tail])
+    low, high = percentile_interval(replicates, level)
     return Figure(float(estimate), float(low), float(high))
 
 
