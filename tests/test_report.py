@@ -91,7 +91,7 @@ def make_results(root: Path, n_structures: int = 40) -> Path:
         n_anchors=32,
         n_atoms=300,
         ot_atoms=120,
-        seed=5,
+        random_state=5,
         pca_atoms=200,
     )
     diagnostics = results.diagnostics

@@ -212,12 +212,19 @@ def _auroc_rows(table: pd.DataFrame, label: str, failure: str) -> list[dict[str,
         if len(usable)
         else (np.nan, "no (model, structure) pair with a deviation")
     )
+    from ..platonic.verdicts import auroc_permutation
+
+    labels = usable[label].astype(bool).to_numpy() if len(usable) else np.zeros(0, bool)
+    # one-sided permutation p-value: with a handful of pairs an AUROC far from 0.5 can be chance
+    p_value = auroc_permutation(usable["deviation"], labels)[1] if len(usable) else np.nan
     return [
         {
             "failure": failure,
             "pairs": len(usable),
-            "positives": int(usable[label].astype(bool).sum()) if len(usable) else 0,
+            "positives": int(labels.sum()),
+            "negatives": int((~labels).sum()),
             "auroc": value,
+            "p_value": p_value,
             "note": note,
         }
     ]
@@ -383,7 +390,10 @@ def run_diagnostics(
         auroc_rows += _auroc_rows(phonons, "imaginary", "imaginary phonon modes")
         summary["phonon_imaginary"] = int(phonons["imaginary"].sum())
         summary["phonon_runs"] = len(phonons)
-    aurocs = pd.DataFrame(auroc_rows, columns=["failure", "pairs", "positives", "auroc", "note"])
+    aurocs = pd.DataFrame(
+        auroc_rows,
+        columns=["failure", "pairs", "positives", "negatives", "auroc", "p_value", "note"],
+    )
     files.write_csv(aurocs, files.AUROC)
     summary["auroc"] = aurocs.to_dict(orient="records")
     files.write_summary(summary)

@@ -11,7 +11,14 @@ import pandas as pd
 
 from ..anchors import select_anchors
 from .agreement import retrieval_ranks, rowwise_cosine
-from .space import CommonSpace, is_control, projection_settings, reprojected, sample_rows
+from .space import (
+    CommonSpace,
+    element_onehot,
+    is_control,
+    projection_settings,
+    reprojected,
+    sample_rows,
+)
 
 __all__ = ["core_agreement", "robustness"]
 
@@ -52,7 +59,8 @@ def robustness(
     """The core agreement (:func:`core_agreement`) under other anchor settings (T10).
 
     Variants: DIRECT anchors on the anchor features for every ``n_anchors`` (capped at half
-    the atoms); random anchors; DIRECT on the first trained model's own embeddings; and the
+    the atoms); random anchors; DIRECT on the first trained model's own embeddings; DIRECT on
+    the anchor features with an element one-hot appended (element-aware); and the
     base anchors with the uncentred, unscaled projection (or the data-centred, standardised
     one when the base is uncentred).
     """
@@ -72,6 +80,12 @@ def robustness(
     if trained:
         variants.append(
             (f"{method} on {trained[0]}, K={k0}", base.E[trained[0]], k0, center, standardize)
+        )
+    if base.settings.get("anchor_input", "features") == "features":
+        # element-aware DIRECT: the anchor features with an element one-hot appended
+        with_elements = np.hstack([base.atoms.X, element_onehot(base.atoms.numbers)])
+        variants.append(
+            (f"{method} on features+elements, K={k0}", with_elements, k0, center, standardize)
         )
     if center == "none" and not standardize:
         variants.append((f"{method}, K={k0}, centred", "base", k0, "data", True))
