@@ -20,7 +20,7 @@ from scipy.spatial.distance import cdist
 from ..errors import MetricInputError
 from .space import CommonSpace
 
-__all__ = ["equivalence_classes", "feature_identical", "orbit_labels"]
+__all__ = ["equivalence_classes", "feature_identical", "orbit_labels", "site_orbits"]
 
 #: features closer than this fraction of the median row norm count as identical (float32
 #: features carry ~1e-7 relative round-off; symmetry-equivalent atoms differ by about that)
@@ -50,6 +50,29 @@ def feature_identical(features: Sequence[np.ndarray], rtol: float = IDENTICAL_RT
     return same
 
 
+def site_orbits(atoms: Atoms, symprec: float = 1e-3) -> np.ndarray | None:
+    """spglib's ``equivalent_atoms`` of a periodic structure; None when spglib finds no
+    symmetry dataset (a cell of zero volume, overlapping atoms).
+
+    The same call as :func:`mlipspace.diagnostics.symmetry.equivalent_sites`, made here so
+    that the Platonic unit does not import the diagnostics (which import it).
+    """
+    import warnings
+
+    import spglib
+
+    if len(atoms) == 0 or abs(atoms.cell.volume) < 1e-8:
+        return None
+    cell = (atoms.cell.array, atoms.get_scaled_positions(wrap=True), atoms.numbers)
+    with warnings.catch_warnings():  # spglib 2.x deprecates its None-on-failure mode
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            dataset = spglib.get_symmetry_dataset(cell, symprec=float(symprec))
+        except Exception:  # spglib.error.SpglibError when OLD_ERROR_HANDLING is off
+            dataset = None
+    return None if dataset is None else np.asarray(dataset.equivalent_atoms, dtype=np.int64)
+
+
 def orbit_labels(
     space: CommonSpace, structures: Sequence[Atoms], symprec: float = 1e-3
 ) -> np.ndarray:
@@ -58,17 +81,14 @@ def orbit_labels(
     Rows whose structure is not given, or has no cell spglib can use, get a label of their
     own (``"<hash>:site<i>"``), so they are equivalent to nothing else.
     """
-    from ..diagnostics.symmetry import equivalent_sites
-
     orbits: dict[str, np.ndarray] = {}
     for atoms in structures:
         key = atoms.info.get("structure_hash")
         if key is None or key in orbits or not atoms.pbc.any():
             continue
-        try:
-            orbits[key] = equivalent_sites(atoms, symprec)
-        except MetricInputError:  # a cell of zero volume: no orbit information
-            continue
+        found = site_orbits(atoms, symprec)
+        if found is not None:
+            orbits[key] = found
     hashes, sites = space.atoms.structure_hash, space.atoms.site
     return np.array(
         [
