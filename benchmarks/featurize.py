@@ -24,7 +24,9 @@ code (``tests/families_probe.py``): name them ``orb:random``, ``pet:random``,
 ``mattersim:random`` and run the script with their worker environment's Python, e.g.
 ``OMP_NUM_THREADS=1 $MLIPSPACE_ENV_DIR/orb-pet-mattersim/bin/python benchmarks/featurize.py
 --models orb:random,pet:random,mattersim:random --n 50``. They have no separate
-energy-only path, so only (b) is measured for them.
+energy-only path, so only (b) is measured for them. ``uma:random`` and ``dpa:random``
+likewise, with the ``uma-dpa`` environment's Python (``tests/uma_probe.py``,
+``tests/dpa_probe.py`` build them).
 """
 
 from __future__ import annotations
@@ -124,7 +126,29 @@ def own_forward(name: str, adapter) -> Callable[[Sequence[Atoms]], object]:
 
 
 #: families benchmarked on a random-init checkpoint built by ``tests/families_probe.py``
-RANDOM_FAMILIES = ("orb", "pet", "mattersim")
+#: (``uma``, ``dpa``: by ``tests/uma_probe.py`` and ``tests/dpa_probe.py``)
+RANDOM_FAMILIES = ("orb", "pet", "mattersim", "uma", "dpa")
+
+
+def random_uma_or_dpa(family: str, folder: str) -> str:
+    """A random-init ``uma:``/``dpa:`` checkpoint: UMA as a dense eSCN-MD backbone of 128
+    channels and 4 blocks; DPA-3 with n_dim 128, 6 RepFlow layers, fitting net 3 x 240."""
+    from pathlib import Path
+
+    from ase.data import chemical_symbols
+
+    if family == "uma":
+        import uma_probe
+
+        path = Path(folder) / "uma-bench.pt"
+        return f"uma:{uma_probe.build_checkpoint(path, ('omat',), channels=128, layers=4)}"
+    import dpa_probe
+
+    path = dpa_probe.build_checkpoint(
+        Path(folder) / "dpa-bench.pt", n_dim=128, nlayers=6, neuron=240, e_dim=64, a_dim=32,
+        n_hidden=3, type_map=chemical_symbols[1:90],
+    )  # fmt: skip
+    return f"dpa:{path}"
 
 
 def random_checkpoint(name: str, structures: Sequence[Atoms], folder: str) -> str:
@@ -134,6 +158,8 @@ def random_checkpoint(name: str, structures: Sequence[Atoms], folder: str) -> st
 
     family = name.split(":")[0]
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    if family in ("uma", "dpa"):
+        return random_uma_or_dpa(family, folder)
     import families_probe
 
     if family == "pet":

@@ -16,6 +16,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -23,20 +24,28 @@ TYPE_MAP = ["H", "C", "N", "O", "Na", "Si", "Cl", "Cu"]
 LAYERS = ("ll", "node", "bb", "layer:0", "layer:1", "layer:2")
 
 
-def params(n_dim: int = 32, nlayers: int = 2, neuron: int = 48) -> dict:
-    """DPA-3 hyper-parameters of the released model's form, at test size."""
+def params(
+    n_dim: int = 32,
+    nlayers: int = 2,
+    neuron: int = 48,
+    e_dim: int = 16,
+    a_dim: int = 8,
+    n_hidden: int = 2,
+    type_map: list[str] | None = None,
+) -> dict:
+    """DPA-3 hyper-parameters of the released model's form (test size by default)."""
     repflow = {
-        "n_dim": n_dim, "e_dim": 16, "a_dim": 8, "nlayers": nlayers, "e_rcut": 6.0,
+        "n_dim": n_dim, "e_dim": e_dim, "a_dim": a_dim, "nlayers": nlayers, "e_rcut": 6.0,
         "e_rcut_smth": 5.3, "e_sel": 120, "a_rcut": 4.0, "a_rcut_smth": 3.5, "a_sel": 30,
         "axis_neuron": 4, "update_angle": True, "update_style": "res_residual",
         "update_residual": 0.1, "update_residual_init": "const", "smooth_edge_update": True,
     }  # fmt: skip
     return {
-        "type_map": TYPE_MAP,
+        "type_map": list(type_map or TYPE_MAP),
         "descriptor": {"type": "dpa3", "repflow": repflow, "activation_function": "silut:10.0",
                        "use_tebd_bias": False, "precision": "float32",
                        "concat_output_tebd": False},
-        "fitting_net": {"neuron": [neuron, neuron], "resnet_dt": True, "precision": "float32",
+        "fitting_net": {"neuron": [neuron] * n_hidden, "resnet_dt": True, "precision": "float32",
                         "activation_function": "silut:10.0", "seed": 1},
     }  # fmt: skip
 
@@ -50,8 +59,11 @@ def _checked(raw: dict) -> dict:
     return normal
 
 
-def build_checkpoint(path: Path, seed: int = 0, heads: tuple[str, ...] = ()) -> Path:
-    """A random-init DPA-3 ``.pt``; with ``heads``, a multi-task one (one model per head)."""
+def build_checkpoint(path: Path, seed: int = 0, heads: tuple[str, ...] = (), **sizes: Any) -> Path:
+    """A random-init DPA-3 ``.pt``; with ``heads``, a multi-task one (one model per head).
+
+    ``sizes`` go to :func:`params` (the benchmark builds the released form's size).
+    """
     import torch
 
     from mlipspace.models.dpa import import_deepmd
@@ -63,10 +75,10 @@ def build_checkpoint(path: Path, seed: int = 0, heads: tuple[str, ...] = ()) -> 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if not heads:
-            p = _checked(params())
+            p = _checked(params(**sizes))
             wrapper = ModelWrapper(get_model(copy.deepcopy(p)), model_params=p)
         else:
-            per_head = {h: _checked(params()) for h in heads}
+            per_head = {h: _checked(params(**sizes)) for h in heads}
             models = {h: get_model(copy.deepcopy(p)) for h, p in per_head.items()}
             wrapper = ModelWrapper(models, model_params={"model_dict": per_head})
     torch.save({"model": wrapper.state_dict()}, path)
