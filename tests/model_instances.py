@@ -51,6 +51,8 @@ def _random_mattersim(tmp_dir: Path) -> str:
     from families_probe import build_mattersim
 
     return f"mattersim:{build_mattersim(Path(tmp_dir))['ckpt']}"
+
+
 def _sevennet_resaved(tmp_dir: Path) -> str:
     """The shipped SevenNet-0 checkpoint saved again as a user's file."""
     import torch
