@@ -100,10 +100,21 @@ def featurize_command(
         ),
     ] = "error",
     dtype: Annotated[str, typer.Option("--dtype", help="float32 | float64")] = "float32",
-    device: Annotated[str, typer.Option("--device", help="Torch device.")] = "cpu",
+    device: Annotated[
+        str, typer.Option("--device", help="Torch device: cpu, cuda or cuda:<index>.")
+    ] = "cpu",
+    max_atoms_per_batch: Annotated[
+        int | None,
+        typer.Option(
+            "--max-atoms-per-batch",
+            help="Atoms per forward pass instead of --batch-size structures "
+            "(default on CUDA: 4096; on the CPU: structures, as before).",
+        ),
+    ] = None,
     scheduler: SchedulerOption = None,
 ) -> None:
     """Featurize STRUCTURES with every model into a store, resuming what is already there."""
+    from ..devices import check_device
     from ..featurization import featurize
     from ..store import FeatureStore
     from ..structures import read_structures
@@ -112,6 +123,9 @@ def featurize_command(
     layer_names = _split(layers)
     if not model_names or not layer_names:
         raise typer.BadParameter("give at least one model and one layer")
+    if scheduler is None:
+        # checked before any structure is read; on Dask the workers' GPUs count, not ours
+        device = check_device(device)
     atoms = read_structures(*structures)
     console.print(f"{len(atoms)} structures, {sum(len(a) for a in atoms)} atoms")
     fs = FeatureStore(store)
@@ -134,6 +148,7 @@ def featurize_command(
                 device=device,
                 dtype=dtype,
                 on_unsupported=on_unsupported,
+                max_atoms_per_batch=max_atoms_per_batch,
                 progress=lambda done, total, task=task: bar.update(
                     task, completed=done, total=total
                 ),

@@ -42,6 +42,7 @@ def featurize(
     dtype: str = "float32",
     on_unsupported: str = "error",
     progress: ProgressCallback | None = None,
+    max_atoms_per_batch: int | None = None,
 ) -> AtomFeatures | dict[str, AtomFeatures]:
     """Per-atom features of ``structures`` from ``model``.
 
@@ -59,7 +60,8 @@ def featurize(
     batch_size : int, optional
         Structures per forward pass; default: the model's measured preference.
     device : str
-        Torch device.
+        Torch device: ``"cpu"``, ``"cuda"`` or ``"cuda:<i>"`` (checked here: CUDA asked for
+        where torch sees none raises :class:`~mlipspace.errors.ParameterError`).
     dtype : {"float32", "float64"}
         Precision of the model and of the features.
     on_unsupported : {"error", "skip"}
@@ -69,6 +71,12 @@ def featurize(
     progress : callable, optional
         Called as ``progress(done, total)`` (in structures) as the work goes on; the
         library draws no bar itself (the command line passes one in).
+    max_atoms_per_batch : int, optional
+        Batches of at most this many atoms instead of ``batch_size`` structures (a larger
+        structure gets a batch of its own). On a CUDA device with neither given, batches
+        hold at most :data:`~mlipspace.devices.DEFAULT_GPU_ATOMS_PER_BATCH` atoms; on the
+        CPU the default is unchanged. Features leave the GPU batch by batch, as they are
+        written.
 
     Returns
     -------
@@ -83,6 +91,9 @@ def featurize(
     >>> feats.X.shape  # doctest: +SKIP
     (2, 640)
     """
+    from ..devices import check_device
+
+    device = check_device(device)
     layers = as_layers(layer)
     single = isinstance(layer, str)
     check_on_unsupported(on_unsupported)
@@ -101,6 +112,7 @@ def featurize(
             result = featurize_in_env(
                 atoms_list, model, layers, store=store, batch_size=batch_size, dtype=dtype,
                 device=device, on_unsupported=on_unsupported, progress=update,
+                max_atoms_per_batch=max_atoms_per_batch,
             )  # fmt: skip
             return result[layers[0]] if single else result
         adapter = load_model(model, dtype=dtype, device=device)
@@ -109,6 +121,7 @@ def featurize(
     result = featurize_with(
         adapter, atoms_list, layers, store=store_obj, batch_size=batch_size,
         on_unsupported=on_unsupported, on_progress=update,
+        max_atoms_per_batch=max_atoms_per_batch,
     )  # fmt: skip
     return result[layers[0]] if single else result
 

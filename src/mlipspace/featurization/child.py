@@ -25,6 +25,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--layers", required=True)
     parser.add_argument("--store", required=True)
     parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--max-atoms-per-batch", type=int, default=None)
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--on-unsupported", default="error")
@@ -61,6 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.layers.split(","),
             store=open_store(args.store),
             batch_size=args.batch_size,
+            max_atoms_per_batch=args.max_atoms_per_batch,
             on_unsupported=args.on_unsupported,
             on_progress=lambda done, _total: emit(event="progress", done=int(done), total=total),
         )

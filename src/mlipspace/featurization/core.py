@@ -104,8 +104,15 @@ def structure_hashes(structures: Sequence[Atoms]) -> list[str]:
 
 @functools.lru_cache(maxsize=8)
 def load_model(name: str, dtype: str = "float32", device: str = "cpu") -> ModelAdapter:
-    """The adapter registered as ``name``, loaded once per (name, dtype, device)."""
+    """The adapter registered as ``name``, loaded once per (name, dtype, device).
+
+    The device is checked first (:func:`~mlipspace.devices.check_device`): CUDA asked for on
+    a machine without it is a :class:`~mlipspace.errors.ParameterError`, not a torch error.
+    """
+    from ..devices import check_device
     from ..models.registry import get_model
+
+    device = check_device(device)
 
     return get_model(name, dtype=dtype, device=device)
 
@@ -302,6 +309,39 @@ def _record_skipped(
 # -- the featurizer -----------------------------------------------------------------
 
 
+def atoms_per_batch(
+    adapter: ModelAdapter, batch_size: int | None, max_atoms_per_batch: int | None
+) -> int | None:
+    """The atom budget of a batch, or ``None`` for batches of ``batch_size`` structures.
+
+    A GPU is filled by atoms (the graph, and the memory, grow with them), so a CUDA adapter
+    gets batches of at most :data:`~mlipspace.devices.DEFAULT_GPU_ATOMS_PER_BATCH` atoms
+    unless the caller fixed ``batch_size``; ``max_atoms_per_batch`` chooses atom batches on
+    any device. The CPU default (the model's preferred number of structures) is unchanged.
+    """
+    from ..devices import DEFAULT_GPU_ATOMS_PER_BATCH, is_cuda
+
+    if max_atoms_per_batch is not None:
+        if isinstance(max_atoms_per_batch, bool) or int(max_atoms_per_batch) < 1:
+            raise ParameterError(
+                f"max_atoms_per_batch must be a positive integer, not {max_atoms_per_batch!r}"
+            )
+        return int(max_atoms_per_batch)
+    if batch_size is None and is_cuda(getattr(adapter, "device", "cpu")):
+        return DEFAULT_GPU_ATOMS_PER_BATCH
+    return None
+
+
+def _batches(todo: list[Atoms], batch_size: int, max_atoms: int | None) -> list[list[Atoms]]:
+    """Consecutive batches: ``batch_size`` structures, or at most ``max_atoms`` atoms (a
+    larger structure alone) when an atom budget is set."""
+    if max_atoms is not None:
+        from ..models.torch_base import pack_by_atoms
+
+        return pack_by_atoms(todo, max_atoms)
+    return [todo[start : start + batch_size] for start in range(0, len(todo), batch_size)]
+
+
 def featurize_with(
     adapter: ModelAdapter,
     structures: Sequence[Atoms],
@@ -311,17 +351,20 @@ def featurize_with(
     on_unsupported: str = "error",
     on_progress: ProgressCallback | None = None,
     flush_seconds: float = FLUSH_SECONDS,
+    max_atoms_per_batch: int | None = None,
 ) -> dict[str, AtomFeatures]:
     """Featurize prepared structures with a loaded adapter (see :func:`mlipspace.featurize`).
 
     With a store, computed features are committed every :data:`FLUSH_ATOMS` atoms or every
     ``flush_seconds`` seconds, whichever comes first, so an interrupted run loses little
-    and a re-run computes only what is still missing.
+    and a re-run computes only what is still missing. Batches are sized by atoms when
+    :func:`atoms_per_batch` says so (CUDA adapters by default), by structures otherwise.
     """
     from ..models.torch_base import check_layers
 
     layers = check_layers(layers, adapter.layer_dims(), adapter.name)
     check_on_unsupported(on_unsupported)
+    max_atoms = atoms_per_batch(adapter, batch_size, max_atoms_per_batch)
     batch_size = int(batch_size or adapter.preferred_batch_size())
     if batch_size < 1:
         raise ModelError(f"batch_size must be positive, not {batch_size}")
@@ -362,8 +405,7 @@ def featurize_with(
         pending.clear()
 
     try:
-        for start in range(0, len(todo), batch_size):
-            batch = todo[start : start + batch_size]
+        for batch in _batches(todo, batch_size, max_atoms):
             try:
                 features = adapter.compute(batch, layers)
             except ModelError:

@@ -143,6 +143,7 @@ def featurize_in_env(
     device: str = "cpu",
     on_unsupported: str = "error",
     progress: ProgressCallback | None = None,
+    max_atoms_per_batch: int | None = None,
 ) -> dict[str, AtomFeatures]:
     """Featurize ``structures`` with ``model`` in a worker inside its family's environment.
 
@@ -165,6 +166,9 @@ def featurize_in_env(
         What to do with structures holding elements the model does not know.
     progress : callable, optional
         Called with ``(done, total)`` in structures.
+    max_atoms_per_batch : int, optional
+        Atoms per forward pass instead of ``batch_size`` structures (see
+        :func:`mlipspace.featurize`).
 
     Returns
     -------
@@ -214,6 +218,8 @@ def featurize_in_env(
         ]  # fmt: skip
         if batch_size is not None:
             arguments += ["--batch-size", str(int(batch_size))]
+        if max_atoms_per_batch is not None:
+            arguments += ["--max-atoms-per-batch", str(int(max_atoms_per_batch))]
         try:
             run_worker(python, arguments, family=family, model=model, on_progress=update)
         except KeyboardInterrupt as exc:
