@@ -7,11 +7,16 @@ LFRE's neighbourhoods (:func:`nearest_train_rows`, and shard by shard in
 copies of each other (symmetry-equivalent atoms, supercells) are given bitwise-equal distances
 (:func:`duplicate_representatives`), so which copy is chosen never depends on rounding and a
 score does not depend on the order of the rows.
+
+The kernels take numpy arrays or torch tensors (:mod:`mlipspace.metrics.backend`); on torch
+the selection is a stable sort, which applies the same rule (value, then label).
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from .backend import argsort_stable, is_torch
 
 __all__ = [
     "duplicate_representatives",
@@ -67,8 +72,8 @@ def squared_distances(
     ndarray of shape (q, n)
     """
     if sq is None:
-        sq = np.sum(S**2, axis=1)
-    d = sq + np.sum(Q**2, axis=1)[:, None] - 2.0 * Q @ S.T
+        sq = (S**2).sum(axis=1)
+    d = sq + (Q**2).sum(axis=1)[:, None] - 2.0 * Q @ S.T
     if representatives is not None:
         copies = np.flatnonzero(representatives != np.arange(len(representatives)))
         d[:, copies] = d[:, representatives[copies]]
@@ -96,6 +101,8 @@ def k_smallest(
     values, labels : ndarray of shape (q, k)
         Sorted by value, then label.
     """
+    if is_torch(values):
+        return _k_smallest_sorted(values, k, labels)
     q, n = values.shape
     by_column = labels is None
     labels = np.broadcast_to(np.arange(n) if by_column else labels, values.shape)
@@ -122,6 +129,21 @@ def k_smallest(
     return np.take_along_axis(v, order, axis=1), np.take_along_axis(lab, order, axis=1)
 
 
+def _k_smallest_sorted(values, k: int, labels=None):
+    """:func:`k_smallest` by stable sorts (the torch path): sorting by label, then stably by
+    value, orders by (value, label); the first ``k`` are the selection."""
+    import torch
+
+    if labels is None:
+        order = argsort_stable(values, axis=1)[:, :k]
+        return torch.take_along_dim(values, order, dim=1), order
+    labels = torch.as_tensor(labels, device=values.device).broadcast_to(values.shape)
+    by_label = argsort_stable(labels, axis=1)
+    by_value = argsort_stable(torch.take_along_dim(values, by_label, dim=1), axis=1)
+    cols = torch.take_along_dim(by_label, by_value, dim=1)[:, :k]
+    return torch.take_along_dim(values, cols, dim=1), torch.take_along_dim(labels, cols, dim=1)
+
+
 def nearest_train_rows(
     X_train: np.ndarray,
     X_query: np.ndarray,
@@ -135,15 +157,15 @@ def nearest_train_rows(
 
     Parameters
     ----------
-    X_train : ndarray of shape (n, d)
-    X_query : ndarray of shape (q, d)
+    X_train : ndarray or tensor of shape (n, d)
+    X_query : ndarray or tensor of shape (q, d)
     k : int
     representatives : ndarray, optional
         :func:`duplicate_representatives` of ``X_train`` when already known.
 
     Returns
     -------
-    ndarray of int, shape (q, k)
+    ndarray (or tensor, for tensors) of int, shape (q, k)
     """
     d = squared_distances(X_query, X_train, representatives=representatives)
     return k_smallest(d, k)[1]

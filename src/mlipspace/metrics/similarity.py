@@ -15,6 +15,10 @@ Definitions follow the reference code of *The Platonic Representation Hypothesis
 * a side that is constant (every row the same after normalisation), complex, or non-finite
   raises :class:`~mlipspace.errors.MetricInputError`: every measure is 0/0 there.
 
+CKA and the kNN measures take ``device`` (``None``/``"cpu"``: numpy; ``"cuda[:i]"`` or
+``"torch-cpu"``: torch float64, see :mod:`mlipspace.metrics.backend`): the checks and the row
+normalisation run in numpy, the kernels below on the backend's arrays, with the same code.
+
 Deviations, all towards determinism: SVCCA uses an exact truncated SVD and exact canonical
 correlations (the reference uses the randomised ``torch.svd_lowrank``, sklearn's iterative
 ``CCA`` and adds 1e-10 noise); with orthonormal inputs the canonical correlations are the
@@ -27,6 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import MetricInputError
+from . import backend as bk
 from .neighbours import duplicate_representatives, k_smallest
 from .scaling import power_of_two_scaled
 from .validation import check_features, validate_params
@@ -115,7 +120,7 @@ def hsic_biased(K: np.ndarray, L: np.ndarray) -> float:
     Kc = K - K.mean(axis=0, keepdims=True)
     Kc = Kc - Kc.mean(axis=1, keepdims=True)
     Lc = L - L.mean(axis=0, keepdims=True)
-    return float(np.sum(Kc * Lc.T))
+    return float((Kc * Lc.T).sum())
 
 
 def hsic_unbiased(K: np.ndarray, L: np.ndarray) -> float:
@@ -123,32 +128,32 @@ def hsic_unbiased(K: np.ndarray, L: np.ndarray) -> float:
     m = K.shape[0]
     if m < 4:
         raise MetricInputError(f"unbiased HSIC needs at least 4 samples, got {m}")
-    Kt = K.copy()
-    Lt = L.copy()
-    np.fill_diagonal(Kt, 0.0)
-    np.fill_diagonal(Lt, 0.0)
+    Kt = K.clone() if bk.is_torch(K) else K.copy()
+    Lt = L.clone() if bk.is_torch(L) else L.copy()
+    bk.fill_diagonal(Kt, 0.0)
+    bk.fill_diagonal(Lt, 0.0)
     value = (
-        np.sum(Kt * Lt.T)
-        + Kt.sum() * Lt.sum() / ((m - 1) * (m - 2))
+        float((Kt * Lt.T).sum())
+        + float(Kt.sum()) * float(Lt.sum()) / ((m - 1) * (m - 2))
         - 2.0 * float(Kt.sum(axis=0) @ Lt.sum(axis=1)) / (m - 2)
     )
     return float(value / (m * (m - 3)))
 
 
 def _rbf(A: np.ndarray, sigma: float) -> np.ndarray:
-    sq = np.sum(A**2, axis=1)
-    d2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * A @ A.T, 0.0)
-    np.fill_diagonal(d2, 0.0)
-    return np.exp(-d2 / (2.0 * sigma**2))
+    sq = (A**2).sum(axis=1)
+    d2 = bk.clip_min(sq[:, None] + sq[None, :] - 2.0 * A @ A.T, 0.0)
+    bk.fill_diagonal(d2, 0.0)
+    return bk.exp(-d2 / (2.0 * sigma**2))
 
 
 def _linear_cka_biased(X: np.ndarray, Y: np.ndarray) -> float:
     """Biased linear CKA from feature cross-covariances in ``O(n d²)`` (Kornblith et al. 2019)."""
     Xc = X - X.mean(axis=0)
     Yc = Y - Y.mean(axis=0)
-    kl = np.sum((Xc.T @ Yc) ** 2)
-    kk = np.sum((Xc.T @ Xc) ** 2)
-    ll = np.sum((Yc.T @ Yc) ** 2)
+    kl = float(((Xc.T @ Yc) ** 2).sum())
+    kk = float(((Xc.T @ Xc) ** 2).sum())
+    ll = float(((Yc.T @ Yc) ** 2).sum())
     return float(kl / (np.sqrt(kk * ll) + _EPS))
 
 
@@ -159,6 +164,7 @@ def cka(
     sigma: float = 1.0,
     unbiased: bool = False,
     normalize: bool = True,
+    device: str | None = None,
 ) -> float:
     """Centred kernel alignment ``HSIC(K, L) / (sqrt(HSIC(K, K) HSIC(L, L)) + 1e-6)``.
 
@@ -173,16 +179,20 @@ def cka(
         Use the unbiased HSIC estimator (needs ``n ≥ 4``).
     normalize : bool, default=True
         L2-normalise rows first.
+    device : str, optional
+        ``None``/``"cpu"`` (numpy), ``"cuda[:i]"`` or ``"torch-cpu"`` (torch float64).
 
     Returns
     -------
     float
         1 for representations equal up to rotation and scale; about 0 for unrelated ones.
     """
+    backend = bk.get_backend(device)
     validate_params(sigma=sigma, unbiased=unbiased)
     if kernel not in ("linear", "rbf"):
         raise MetricInputError(f"unknown kernel {kernel!r}; use 'linear' or 'rbf'")
     X, Y = _check_pair(X, Y, normalize, min_samples=4 if unbiased else 2, measure="CKA")
+    X, Y = bk.asarray(X, backend), bk.asarray(Y, backend)
     if kernel == "linear":
         if not unbiased:
             return _linear_cka_biased(X, Y)
@@ -194,9 +204,18 @@ def cka(
     return float(kl / (np.sqrt(max(kk * ll, 0.0)) + _EPS))
 
 
-def unbiased_cka(X, Y, kernel: str = "linear", sigma: float = 1.0, normalize: bool = True) -> float:
+def unbiased_cka(
+    X,
+    Y,
+    kernel: str = "linear",
+    sigma: float = 1.0,
+    normalize: bool = True,
+    device: str | None = None,
+) -> float:
     """:func:`cka` with the unbiased HSIC estimator."""
-    return cka(X, Y, kernel=kernel, sigma=sigma, unbiased=True, normalize=normalize)
+    return cka(
+        X, Y, kernel=kernel, sigma=sigma, unbiased=True, normalize=normalize, device=device
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -204,24 +223,28 @@ def unbiased_cka(X, Y, kernel: str = "linear", sigma: float = 1.0, normalize: bo
 # ---------------------------------------------------------------------------------------------
 
 
-def knn_indices(A: np.ndarray, k: int, chunk_size: int = 2048) -> np.ndarray:
+def knn_indices(A, k: int, chunk_size: int = 2048, device: str | None = None) -> np.ndarray:
     """Indices of the ``k`` rows with the largest inner product with each row (itself excluded).
 
     Ordered by decreasing inner product; ties broken by row index
     (:func:`~mlipspace.metrics.neighbours.k_smallest`), copies of a row given bitwise-equal
     products, so the sets do not depend on the order of the rows. Memory ``chunk_size × n``.
+    The products and the selection run on ``device``'s backend; the indices come back as a
+    numpy array.
     """
     validate_params(k=k, chunk_size=chunk_size)
+    backend = bk.get_backend(device)
     n = A.shape[0]
     if not 1 <= k < n:
         raise MetricInputError(f"k must be in [1, n_samples - 1] = [1, {n - 1}], got {k}")
-    copies = duplicate_representatives(A)
+    copies = duplicate_representatives(bk.to_numpy(A))
+    A = bk.asarray(A, backend)
     out = np.empty((n, k), dtype=np.int64)
     for start in range(0, n, chunk_size):
         stop = min(start + chunk_size, n)
         S = _similarities(A[start:stop], A, copies)
-        S[np.arange(stop - start), np.arange(start, stop)] = -np.inf
-        out[start:stop] = k_smallest(-S, k)[1]
+        S[bk.arange(stop - start, S), bk.arange(n, S)[start:stop]] = -np.inf
+        out[start:stop] = bk.to_numpy(k_smallest(-S, k)[1])
     return out
 
 
@@ -234,7 +257,7 @@ def _similarities(Q: np.ndarray, A: np.ndarray, copies: np.ndarray | None) -> np
     return S
 
 
-def mutual_knn(X, Y, k: int = 10, normalize: bool = True) -> float:
+def mutual_knn(X, Y, k: int = 10, normalize: bool = True, device: str | None = None) -> float:
     """Mutual k-nearest-neighbour alignment: mean over samples of ``|N_X(i) ∩ N_Y(i)| / k``.
 
     Parameters
@@ -243,20 +266,25 @@ def mutual_knn(X, Y, k: int = 10, normalize: bool = True) -> float:
     k : int, default=10
     normalize : bool, default=True
         L2-normalise rows first (neighbours by cosine similarity).
+    device : str, optional
+        Backend of the neighbour search (see :func:`cka`).
     """
-    hits = _mutual_knn_hits(X, Y, k, normalize)
+    hits = _mutual_knn_hits(X, Y, k, normalize, device)
     return float(hits.sum() / (k * len(hits)))
 
 
-def pointwise_mutual_knn(X, Y, k: int = 10, normalize: bool = True) -> np.ndarray:
+def pointwise_mutual_knn(
+    X, Y, k: int = 10, normalize: bool = True, device: str | None = None
+) -> np.ndarray:
     """``|N_X(i) ∩ N_Y(i)| / k`` for every sample ``i``; :func:`mutual_knn` is their mean."""
-    return _mutual_knn_hits(X, Y, k, normalize) / k
+    return _mutual_knn_hits(X, Y, k, normalize, device) / k
 
 
-def _mutual_knn_hits(X, Y, k: int, normalize: bool) -> np.ndarray:
+def _mutual_knn_hits(X, Y, k: int, normalize: bool, device: str | None = None) -> np.ndarray:
     validate_params(k=k)
+    bk.get_backend(device)  # a bad device fails before the checks of the data
     X, Y = _check_pair(X, Y, normalize, min_samples=k + 1, measure="mutual kNN")
-    nx, ny = knn_indices(X, k), knn_indices(Y, k)
+    nx, ny = knn_indices(X, k, device=device), knn_indices(Y, k, device=device)
     nx.sort(axis=1)
     ny.sort(axis=1)
     return np.array(
@@ -264,23 +292,30 @@ def _mutual_knn_hits(X, Y, k: int, normalize: bool) -> np.ndarray:
     )
 
 
-def _knn_mask(K: np.ndarray, k: int, unbiased: bool, copies: np.ndarray | None) -> np.ndarray:
+def _knn_mask(K, k: int, unbiased: bool, copies: np.ndarray | None):
     """The reference's top-``k`` mask of each row of ``K`` (the row itself excluded only when
     ``unbiased``), ties by row index as in :func:`knn_indices`."""
-    Kh = K.copy()
+    Kh = K.clone() if bk.is_torch(K) else K.copy()
     if copies is not None:
         dup = np.flatnonzero(copies != np.arange(len(copies)))
         Kh[:, dup] = Kh[:, copies[dup]]
     if unbiased:
-        np.fill_diagonal(Kh, -np.inf)
+        bk.fill_diagonal(Kh, -np.inf)
     n = K.shape[0]
     idx = k_smallest(-Kh, k)[1]
-    mask = np.zeros((n, n))
-    mask[np.arange(n)[:, None], idx] = 1.0
+    mask = bk.zeros((n, n), like=K)
+    mask[bk.arange(n, K)[:, None], idx] = 1.0
     return mask
 
 
-def cknna(X, Y, k: int | None = 10, unbiased: bool = True, normalize: bool = True) -> float:
+def cknna(
+    X,
+    Y,
+    k: int | None = 10,
+    unbiased: bool = True,
+    normalize: bool = True,
+    device: str | None = None,
+) -> float:
     """Centred kernel nearest-neighbour alignment (CKNNA) of the reference code.
 
     HSIC of the kernels restricted to mutual k-nearest-neighbour pairs, normalised by the same
@@ -298,6 +333,8 @@ def cknna(X, Y, k: int | None = 10, unbiased: bool = True, normalize: bool = Tru
         inner product with itself.
     normalize : bool, default=True
         L2-normalise rows first.
+    device : str, optional
+        Backend of the kernels and masks (see :func:`cka`).
 
     Returns
     -------
@@ -313,11 +350,14 @@ def cknna(X, Y, k: int | None = 10, unbiased: bool = True, normalize: bool = Tru
     validate_params(k=k, unbiased=unbiased)
     if k < 2:
         raise MetricInputError("CKNNA requires k >= 2")
+    backend = bk.get_backend(device)
     X, Y = _check_pair(X, Y, normalize, min_samples=max(k + 1, 4), measure="CKNNA")
+    copies_x, copies_y = duplicate_representatives(X), duplicate_representatives(Y)
+    X, Y = bk.asarray(X, backend), bk.asarray(Y, backend)
     K, L = X @ X.T, Y @ Y.T
     hsic = hsic_unbiased if unbiased else hsic_biased
-    mk = _knn_mask(K, k, unbiased, duplicate_representatives(X))
-    ml = _knn_mask(L, k, unbiased, duplicate_representatives(Y))
+    mk = _knn_mask(K, k, unbiased, copies_x)
+    ml = _knn_mask(L, k, unbiased, copies_y)
 
     def sim(A, B, mask):
         return hsic(mask * A, mask * B)

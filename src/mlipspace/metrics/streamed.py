@@ -5,6 +5,10 @@ fold 2 and test), blocks are added (:func:`merge_stats`) and the fit of
 :mod:`mlipspace.metrics.ridge` is solved once from the total (:func:`gfre_streamed`,
 :func:`gfrd_streamed`). The in-memory iterator (:func:`reconstruction_stats`) and the Dask tree
 reduction (:mod:`mlipspace.distributed.measures`) call the same block kernels.
+
+The block sums (``O(m d²)`` per block: all the work on long streams) run on the backend of
+``device`` (:mod:`mlipspace.metrics.backend`; on a GPU with ``device="cuda"``); the totals come
+back to numpy, where the ``d × d`` fit is solved once with LAPACK.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import MetricInputError
+from . import backend as bk
 from . import ridge as rr
 from .gfr import pad, procrustes_rotation
 from .scaling import total_variance
@@ -53,13 +58,16 @@ class GroupStats:
     yy: np.ndarray  # per-column sums of squares
 
     @classmethod
-    def zeros(cls, dx: int, dy: int) -> GroupStats:
-        """Empty sums for ``dx`` source and ``dy`` target features."""
-        return cls(
-            0, np.zeros(dx), np.zeros(dy), np.zeros((dx, dx)), np.zeros((dx, dy)), np.zeros(dy)
-        )
+    def zeros(cls, dx: int, dy: int, like=None) -> GroupStats:
+        """Empty sums for ``dx`` source and ``dy`` target features (on the backend of
+        ``like``, numpy by default)."""
 
-    def add(self, X: np.ndarray, Y: np.ndarray, weight: np.ndarray | None = None) -> None:
+        def z(*shape):
+            return np.zeros(shape) if like is None else bk.zeros(shape, like)
+
+        return cls(0, z(dx), z(dy), z(dx, dx), z(dx, dy), z(dy))
+
+    def add(self, X, Y, weight=None) -> None:
         """Add rows (already shifted, float64) in place, each ``weight`` times if given."""
         if weight is not None:
             Xw = X * weight[:, None]
@@ -75,7 +83,13 @@ class GroupStats:
         self.sy += Y.sum(axis=0)
         self.xx += X.T @ X
         self.xy += X.T @ Y
-        self.yy += np.einsum("ij,ij->j", Y, Y)
+        self.yy += (Y * Y).sum(axis=0) if bk.is_torch(Y) else np.einsum("ij,ij->j", Y, Y)
+
+    def to_numpy(self) -> GroupStats:
+        """These sums as numpy arrays (copied from the device of a torch backend)."""
+        return GroupStats(
+            self.n, *(bk.to_numpy(a) for a in (self.sx, self.sy, self.xx, self.xy, self.yy))
+        )
 
     def __add__(self, other: GroupStats) -> GroupStats:
         return GroupStats(
@@ -165,6 +179,7 @@ def reconstruction_stats(
     n_samples: int,
     train_idx=None,
     test_idx=None,
+    device: str | None = None,
 ) -> ReconstructionStats:
     """Accumulate the statistics of a pair of arrays read chunk by chunk.
 
@@ -176,12 +191,16 @@ def reconstruction_stats(
         Total number of rows (needed up front for the default split and the CV folds).
     train_idx, test_idx : array of int, optional
         As in :func:`gfre`; rows in neither are ignored.
+    device : str, optional
+        Where the block sums run: ``None``/``"cpu"`` (numpy), ``"cuda[:i]"`` or
+        ``"torch-cpu"`` (torch float64). The statistics returned are numpy arrays.
 
     Returns
     -------
     ReconstructionStats
     """
     validate_params(n_samples=n_samples)
+    backend = bk.get_backend(device)
     group = row_groups(n_samples, train_idx, test_idx)
     stats: list[GroupStats] | None = None
     shift_x = shift_y = None
@@ -192,11 +211,15 @@ def reconstruction_stats(
         stop = start + len(X_chunk)
         if stop > n_samples:
             raise MetricInputError(f"the chunks hold more than n_samples={n_samples} rows")
-        part = chunk_stats(X_chunk, Y_chunk, group[start:stop], shift_x, shift_y, start)
+        part = chunk_stats(
+            X_chunk, Y_chunk, group[start:stop], shift_x, shift_y, start, device=backend
+        )
         stats = part if stats is None else merge_stats(stats, part)
         start = stop
     if stats is None or start != n_samples:
         raise MetricInputError(f"the chunks hold {start} rows, expected n_samples={n_samples}")
+    if not backend.is_numpy:
+        stats = [g.to_numpy() for g in stats]
     return ReconstructionStats(
         stats, stats[0].xx.shape[0], stats[0].xy.shape[1], shift_x=shift_x, shift_y=shift_y
     )
@@ -233,17 +256,18 @@ def add_chunk(
     shift_y: np.ndarray,
 ) -> None:
     """Add a block of (float64) rows to the per-group statistics ``stats`` (fold 1, fold 2,
-    test); ``groups`` is the block's slice of :func:`row_groups`."""
+    test); ``groups`` is the block's slice of :func:`row_groups` (numpy). The rows, shifts
+    and sums may be torch tensors (all on one device)."""
     for gid in (FOLD1, FOLD2, TEST):
         weight = groups[:, gid]
         rows = weight > 0
         if rows.any():
             w = weight[rows]
-            stats[gid].add(
-                X_chunk[rows] - shift_x,
-                Y_chunk[rows] - shift_y,
-                None if np.all(w == 1) else w.astype(np.float64),
-            )
+            w = None if np.all(w == 1) else w.astype(np.float64)
+            if bk.is_torch(X_chunk):
+                rows = bk.index_array(np.flatnonzero(rows), like=X_chunk)
+                w = None if w is None else bk.asarray(w, bk.backend_of(X_chunk))
+            stats[gid].add(X_chunk[rows] - shift_x, Y_chunk[rows] - shift_y, w)
 
 
 def chunk_shift(X_chunk, Y_chunk) -> tuple[np.ndarray, np.ndarray]:
@@ -264,6 +288,7 @@ def chunk_stats(
     shift_x: np.ndarray,
     shift_y: np.ndarray,
     start: int = 0,
+    device: str | bk.Backend | None = None,
 ) -> list[GroupStats]:
     """The per-group sums (fold 1, fold 2, test) of one block of rows.
 
@@ -277,12 +302,16 @@ def chunk_stats(
         From :func:`chunk_shift` of the first block.
     start : int
         First row of the block (for error messages).
+    device : str, optional
+        Where the sums are computed (see :func:`reconstruction_stats`); on torch the sums
+        stay on the device (merge them there, then :meth:`GroupStats.to_numpy`).
 
     Returns
     -------
     list of GroupStats
         Add blocks with :func:`merge_stats`.
     """
+    backend = bk.get_backend(device)
     X = check_features(X_chunk, f"X rows {start}+")
     Y = check_features(Y_chunk, f"Y rows {start}+")
     if len(X) != len(Y):
@@ -300,7 +329,11 @@ def chunk_stats(
                 "statistics (|x| near 1e150 or beyond); rescale it (the measures do not "
                 "depend on the scale of a side)"
             )
-    stats = [GroupStats.zeros(X.shape[1], Y.shape[1]) for _ in range(3)]
+    if not backend.is_numpy:
+        X, Y = bk.asarray(X, backend), bk.asarray(Y, backend)
+        shift_x, shift_y = bk.asarray(shift_x, backend), bk.asarray(shift_y, backend)
+    like = None if backend.is_numpy else X
+    stats = [GroupStats.zeros(X.shape[1], Y.shape[1], like) for _ in range(3)]
     add_chunk(stats, X, Y, groups, shift_x, shift_y)
     return stats
 
@@ -369,17 +402,19 @@ def gfre_streamed(
     n_samples: int,
     train_idx=None,
     test_idx=None,
+    device: str | None = None,
 ) -> float:
     """GFRE of ``Y`` from ``X`` read chunk by chunk, in ``O(d²)`` memory.
 
     Equal to :func:`gfre` on the concatenated arrays up to the precision of the normal
     equations (relative ~1e-8 for well-conditioned features; singular values below
-    ``1e-6 · s_max`` are treated as zero). Parameters as in :func:`reconstruction_stats`.
+    ``1e-6 · s_max`` are treated as zero). Parameters as in :func:`reconstruction_stats`
+    (``device``: where the block sums run).
     """
     stats = (
         chunks
         if isinstance(chunks, ReconstructionStats)
-        else reconstruction_stats(chunks, n_samples, train_idx, test_idx)
+        else reconstruction_stats(chunks, n_samples, train_idx, test_idx, device)
     )
     W, (_, _, test) = _streamed_weights(stats)
     sse = test.yy.sum() - 2.0 * np.sum(W * test.xy) + np.sum(W * (test.xx @ W))
@@ -391,12 +426,13 @@ def gfrd_streamed(
     n_samples: int,
     train_idx=None,
     test_idx=None,
+    device: str | None = None,
 ) -> float:
     """GFRD of ``Y`` from ``X`` read chunk by chunk (see :func:`gfre_streamed`)."""
     stats = (
         chunks
         if isinstance(chunks, ReconstructionStats)
-        else reconstruction_stats(chunks, n_samples, train_idx, test_idx)
+        else reconstruction_stats(chunks, n_samples, train_idx, test_idx, device)
     )
     W, (f1, f2, test) = _streamed_weights(stats)
     dx, dy = W.shape

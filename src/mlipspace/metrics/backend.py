@@ -1,0 +1,186 @@
+"""Array backends of the measures: numpy (the reference) and torch (CPU or CUDA).
+
+Every measure has one implementation. Its kernels are written against the handful of
+operations both libraries share (``@``, ``.T``, ``.sum(axis=...)``, ``.mean(axis=...,
+keepdims=...)``, indexing, broadcasting); the few where their spelling differs are the functions
+of this module, which dispatch on the type of their argument. A measure's ``device`` parameter
+picks the backend with :func:`get_backend`:
+
+* ``None`` or ``"cpu"``: numpy, exactly the code and numbers of the reference path (inputs
+  pass through :func:`asarray` untouched);
+* ``"cuda"`` or ``"cuda:<i>"``: torch float64 tensors on that GPU (checked with
+  :func:`mlipspace.devices.check_device`);
+* ``"torch-cpu"``: torch on the CPU: the GPU code path where there is no GPU (the tests run it
+  against the numpy path).
+
+The only LAPACK-specific kernels (scipy's ``dpotrf``/``dpocon``/``dsyevd`` behind LFRE's
+Gram-matrix path) stay numpy-only; on torch LFRE takes its stacked-SVD path, which decides every
+neighbourhood as scikit-matter's SVDs do (see :func:`mlipspace.metrics.reconstruction.
+pointwise_lfre_scaled`). Arithmetic is float64 on every backend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import ParameterError
+
+__all__ = [
+    "Backend",
+    "arange",
+    "argsort_stable",
+    "asarray",
+    "backend_of",
+    "clip_min",
+    "exp",
+    "fill_diagonal",
+    "get_backend",
+    "index_array",
+    "is_torch",
+    "row_norms",
+    "sqrt",
+    "svd",
+    "to_numpy",
+    "zeros",
+]
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where a measure's arrays live: ``name`` ``"numpy"`` or ``"torch"``, and the torch
+    device (``None`` for numpy)."""
+
+    name: str
+    device: str | None = None
+
+    @property
+    def is_numpy(self) -> bool:
+        return self.name == "numpy"
+
+
+NUMPY = Backend("numpy")
+
+
+def get_backend(device: object = None) -> Backend:
+    """The backend of a ``device`` argument (see the module docstring).
+
+    Raises
+    ------
+    ParameterError
+        An unknown device string, or CUDA asked for where torch sees none.
+    """
+    if device is None or isinstance(device, Backend):
+        return device or NUMPY
+    text = str(device).strip().lower()
+    if text == "cpu":
+        return NUMPY
+    if text == "torch-cpu":
+        _torch()
+        return Backend("torch", "cpu")
+    if text.startswith("cuda"):
+        from ..devices import check_device
+
+        return Backend("torch", check_device(text))
+    raise ParameterError(
+        f"device must be None, 'cpu', 'torch-cpu', 'cuda' or 'cuda:<index>', not {device!r}"
+    )
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError as exc:  # pragma: no cover - torch is a main dependency
+        raise ParameterError("the torch backend needs torch installed") from exc
+    return torch
+
+
+def is_torch(A: Any) -> bool:
+    """Whether ``A`` is a torch tensor (without importing torch for numpy arrays)."""
+    return type(A).__module__.startswith("torch")
+
+
+def asarray(A: Any, backend: Backend) -> Any:
+    """``A`` on ``backend``: numpy arrays pass through the numpy backend untouched; torch
+    gets a float64 tensor on the backend's device."""
+    if backend.is_numpy:
+        return to_numpy(A) if is_torch(A) else A
+    torch = _torch()
+    if is_torch(A):
+        return A.to(device=backend.device, dtype=torch.float64)
+    return torch.as_tensor(np.asarray(A, dtype=np.float64), device=backend.device)
+
+
+def backend_of(A: Any) -> Backend:
+    """The backend an array lives on."""
+    return Backend("torch", str(A.device)) if is_torch(A) else NUMPY
+
+
+def index_array(idx: np.ndarray, like: Any) -> Any:
+    """Integer indices on the backend (and device) of ``like``."""
+    if is_torch(like):
+        return _torch().as_tensor(np.asarray(idx), dtype=_torch().int64, device=like.device)
+    return np.asarray(idx)
+
+
+def to_numpy(A: Any) -> np.ndarray:
+    """A numpy array of ``A`` (a tensor is copied to the host)."""
+    return A.detach().cpu().numpy() if is_torch(A) else np.asarray(A)
+
+
+def zeros(shape: tuple[int, ...], like: Any) -> Any:
+    """Float64 zeros on the backend (and device) of ``like``."""
+    if is_torch(like):
+        return _torch().zeros(shape, dtype=like.dtype, device=like.device)
+    return np.zeros(shape)
+
+
+def arange(n: int, like: Any) -> Any:
+    """``0 .. n-1`` as an index array on the backend of ``like``."""
+    if is_torch(like):
+        return _torch().arange(n, device=like.device)
+    return np.arange(n)
+
+
+def fill_diagonal(A: Any, value: float) -> None:
+    """Set the diagonal of a square matrix in place."""
+    if is_torch(A):
+        A.fill_diagonal_(value)
+    else:
+        np.fill_diagonal(A, value)
+
+
+def clip_min(A: Any, low: float) -> Any:
+    """``max(A, low)`` elementwise."""
+    return A.clamp(min=low) if is_torch(A) else np.maximum(A, low)
+
+
+def exp(A: Any) -> Any:
+    return A.exp() if is_torch(A) else np.exp(A)
+
+
+def sqrt(A: Any) -> Any:
+    return A.sqrt() if is_torch(A) else np.sqrt(A)
+
+
+def row_norms(A: Any) -> Any:
+    """Euclidean norm of every row (last axis)."""
+    if is_torch(A):
+        return _torch().linalg.vector_norm(A, dim=-1)
+    return np.linalg.norm(A, axis=-1)
+
+
+def svd(A: Any) -> tuple[Any, Any, Any]:
+    """Reduced SVD ``(U, s, Vᵀ)`` of a matrix or a stack of matrices."""
+    if is_torch(A):
+        return _torch().linalg.svd(A, full_matrices=False)
+    return np.linalg.svd(A, full_matrices=False)
+
+
+def argsort_stable(values: Any, axis: int = -1) -> Any:
+    """Indices that sort ``values`` along ``axis``, equal values in their original order."""
+    if is_torch(values):
+        return _torch().sort(values, dim=axis, stable=True).indices
+    return np.argsort(values, axis=axis, kind="stable")
