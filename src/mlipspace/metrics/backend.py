@@ -40,6 +40,8 @@ __all__ = [
     "get_backend",
     "index_array",
     "is_torch",
+    "namespace",
+    "reciprocal_where",
     "row_norms",
     "sqrt",
     "svd",
@@ -184,3 +186,137 @@ def argsort_stable(values: Any, axis: int = -1) -> Any:
     if is_torch(values):
         return _torch().sort(values, dim=axis, stable=True).indices
     return np.argsort(values, axis=axis, kind="stable")
+
+
+def reciprocal_where(a: Any, keep: Any) -> Any:
+    """``1 / a`` where ``keep``, 0 elsewhere (no division where ``keep`` is False)."""
+    if is_torch(a):
+        torch = _torch()
+        return torch.where(keep, 1.0 / torch.where(keep, a, torch.ones_like(a)), 0.0)
+    return np.divide(1.0, a, out=np.zeros_like(a), where=keep)
+
+
+class _TorchLinalg:
+    @staticmethod
+    def svd(A, full_matrices: bool = True, compute_uv: bool = True):
+        torch = _torch()
+        if not compute_uv:
+            return torch.linalg.svdvals(A)
+        return torch.linalg.svd(A, full_matrices=full_matrices)
+
+    @staticmethod
+    def qr(A, mode: str = "reduced"):
+        torch = _torch()
+        if mode == "r":
+            return torch.linalg.qr(A, mode="r")[1]
+        return torch.linalg.qr(A, mode=mode)
+
+    @staticmethod
+    def eigh(A):
+        return _torch().linalg.eigh(A)
+
+    @staticmethod
+    def norm(A, axis=None):
+        return _torch().linalg.vector_norm(A, dim=axis)
+
+
+class TorchNamespace:
+    """The numpy functions LFRE's batched kernels call, with numpy's names and signatures,
+    on torch tensors of one device. ``namespace(A)`` gives ``numpy`` itself for numpy arrays,
+    so the numpy path calls exactly what it always called."""
+
+    inf = float("inf")
+    nan = float("nan")
+    linalg = _TorchLinalg()
+
+    def __init__(self, device: Any) -> None:
+        self.device = device
+        self._t = _torch()
+
+    def asarray(self, a, dtype=None):
+        if is_torch(a):
+            return a if dtype is None else a.to(self._dtype(dtype))
+        dtype = self._t.float64 if dtype is None else self._dtype(dtype)
+        return self._t.as_tensor(np.asarray(a), dtype=dtype, device=self.device)
+
+    def _dtype(self, dtype):
+        return {bool: self._t.bool, int: self._t.int64, float: self._t.float64}.get(dtype, dtype)
+
+    def _pair(self, a, b):
+        ref = a if is_torch(a) else b
+        as_t = (lambda x: x if is_torch(x) else self._t.as_tensor(x, dtype=ref.dtype,
+                                                                  device=ref.device))  # fmt: skip
+        return as_t(a), as_t(b)
+
+    def maximum(self, a, b):
+        return self._t.maximum(*self._pair(a, b))
+
+    def minimum(self, a, b):
+        return self._t.minimum(*self._pair(a, b))
+
+    def abs(self, a):
+        return a.abs()
+
+    def sqrt(self, a):
+        return a.sqrt()
+
+    def tril(self, a, k=0):
+        return self._t.tril(a, k)
+
+    def einsum(self, spec, *ops):
+        return self._t.einsum(spec, *ops)
+
+    def diagonal(self, a, offset=0, axis1=0, axis2=1):
+        return self._t.diagonal(a, offset, axis1, axis2)
+
+    def where(self, cond, a, b):
+        return self._t.where(cond, a, b)
+
+    def argmax(self, a, axis=None):
+        return self._t.argmax(a, dim=axis)
+
+    def max(self, a, axis=None, initial=None):
+        if a.numel() == 0 and initial is not None:
+            return self._t.full(a.shape[:axis] if axis is not None else (), initial,
+                                dtype=a.dtype, device=a.device)  # fmt: skip
+        return a.amax() if axis is None else a.amax(dim=axis)
+
+    def mean(self, a, axis=None):
+        return a.mean() if axis is None else a.mean(dim=axis)
+
+    def sum(self, a, axis=None):
+        return a.sum() if axis is None else a.sum(dim=axis)
+
+    def any(self, a, axis=None):
+        return a.any() if axis is None else self._t.any(a, dim=axis)
+
+    def arange(self, n):
+        return self._t.arange(n, device=self.device)
+
+    def concatenate(self, arrays, axis=0):
+        return self._t.cat(list(arrays), dim=axis)
+
+    def clip(self, a, low, high):
+        return a.clamp(min=low, max=high)
+
+    def zeros(self, shape):
+        return self._t.zeros(shape, dtype=self._t.float64, device=self.device)
+
+    def full(self, shape, value):
+        return self._t.full(shape if isinstance(shape, tuple) else (shape,), value,
+                            dtype=self._t.float64, device=self.device)  # fmt: skip
+
+    def isnan(self, a):
+        return a.isnan()
+
+    def flatnonzero(self, a):
+        return a.reshape(-1).nonzero().reshape(-1)
+
+    def spacing(self, x):
+        return float(np.spacing(np.float64(x)))
+
+
+def namespace(A: Any) -> Any:
+    """``numpy`` for a numpy array, a :class:`TorchNamespace` on the tensor's device for a
+    tensor: the functions the batched kernels call."""
+    return TorchNamespace(A.device) if is_torch(A) else np

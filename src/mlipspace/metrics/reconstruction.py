@@ -52,6 +52,7 @@ import numpy as np
 from scipy.linalg import cho_solve, lapack
 
 from ..errors import MetricInputError
+from . import backend as bk
 from . import ridge as rr
 from .gfr import gfrd, gfre, pointwise_gfrd, pointwise_gfre, pointwise_gfre_targets
 from .neighbours import duplicate_representatives, nearest_train_rows
@@ -207,7 +208,8 @@ def pointwise_lfre(
     scaler=None,
     estimator=None,
     n_jobs: int | None = None,
-    chunk_size: int = 64,
+    chunk_size: int | None = None,
+    device: str | None = None,
 ) -> np.ndarray:
     """Per-test-sample local feature reconstruction error.
 
@@ -225,13 +227,19 @@ def pointwise_lfre(
         ``UserWarning`` says so.
     n_jobs : int, optional
         Threads (``None``: 1, ``-1``: all cores).
-    chunk_size : int, default=64
-        Test rows per neighbour-search block (memory ``chunk_size × n_train`` floats).
+    chunk_size : int, optional
+        Test rows per neighbour-search block (memory ``chunk_size × n_train`` floats);
+        default 64 on numpy, 1024 on torch.
+    device : str, optional
+        ``None``/``"cpu"``: numpy; ``"cuda[:i]"`` or ``"torch-cpu"``: the neighbour search
+        and the stacked local problems on torch (see :func:`pointwise_lfre_scaled`).
 
     Returns
     -------
     ndarray of shape (n_test,)
     """
+    backend = bk.get_backend(device)
+    chunk_size = default_chunk_size(chunk_size, backend)
     validate_params(n_jobs=n_jobs, chunk_size=chunk_size)
     X, Y = check_pair(X, Y)
     k = local_points(len(X), n_local_points)
@@ -240,8 +248,16 @@ def pointwise_lfre(
     X_train, X_test, Y_train, Y_test = prepare(X, Y, train, test, scaler)
     prob = LocalProblem.for_neighbourhood(k, X.shape[1])
     return pointwise_lfre_scaled(
-        X_train, X_test, Y_train, Y_test, k, prob, estimator, n_jobs, chunk_size
+        X_train, X_test, Y_train, Y_test, k, prob, estimator, n_jobs, chunk_size, backend
     )
+
+
+def default_chunk_size(chunk_size: int | None, backend: bk.Backend) -> int:
+    """Test rows per LFRE block: 64 on numpy (threads share the work), 1024 on torch (one
+    large stack per kernel call keeps a GPU busy)."""
+    if chunk_size is not None:
+        return chunk_size
+    return 64 if backend.is_numpy else 1024
 
 
 def _truncated_pinv_predict_batched(
@@ -290,10 +306,10 @@ def _truncated_svd_predict_batched(A, left, right, cutoff) -> tuple[np.ndarray, 
     """``left @ pinv_cutoff(A) @ right`` for stacks ``A`` (b, k, d), ``left`` (b, 1, d),
     ``right`` (b, k, t) through stacked SVDs (exact for any spectrum), and whether each cutoff
     is clear of the singular values."""
-    U, s, Vt = np.linalg.svd(A, full_matrices=False)
+    U, s, Vt = bk.svd(A)
     keep = s > cutoff[:, None]
-    weight = np.divide(1.0, s, out=np.zeros_like(s), where=keep)
-    pred = ((left @ Vt.transpose(0, 2, 1)) * weight[:, None, :]) @ U.transpose(0, 2, 1) @ right
+    weight = bk.reciprocal_where(s, keep)
+    pred = ((left @ Vt.mT) * weight[:, None, :]) @ U.mT @ right
     return pred, rr.cutoffs_clear_batched(s, cutoff[:, None])
 
 
@@ -304,11 +320,12 @@ def _row_space_coordinates(Xc: np.ndarray, xq: np.ndarray) -> tuple[np.ndarray, 
     ``Rᵀ`` have the same inner products as the rows of ``[Xc; xq]``, so every singular value,
     fold fit and prediction is unchanged while ``d`` shrinks to ``k + 1``.
     """
+    xp = bk.namespace(Xc)
     k, d = Xc.shape[1:]
     if d <= k + 1:
         return Xc, xq
-    R = np.linalg.qr(np.concatenate([Xc, xq], axis=1).transpose(0, 2, 1), mode="r")
-    Z = R.transpose(0, 2, 1)
+    R = xp.linalg.qr(xp.concatenate([Xc, xq], axis=1).mT, mode="r")
+    Z = R.mT
     return Z[:, :k], Z[:, k:]
 
 
@@ -325,12 +342,19 @@ def local_errors_batched(Xn, Yn, x, y, prob: LocalProblem, svd: bool = False) ->
     first), which resolve any spectrum as scikit-matter's SVDs do. Where a point still cannot
     be decided as an SVD would decide it, the entry is NaN and the caller solves that test
     point on the next path.
+
+    The SVD path takes numpy arrays or torch tensors (on one device; see
+    :mod:`~mlipspace.metrics.backend`); the Gram path, built on LAPACK's Cholesky and
+    condition estimates, takes numpy arrays only. The errors are on the inputs' backend.
     """
+    xp = bk.namespace(Xn)
+    if not svd and xp is not np:
+        raise MetricInputError("the Gram path of LFRE runs on numpy arrays only; use svd=True")
     xm, ym = Xn.mean(axis=1, keepdims=True), Yn.mean(axis=1, keepdims=True)
     Xc, Yc = Xn - xm, Yn - ym
     xq = x[:, None, :] - xm  # (b, 1, d)
     k, d = Xc.shape[1:]
-    Xt = Xc.transpose(0, 2, 1)
+    Xt = Xc.mT
     if svd:
         Xr, xr = _row_space_coordinates(Xc, xq)
         cutoff, decided = rr.select_cutoffs_batched(
@@ -365,19 +389,19 @@ def local_errors_batched(Xn, Yn, x, y, prob: LocalProblem, svd: bool = False) ->
             return _truncated_pinv_predict_batched(Xt[i] @ Xc[i], xq[i], Xt[i] @ Yc[i], cutoff[i])
 
     # the final fit only where the cutoff is decided: the rest go to the next path anyway
-    errors = np.full(len(Xn), np.nan)
-    done = np.flatnonzero(decided)
+    errors = xp.full(len(Xn), np.nan)
+    done = xp.flatnonzero(decided)
     if len(done):
         pred, resolved, cond = final(done)
         target = y[done] - ym[done, 0]
-        err = np.linalg.norm(target - pred[:, 0], axis=1)
+        err = xp.linalg.norm(target - pred[:, 0], axis=1)
         if cond is not None:
             # A Gram solution carries a rounding error of about eps·cond·|y| in the prediction
             # (an SVD's: eps·sqrt(cond)·|y|), so a nearly perfect local fit (real features
             # often give them) can lose its relative accuracy: those go to the SVD path
             scale = np.linalg.norm(target, axis=1) + np.linalg.norm(pred[:, 0], axis=1)
             resolved &= np.spacing(1.0) * cond * scale <= _GRAM_ACCURACY * err
-        errors[done] = np.where(resolved, err, np.nan)
+        errors[done] = xp.where(resolved, err, np.nan)
     return errors
 
 
@@ -390,7 +414,8 @@ def pointwise_lfre_scaled(
     prob: LocalProblem | None = None,
     estimator=None,
     n_jobs: int | None = None,
-    chunk_size: int = 64,
+    chunk_size: int | None = None,
+    device: str | bk.Backend | None = None,
 ) -> np.ndarray:
     """Per-test-row LFRE of rows already split and scaled: the kernel of every LFRE path.
 
@@ -407,18 +432,33 @@ def pointwise_lfre_scaled(
     estimator : object with ``fit``/``predict``, optional
         Replaces the cutoff ridge (fitted per point).
     n_jobs : int, optional
-        Threads (``None``: 1, ``-1``: all cores).
-    chunk_size : int, default=64
-        Test rows per neighbour-search block.
+        Threads (``None``: 1, ``-1``: all cores); numpy only.
+    chunk_size : int, optional
+        Test rows per neighbour-search block (default: :func:`default_chunk_size`).
+    device : str, optional
+        The backend (:mod:`~mlipspace.metrics.backend`). On torch the neighbour search and
+        the stacked-SVD local problems run on the device (the Gram/Cholesky path is
+        LAPACK-specific and numpy only; the SVD path decides any spectrum as
+        scikit-matter's SVDs do), and the rare undecided point takes the per-point numpy
+        SVD path on the host, so the results equal the numpy path's to rounding.
 
     Returns
     -------
     ndarray of shape (n_test,)
     """
+    backend = bk.get_backend(device)
+    chunk_size = default_chunk_size(chunk_size, backend)
+    if estimator is not None and not backend.is_numpy:
+        raise MetricInputError("LFRE with an estimator runs on numpy only (device=None)")
     if prob is None:
         prob = LocalProblem.for_neighbourhood(k, X_train.shape[1])
     # copies of a training row get bitwise-equal distances: the tie rule then decides
     representatives = duplicate_representatives(X_train)
+    # the arrays the batched kernels see: the inputs themselves on numpy
+    Xb_train, Xb_test, Yb_train, Yb_test = (
+        bk.asarray(A, backend) for A in (X_train, X_test, Y_train, Y_test)
+    )
+    xp = bk.namespace(Xb_train)
     order = None
     if estimator is None:
         order, prob = prob.contiguous()
@@ -428,26 +468,29 @@ def pointwise_lfre_scaled(
     def run(start: int) -> np.ndarray:
         nonlocal gram_tried, gram_decided
         stop = min(start + chunk_size, len(X_test))
-        neigh = nearest_train_rows(X_train, X_test[start:stop], k, representatives)
+        neigh = nearest_train_rows(Xb_train, Xb_test[start:stop], k, representatives)
         if order is not None:
             neigh = neigh[:, order]
-        out = np.full(stop - start, np.nan)
+        out = xp.full(stop - start, np.nan)
         if estimator is None and not prob.exact:
             # Gram path first (fast, decides well-conditioned neighbourhoods); stacked SVDs
             # for the rest (real features are often locally rank-deficient). Once the Gram
             # path has failed on most rows of this pair, it is not tried any more: only the
-            # time changes, never a value.
-            skip_gram = gram_tried >= 2 * chunk_size and gram_decided < 0.25 * gram_tried
+            # time changes, never a value. On torch, the SVD path alone.
+            skip_gram = not backend.is_numpy or (
+                gram_tried >= 2 * chunk_size and gram_decided < 0.25 * gram_tried
+            )
             for svd in (True,) if skip_gram else (False, True):
-                todo = np.flatnonzero(np.isnan(out))
+                todo = xp.flatnonzero(xp.isnan(out))
                 if len(todo):
                     rows, pts = neigh[todo], start + todo
                     out[todo] = local_errors_batched(
-                        X_train[rows], Y_train[rows], X_test[pts], Y_test[pts], prob, svd=svd
+                        Xb_train[rows], Yb_train[rows], Xb_test[pts], Yb_test[pts], prob, svd
                     )
                     if not svd:
                         gram_tried += len(todo)
                         gram_decided += int(np.sum(~np.isnan(out[todo])))
+        out, neigh = bk.to_numpy(out), bk.to_numpy(neigh)  # the same arrays on numpy
         for j in np.flatnonzero(np.isnan(out)):
             i, rows = start + j, neigh[j]
             if estimator is None:
@@ -464,7 +507,7 @@ def pointwise_lfre_scaled(
     threads = _n_threads(n_jobs)
     # the local problems are small: one BLAS thread each, parallelism over test rows instead
     with threadpool_limits(limits=1, user_api="blas"):
-        if threads == 1:
+        if threads == 1 or not backend.is_numpy:
             parts = [run(s) for s in starts]
         else:
             with ThreadPoolExecutor(threads) as pool:
@@ -490,9 +533,14 @@ def lfre(
     scaler=None,
     estimator=None,
     n_jobs: int | None = None,
+    device: str | None = None,
 ) -> float:
     """Local feature reconstruction error (RMS of :func:`pointwise_lfre`)."""
-    return rms(pointwise_lfre(X, Y, n_local_points, train_idx, test_idx, scaler, estimator, n_jobs))
+    return rms(
+        pointwise_lfre(
+            X, Y, n_local_points, train_idx, test_idx, scaler, estimator, n_jobs, device=device
+        )
+    )
 
 
 # Former private names, kept so that code written against them (the tests among it) runs on.

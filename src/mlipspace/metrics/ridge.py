@@ -18,6 +18,10 @@ rows (exact, what scikit-matter does; stacked for LFRE's many small problems) or
 eigendecomposition of the smaller Gram matrix (faster; used by LFRE when the spectrum is well
 resolved) or from sufficient statistics (streamed GFRE/GFRD). The scoring and selection code below
 is shared by all of them.
+
+The batched SVD kernels (:func:`factors_svd_batched`, :func:`select_cutoffs_batched` with
+``svd=True`` and the functions they call) take numpy arrays or torch tensors: they call the
+functions of ``xp = backend.namespace(A)``, which is ``numpy`` itself for numpy arrays.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.linalg import lapack
+
+from . import backend as bk
 
 DEFAULT_ALPHAS = np.geomspace(1e-9, 0.9, 20)
 SKMATTER_RANDOM_STATE = 0x5F3759DF
@@ -233,10 +239,11 @@ def cutoffs_clear_batched(s: np.ndarray, cutoffs: np.ndarray) -> np.ndarray:
     ``s`` (b, r) descending, ``cutoffs`` (b, c). Close means within :data:`CUTOFF_MARGIN`
     relative, or within :data:`SVD_NOISE` ``* s[0]`` absolute.
     """
+    xp = bk.namespace(s)
     sv = s[:, None, :]
-    c = np.asarray(cutoffs)[:, :, None]
-    tol = np.maximum(CUTOFF_MARGIN * np.maximum(c, sv), SVD_NOISE * s[:, :1, None])
-    return ~(np.abs(sv - c) <= tol).any(axis=(1, 2))
+    c = xp.asarray(cutoffs)[:, :, None]
+    tol = xp.maximum(CUTOFF_MARGIN * xp.maximum(c, sv), SVD_NOISE * s[:, :1, None])
+    return ~(xp.abs(sv - c) <= tol).any(axis=(1, 2))
 
 
 def gram_resolved_batched(lam: np.ndarray, cutoffs: np.ndarray) -> np.ndarray:
@@ -262,10 +269,10 @@ def factors_svd_batched(A: np.ndarray, y: np.ndarray, B: np.ndarray):
     """Exact fold factors of stacks ``A`` (b, m, d), ``y`` (b, m, t), ``B`` (b, m', d): a stacked
     :func:`factors_svd`. Returns ``(s, Pe, R)`` with ``Pe = P / s`` as
     :func:`factors_gram_batched` does."""
-    U, s, Vt = np.linalg.svd(A, full_matrices=False)
-    inv = np.divide(1.0, s, out=np.zeros_like(s), where=s > 0)
-    Pe = (B @ Vt.transpose(0, 2, 1)) * inv[:, None, :]
-    return s, Pe, U.transpose(0, 2, 1) @ y
+    U, s, Vt = bk.svd(A)
+    inv = bk.reciprocal_where(s, s > 0)
+    Pe = (B @ Vt.mT) * inv[:, None, :]
+    return s, Pe, U.mT @ y
 
 
 def factors_gram_batched(A: np.ndarray, y: np.ndarray, B: np.ndarray, grams=None):
@@ -305,21 +312,22 @@ def sse_at_counts_batched(Pe: np.ndarray, R: np.ndarray, y: np.ndarray, counts: 
     ``(sse, bound)``, both (b, c, t): ``bound`` is an upper bound of the rounding error of the
     expansion (used to detect selections it cannot decide).
     """
-    Pt = Pe.transpose(0, 2, 1)
+    xp = bk.namespace(Pe)
+    Pt = Pe.mT
     Q = Pt @ Pe
-    yy = np.einsum("bij,bij->bj", y, y)[:, None, :]
+    yy = xp.einsum("bij,bij->bj", y, y)[:, None, :]
     # inc_j = r_j ∘ (Q_jj r_j + 2 (Σ_{l<j} Q_jl r_l − (Peᵀy)_j)) = cross_j + diag_j, where the
     # diagonal part Q_jj r_j² is never negative: |inc_j| <= |cross_j| + diag_j bounds its rounding
-    cross = np.tril(Q, -1) @ R
+    cross = xp.tril(Q, -1) @ R
     cross -= Pt @ y
     cross *= R
     cross *= 2.0
-    diag = np.diagonal(Q, axis1=1, axis2=2)[:, :, None] * (R * R)
+    diag = xp.diagonal(Q, axis1=1, axis2=2)[:, :, None] * (R * R)
     # (b, c, r) indicator of the components each count keeps: the sums over j < n are products
-    upto = (np.arange(R.shape[1])[None, None, :] < counts[:, :, None]).astype(R.dtype)
+    upto = xp.asarray(xp.arange(R.shape[1])[None, None, :] < counts[:, :, None], dtype=R.dtype)
     sse = upto @ (cross + diag)
     sse += yy
-    np.abs(cross, out=cross)
+    cross = xp.abs(cross)
     cross += diag
     scale = upto @ cross
     scale += yy
@@ -328,8 +336,9 @@ def sse_at_counts_batched(Pe: np.ndarray, R: np.ndarray, y: np.ndarray, counts: 
 
 def counts_for_batched(s: np.ndarray, cutoffs: np.ndarray, rcond: float) -> np.ndarray:
     """:func:`counts_for` for stacks: ``s`` (b, r) descending, ``cutoffs`` (b, c) → (b, c)."""
-    n_max = np.sum(s > rcond, axis=1)
-    return np.minimum(n_max[:, None], np.sum(s[:, None, :] > cutoffs[:, :, None], axis=2))
+    xp = bk.namespace(s)
+    n_max = xp.sum(s > rcond, axis=1)
+    return xp.minimum(n_max[:, None], xp.sum(s[:, None, :] > cutoffs[:, :, None], axis=2))
 
 
 def select_cutoffs_batched(
@@ -349,6 +358,7 @@ def select_cutoffs_batched(
     Returns ``(cutoff, decided)``: ``decided`` is False where Gram factors are not resolved or
     where rounding could change which cutoff wins; those problems must be solved otherwise.
     """
+    xp = bk.namespace(Xc)
     f1, f2 = folds
     A1, A2, y1, y2 = Xc[:, f1], Xc[:, f2], Yc[:, f1], Yc[:, f2]
     if svd:
@@ -361,8 +371,8 @@ def select_cutoffs_batched(
             g21 = (gram[:, f2][:, :, f2], gram[:, f1][:, :, f2])
         s12, P12, R12, lam1 = factors_gram_batched(A1, y1, A2, g12)
         s21, P21, R21, lam2 = factors_gram_batched(A2, y2, A1, g21)
-    top = np.maximum(s12[:, 0], s21[:, 0])
-    cutoffs = top[:, None] * np.asarray(alphas)[None, :]
+    top = xp.maximum(s12[:, 0], s21[:, 0])
+    cutoffs = top[:, None] * xp.asarray(alphas)[None, :]
     if svd:
         decided = cutoffs_clear_batched(s12, cutoffs) & cutoffs_clear_batched(s21, cutoffs)
     else:
@@ -373,17 +383,17 @@ def select_cutoffs_batched(
     b, eb = sse_at_counts_batched(P21, R21, y1, n21)
 
     def score(sse, n_rows):
-        return -np.mean(np.sqrt(np.maximum(sse, 0.0) / n_rows), axis=-1)
+        return -xp.mean(xp.sqrt(xp.maximum(sse, 0.0) / n_rows), axis=-1)
 
     m1, m2 = y1.shape[1], y2.shape[1]
     scores = (score(a, m2) + score(b, m1)) / 2
     low = (score(a + ea, m2) + score(b + eb, m1)) / 2
     high = (score(a - ea, m2) + score(b - eb, m1)) / 2
-    best = np.argmax(scores, axis=1)
-    rows = np.arange(len(best))
+    best = xp.argmax(scores, axis=1)
+    rows = xp.arange(len(best))
     # the winner is certain if its worst case beats every other distinct choice's best case
     same = (n12 == n12[rows, best][:, None]) & (n21 == n21[rows, best][:, None])
-    margin = low[rows, best] - np.max(np.where(same, -np.inf, high), axis=1)
-    tie = 1e-9 * np.abs(scores[rows, best])
+    margin = low[rows, best] - xp.max(xp.where(same, -np.inf, high), axis=1)
+    tie = 1e-9 * xp.abs(scores[rows, best])
     decided &= margin > tie  # margin is +inf when every choice has the same counts
     return cutoffs[rows, best], decided
