@@ -1,0 +1,25 @@
+#!/bin/sh
+# The GPU checks of mlipspace, in one run on a machine with an NVIDIA GPU (make gpu-check).
+# Prints the GPU's name, the GPU tests' result and every figure of benchmarks/gpu.py; meant
+# to finish in under 8 minutes on one H100. Fails at once where torch sees no CUDA device.
+set -eu
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-.venv/bin/python}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-8}
+export MPLCONFIGDIR=${MPLCONFIGDIR:-$PWD/.cache/matplotlib}
+
+"$PYTHON" - <<'PY'
+import sys
+import torch
+if not torch.cuda.is_available():
+    sys.exit("gpu-check: torch sees no CUDA device on this machine")
+print("GPU:", torch.cuda.get_device_name(0), "| torch", torch.__version__, "| CUDA", torch.version.cuda)
+PY
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+
+echo "== GPU tests (pytest -m gpu) =="
+# -rs lists every skip: on a GPU machine no gpu test may skip
+timeout 240 "$PYTHON" -m pytest -q -m gpu -rs -p no:cacheprovider tests/test_gpu.py tests/test_metrics_torch.py
+
+echo "== benchmarks/gpu.py =="
+timeout 300 "$PYTHON" benchmarks/gpu.py --structures 200 --repeats 2 --skmatter-points 30
