@@ -101,7 +101,6 @@ def default_models() -> list[str]:
 
 def bench_featurize(dev: Device, models: list[str], n: int, repeats: int) -> None:
     from featurize import calculator_loop, demo_set
-
     from mlipspace.featurization import featurize, load_model
 
     structures = demo_set(n)
@@ -161,8 +160,7 @@ def bench_lfre(dev: Device, n_train: int, n_test: int, d: int, n_skmatter: int) 
         flush=True,
     )
     print(
-        f"  equal to the numpy path: max rel. diff {diff_np:.1e}; to scikit-matter: "
-        f"{diff_sk:.1e}",
+        f"  equal to the numpy path: max rel. diff {diff_np:.1e}; to scikit-matter: {diff_sk:.1e}",
         flush=True,
     )
 

@@ -162,3 +162,12 @@ def test_featurize_on_cuda_equals_cpu():
         cpu = mlipspace.featurize(structures, model, dtype="float64")
         gpu = mlipspace.featurize(structures, model, dtype="float64", device="cuda")
         np.testing.assert_allclose(gpu.X, cpu.X, rtol=1e-6, atol=1e-8, err_msg=model)
+
+
+@pytest.mark.skipif(cuda_available(), reason="this machine has CUDA")
+def test_study_featurize_device_is_checked(tmp_path):
+    from mlipspace.featurization import featurize_models
+
+    structures = mlipspace.read_structures(small_structure_set())
+    with pytest.raises(ParameterError, match="asks for a CUDA GPU"):
+        featurize_models(structures, ["soap"], store=tmp_path / "s.zarr", device="cuda")

@@ -210,8 +210,9 @@ def run_study(
             from .distributed import featurize_distributed
 
             featurize_distributed(
-                structures, models, layers, store, scheduler, on_unsupported=on_unsupported
-            )
+                structures, models, layers, store, scheduler, on_unsupported=on_unsupported,
+                device=fcfg.get("device", "cpu"),
+            )  # fmt: skip
         else:
             from .featurization import featurize_models
 
@@ -223,6 +224,7 @@ def run_study(
                 n_workers=fcfg.get("workers"),
                 on_unsupported=on_unsupported,
                 progress=lambda text: say(f"featurize: {text}"),
+                device=fcfg.get("device", "cpu"),
             )
         return {"store": str(store.path)}
 

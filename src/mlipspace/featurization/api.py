@@ -159,6 +159,7 @@ def featurize_models(
     on_unsupported: str = "error",
     dtype: str = "float32",
     progress: Callable[[str], None] | None = None,
+    device: str = "cpu",
 ) -> None:
     """Featurize ``structures`` with every model of ``models`` into ``store``, several at once.
 
@@ -167,9 +168,15 @@ def featurize_models(
     machine two models side by side finish about 1.5× sooner than the same models one after
     the other. The store takes concurrent writers of different models; structures already
     stored are skipped, so an interrupted run resumes. ``progress(text)`` says how much
-    each model has stored already, and is called as each model ends.
+    each model has stored already, and is called as each model ends. On a CUDA ``device``
+    the default is one worker (the models share the GPU one after the other).
     """
+    from ..devices import check_device, is_cuda
     from ..workers import map_in_workers
+
+    device = check_device(device)
+    if n_workers is None and is_cuda(device):
+        n_workers = 1
 
     if store is None:
         raise ModelError("featurize_models writes into a store: give store=")
@@ -179,7 +186,7 @@ def featurize_models(
     if not atoms:
         raise ModelError("no structures to featurize")
     store = open_store(store)
-    options = {"on_unsupported": on_unsupported, "dtype": dtype}
+    options = {"on_unsupported": on_unsupported, "dtype": dtype, "device": device}
     finished = []
     if progress:
         hashes = [a.info["structure_hash"] for a in atoms]

@@ -244,8 +244,10 @@ class TorchNamespace:
 
     def _pair(self, a, b):
         ref = a if is_torch(a) else b
-        as_t = (lambda x: x if is_torch(x) else self._t.as_tensor(x, dtype=ref.dtype,
-                                                                  device=ref.device))  # fmt: skip
+
+        def as_t(x):
+            return x if is_torch(x) else self._t.as_tensor(x, dtype=ref.dtype, device=ref.device)
+
         return as_t(a), as_t(b)
 
     def maximum(self, a, b):

@@ -213,9 +213,7 @@ def unbiased_cka(
     device: str | None = None,
 ) -> float:
     """:func:`cka` with the unbiased HSIC estimator."""
-    return cka(
-        X, Y, kernel=kernel, sigma=sigma, unbiased=True, normalize=normalize, device=device
-    )
+    return cka(X, Y, kernel=kernel, sigma=sigma, unbiased=True, normalize=normalize, device=device)
 
 
 # ---------------------------------------------------------------------------------------------
