@@ -256,8 +256,8 @@ class TorchNamespace:
     def minimum(self, a, b):
         return self._t.minimum(*self._pair(a, b))
 
-    def abs(self, a):
-        return a.abs()
+    def abs(self, a, out=None):
+        return self._t.abs(a, out=out)
 
     def sqrt(self, a):
         return a.sqrt()

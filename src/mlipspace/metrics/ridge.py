@@ -327,7 +327,7 @@ def sse_at_counts_batched(Pe: np.ndarray, R: np.ndarray, y: np.ndarray, counts: 
     upto = xp.asarray(xp.arange(R.shape[1])[None, None, :] < counts[:, :, None], dtype=R.dtype)
     sse = upto @ (cross + diag)
     sse += yy
-    cross = xp.abs(cross)
+    xp.abs(cross, out=cross)
     cross += diag
     scale = upto @ cross
     scale += yy
