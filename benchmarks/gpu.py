@@ -7,7 +7,10 @@ Prints the GPU's name, then, each ratio measured in this run on this machine:
 
 * featurization atoms/s of ``featurize(..., device=cuda)`` (batches by atoms) against the
   model's own ASE calculator loop on the same GPU (target >= 3x), per model (``--models``;
-  CHGNet-0.3.0, SevenNet-0, HIENet-V3 and any newer family registered by default);
+  CHGNet-0.3.0, SevenNet-0 and HIENet-V3 by default). The newer families run in their own
+  environments on random-init checkpoints of the released sizes, as in
+  benchmarks/featurize.py: ``$MLIPSPACE_ENV_DIR/orb-pet-mattersim/bin/python
+  benchmarks/gpu.py --models orb:random --skip lfre,gfre`` (``scripts/gpu-check.sh`` does);
 * LFRE at n_train = 4000, n_test = 1000, d = k = 128 on the GPU against scikit-matter on the
   CPU (scikit-matter timed on ``--skmatter-points`` test rows and scaled to 1000, as
   benchmarks/metrics.py does; target >= 50x), and against our numpy path, with the largest
@@ -31,8 +34,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-#: model families benchmarked by default; a registered model of any other family is added
-KNOWN_FAMILIES = ("chgnet", "sevennet", "hienet", "diep", "soap", "mace")
 DEFAULT_MODELS = ("chgnet-0.3.0", "sevennet-0", "hienet-v3")
 
 
@@ -87,27 +88,20 @@ def gib(peak: int) -> str:
     return f"{peak / 2**30:.2f} GiB" if peak else "n/a"
 
 
-def default_models() -> list[str]:
-    """The default models and the first registered model of a newer family (if any)."""
-    import mlipspace
-
-    models = list(DEFAULT_MODELS)
-    for name in mlipspace.available_models():
-        if "<arg>" not in name and not name.startswith(KNOWN_FAMILIES):
-            models.append(name)
-            break
-    return models
-
-
 def bench_featurize(dev: Device, models: list[str], n: int, repeats: int) -> None:
-    from featurize import calculator_loop, demo_set
+    import tempfile
+
+    from featurize import RANDOM_FAMILIES, calculator_loop, demo_set, random_checkpoint
     from mlipspace.featurization import featurize, load_model
 
     structures = demo_set(n)
     n_atoms = sum(len(a) for a in structures)
     print(f"featurization: {len(structures)} demo structures, {n_atoms} atoms", flush=True)
+    folder = tempfile.mkdtemp(prefix="mlipspace-gpu-bench-")
     for name in models:
         try:
+            if name.split(":")[0] in RANDOM_FAMILIES and name.endswith(":random"):
+                name = random_checkpoint(name, structures, folder)
             adapter = load_model(name, device=dev.name)
         except Exception as exc:  # a family not installed here: say so, go on
             print(f"  {name}: not run ({type(exc).__name__}: {exc})")
@@ -230,7 +224,7 @@ def main() -> int:
     small = args.small
     if "featurize" not in skip:
         models = args.models.split(",") if args.models else (
-            ["chgnet-0.3.0"] if small else default_models()
+            ["chgnet-0.3.0"] if small else list(DEFAULT_MODELS)
         )  # fmt: skip
         bench_featurize(dev, models, 3 if small else args.structures, 1 if small else args.repeats)
     dev.name = measure_device

@@ -23,3 +23,13 @@ timeout 240 "$PYTHON" -m pytest -q -m gpu -rs -p no:cacheprovider tests/test_gpu
 
 echo "== benchmarks/gpu.py =="
 timeout 300 "$PYTHON" benchmarks/gpu.py --structures 200 --repeats 2 --skmatter-points 30
+
+# one newer family, in its own environment, on a random-init checkpoint of the released size
+ENVS=${MLIPSPACE_ENV_DIR:-.envs}
+if [ -x "$ENVS/orb-pet-mattersim/bin/python" ]; then
+    echo "== benchmarks/gpu.py: orb (random-init, orb-pet-mattersim environment) =="
+    timeout 120 "$ENVS/orb-pet-mattersim/bin/python" benchmarks/gpu.py --models orb:random \
+        --skip lfre,gfre --structures 100 --repeats 2 || echo "orb: not run (see above)"
+else
+    echo "orb: not run ($ENVS/orb-pet-mattersim missing: mlipspace env create orb-pet-mattersim)"
+fi
