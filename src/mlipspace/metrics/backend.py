@@ -13,10 +13,11 @@ picks the backend with :func:`get_backend`:
 * ``"torch-cpu"``: torch on the CPU: the GPU code path where there is no GPU (the tests run it
   against the numpy path).
 
-The only LAPACK-specific kernels (scipy's ``dpotrf``/``dpocon``/``dsyevd`` behind LFRE's
-Gram-matrix path) stay numpy-only; on torch LFRE takes its stacked-SVD path, which decides every
-neighbourhood as scikit-matter's SVDs do (see :func:`mlipspace.metrics.reconstruction.
-pointwise_lfre_scaled`). Arithmetic is float64 on every backend.
+LAPACK-specific kernels have one switch each: LFRE's Cholesky proof uses scipy's ``dpotrf`` and
+the ``dpocon`` condition estimate on numpy, stacked ``torch.linalg.cholesky_ex`` and a cruder
+condition bound on torch (:func:`mlipspace.metrics.reconstruction.
+_truncated_pinv_predict_torch`: only which points go on to the SVD path changes); the
+streamed fit's ``d × d`` solve stays in numpy. Arithmetic is float64 on every backend.
 """
 
 from __future__ import annotations
@@ -282,6 +283,12 @@ class TorchNamespace:
             return self._t.full(a.shape[:axis] if axis is not None else (), initial,
                                 dtype=a.dtype, device=a.device)  # fmt: skip
         return a.amax() if axis is None else a.amax(dim=axis)
+
+    def min(self, a, axis=None):
+        return a.amin() if axis is None else a.amin(dim=axis)
+
+    def trace(self, a, axis1=0, axis2=1):
+        return self._t.diagonal(a, 0, axis1, axis2).sum(dim=-1)
 
     def mean(self, a, axis=None):
         return a.mean() if axis is None else a.mean(dim=axis)

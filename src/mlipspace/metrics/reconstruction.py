@@ -272,6 +272,8 @@ def _truncated_pinv_predict_batched(
     spectrum is resolved well enough to truncate as an SVD would, and a bound on the condition
     number of the kept spectrum (the rounding of a Gram solution grows with it).
     """
+    if bk.is_torch(G):
+        return _truncated_pinv_predict_torch(G, left, right, cutoff)
     b, m = G.shape[:2]
     pred = np.empty((b, left.shape[1], right.shape[2]))
     resolved = np.ones(b, dtype=bool)
@@ -290,14 +292,53 @@ def _truncated_pinv_predict_batched(
         rcond, _ = lapack.dpocon(factor, np.linalg.norm(G[i], 1))
         cond[i] = min(trace / shift, 1.0 / rcond if rcond > 0 else np.inf)
     if partial:
-        lam, V = rr.eigh_desc_batched(G[partial])
-        resolved[partial] = rr.gram_resolved_batched(lam, cutoff[partial, None])
-        keep = np.sqrt(np.clip(lam, 0.0, None)) > cutoff[partial, None]
-        weight = np.divide(1.0, lam, out=np.zeros_like(lam), where=keep)
-        cond[partial] = lam[:, 0] * np.max(weight, axis=1, initial=0.0)
-        # left to right: matrix-vector products only (left has one row)
-        pred[partial] = (
-            ((left[partial] @ V) * weight[:, None, :]) @ V.transpose(0, 2, 1) @ right[partial]
+        pred[partial], resolved[partial], cond[partial] = _eigen_pinv_predict(
+            G[partial], left[partial], right[partial], cutoff[partial]
+        )
+    return pred, resolved, cond
+
+
+def _eigen_pinv_predict(G, left, right, cutoff):
+    """The truncated pseudo-inverse prediction of stacks through their eigendecompositions:
+    predictions, whether each spectrum is resolved, condition bound of the kept part."""
+    xp = bk.namespace(G)
+    lam, V = rr.eigh_desc_batched(G)
+    resolved = rr.gram_resolved_batched(lam, cutoff[:, None])
+    keep = xp.sqrt(xp.clip(lam, 0.0, None)) > cutoff[:, None]
+    weight = bk.reciprocal_where(lam, keep)
+    cond = lam[:, 0] * xp.max(weight, axis=1, initial=0.0)
+    # left to right: matrix-vector products only (left has one row)
+    pred = ((left @ V) * weight[:, None, :]) @ V.mT @ right
+    return pred, resolved, cond
+
+
+def _truncated_pinv_predict_torch(G, left, right, cutoff):
+    """:func:`_truncated_pinv_predict_batched` on torch: the same proof by a shifted
+    Cholesky factorisation, stacked (``cholesky_ex``), and the same eigen path for the rest.
+
+    The backend switch of LFRE: torch has no LAPACK condition estimate (``dpocon``), so a
+    Cholesky solution's condition is bounded by ``trace / shift`` alone. The bound is looser,
+    so more points fail the accuracy test and take the SVD path: only the time changes.
+    """
+    import torch
+
+    b, m = G.shape[:2]
+    eye = torch.eye(m, dtype=G.dtype, device=G.device)
+    trace = torch.diagonal(G, 0, 1, 2).sum(dim=-1)
+    shift = torch.maximum(cutoff**2 * (1.0 + 1e-6), rr.GRAM_RESOLUTION * trace)
+    proven = torch.linalg.cholesky_ex(G - shift[:, None, None] * eye).info == 0
+    pred = torch.empty((b, left.shape[1], right.shape[2]), dtype=G.dtype, device=G.device)
+    resolved = torch.ones(b, dtype=torch.bool, device=G.device)
+    cond = torch.empty(b, dtype=G.dtype, device=G.device)
+    chol = proven.nonzero().reshape(-1)
+    if len(chol):
+        factor = torch.linalg.cholesky_ex(G[chol]).L
+        pred[chol] = torch.cholesky_solve(left[chol].mT, factor).mT @ right[chol]
+        cond[chol] = trace[chol] / shift[chol]
+    partial = (~proven).nonzero().reshape(-1)
+    if len(partial):
+        pred[partial], resolved[partial], cond[partial] = _eigen_pinv_predict(
+            G[partial], left[partial], right[partial], cutoff[partial]
         )
     return pred, resolved, cond
 
@@ -343,13 +384,11 @@ def local_errors_batched(Xn, Yn, x, y, prob: LocalProblem, svd: bool = False) ->
     be decided as an SVD would decide it, the entry is NaN and the caller solves that test
     point on the next path.
 
-    The SVD path takes numpy arrays or torch tensors (on one device; see
-    :mod:`~mlipspace.metrics.backend`); the Gram path, built on LAPACK's Cholesky and
-    condition estimates, takes numpy arrays only. The errors are on the inputs' backend.
+    Both paths take numpy arrays or torch tensors (on one device; see
+    :mod:`~mlipspace.metrics.backend`; the Gram path's one backend switch is
+    :func:`_truncated_pinv_predict_torch`). The errors are on the inputs' backend.
     """
     xp = bk.namespace(Xn)
-    if not svd and xp is not np:
-        raise MetricInputError("the Gram path of LFRE runs on numpy arrays only; use svd=True")
     xm, ym = Xn.mean(axis=1, keepdims=True), Yn.mean(axis=1, keepdims=True)
     Xc, Yc = Xn - xm, Yn - ym
     xq = x[:, None, :] - xm  # (b, 1, d)
@@ -378,7 +417,7 @@ def local_errors_batched(Xn, Yn, x, y, prob: LocalProblem, svd: bool = False) ->
 
         def final(i):
             g = gram[i]
-            mu = np.trace(g, axis1=1, axis2=2) / k
+            mu = xp.trace(g, axis1=1, axis2=2) / k
             g += (mu / k)[:, None, None]
             return _truncated_pinv_predict_batched(g, xq[i] @ Xt[i], Yc[i], cutoff[i])
 
@@ -399,8 +438,8 @@ def local_errors_batched(Xn, Yn, x, y, prob: LocalProblem, svd: bool = False) ->
             # A Gram solution carries a rounding error of about eps·cond·|y| in the prediction
             # (an SVD's: eps·sqrt(cond)·|y|), so a nearly perfect local fit (real features
             # often give them) can lose its relative accuracy: those go to the SVD path
-            scale = np.linalg.norm(target, axis=1) + np.linalg.norm(pred[:, 0], axis=1)
-            resolved &= np.spacing(1.0) * cond * scale <= _GRAM_ACCURACY * err
+            scale = xp.linalg.norm(target, axis=1) + xp.linalg.norm(pred[:, 0], axis=1)
+            resolved &= float(np.spacing(1.0)) * cond * scale <= _GRAM_ACCURACY * err
         errors[done] = xp.where(resolved, err, np.nan)
     return errors
 
@@ -437,10 +476,10 @@ def pointwise_lfre_scaled(
         Test rows per neighbour-search block (default: :func:`default_chunk_size`).
     device : str, optional
         The backend (:mod:`~mlipspace.metrics.backend`). On torch the neighbour search and
-        the stacked-SVD local problems run on the device (the Gram/Cholesky path is
-        LAPACK-specific and numpy only; the SVD path decides any spectrum as
-        scikit-matter's SVDs do), and the rare undecided point takes the per-point numpy
-        SVD path on the host, so the results equal the numpy path's to rounding.
+        the stacked local problems (Gram matrices with batched ``eigh`` and Cholesky, then
+        stacked SVDs for what they cannot decide) run on the device, and the rare undecided
+        point takes the per-point numpy SVD path on the host, so the results equal the
+        numpy path's to rounding.
 
     Returns
     -------
@@ -476,10 +515,8 @@ def pointwise_lfre_scaled(
             # Gram path first (fast, decides well-conditioned neighbourhoods); stacked SVDs
             # for the rest (real features are often locally rank-deficient). Once the Gram
             # path has failed on most rows of this pair, it is not tried any more: only the
-            # time changes, never a value. On torch, the SVD path alone.
-            skip_gram = not backend.is_numpy or (
-                gram_tried >= 2 * chunk_size and gram_decided < 0.25 * gram_tried
-            )
+            # time changes, never a value.
+            skip_gram = gram_tried >= 2 * chunk_size and gram_decided < 0.25 * gram_tried
             for svd in (True,) if skip_gram else (False, True):
                 todo = xp.flatnonzero(xp.isnan(out))
                 if len(todo):
@@ -489,7 +526,7 @@ def pointwise_lfre_scaled(
                     )
                     if not svd:
                         gram_tried += len(todo)
-                        gram_decided += int(np.sum(~np.isnan(out[todo])))
+                        gram_decided += int((~xp.isnan(out[todo])).sum())
         out, neigh = bk.to_numpy(out), bk.to_numpy(neigh)  # the same arrays on numpy
         for j in np.flatnonzero(np.isnan(out)):
             i, rows = start + j, neigh[j]

@@ -19,8 +19,8 @@ eigendecomposition of the smaller Gram matrix (faster; used by LFRE when the spe
 resolved) or from sufficient statistics (streamed GFRE/GFRD). The scoring and selection code below
 is shared by all of them.
 
-The batched SVD kernels (:func:`factors_svd_batched`, :func:`select_cutoffs_batched` with
-``svd=True`` and the functions they call) take numpy arrays or torch tensors: they call the
+The batched kernels (:func:`factors_svd_batched`, :func:`factors_gram_batched`,
+:func:`select_cutoffs_batched` and the functions they call) take numpy arrays or torch tensors: they call the
 functions of ``xp = backend.namespace(A)``, which is ``numpy`` itself for numpy arrays.
 """
 
@@ -228,6 +228,11 @@ def ridge2fold_fit(
 
 def eigh_desc_batched(G: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Eigenpairs of a stack of symmetric matrices, largest first (contiguous arrays)."""
+    if bk.is_torch(G):
+        import torch
+
+        lam, vecs = torch.linalg.eigh(G)
+        return lam.flip(-1).contiguous(), vecs.flip(-1).contiguous()
     lam, vecs = np.linalg.eigh(G)
     # copies: products with reversed (negative-stride) views skip BLAS and run 1.5-3x slower
     return np.ascontiguousarray(lam[..., ::-1]), np.ascontiguousarray(vecs[..., ::-1])
@@ -256,13 +261,14 @@ def gram_resolved_batched(lam: np.ndarray, cutoffs: np.ndarray) -> np.ndarray:
     are certainly truncated, whatever their exact value); and the cutoffs are clear of the
     singular values (:func:`cutoffs_clear_batched`).
     """
+    xp = bk.namespace(lam)
     if lam.shape[1] == 0:
-        return np.zeros(len(lam), dtype=bool)
+        return xp.asarray(np.zeros(len(lam), dtype=bool))
     top, low = lam[:, 0], lam[:, -1]
-    floor = GRAM_RESOLUTION * np.maximum(top, 0)
-    c_min = np.min(cutoffs, axis=1)
+    floor = GRAM_RESOLUTION * xp.maximum(top, 0)
+    c_min = xp.min(cutoffs, axis=1)
     ok = (top > 0) & ((low >= floor) | (c_min * c_min >= floor))
-    return ok & cutoffs_clear_batched(np.sqrt(np.clip(lam, 0.0, None)), cutoffs)
+    return ok & cutoffs_clear_batched(xp.sqrt(xp.clip(lam, 0.0, None)), cutoffs)
 
 
 def factors_svd_batched(A: np.ndarray, y: np.ndarray, B: np.ndarray):
@@ -284,21 +290,22 @@ def factors_gram_batched(A: np.ndarray, y: np.ndarray, B: np.ndarray, grams=None
     per-component prediction directions already divided by their singular value, zero where
     ``s = 0``).
     """
+    xp = bk.namespace(A)
     m, d = A.shape[1:]
-    At = A.transpose(0, 2, 1)
+    At = A.mT
     if m <= d:
         gaa, gba = grams if grams is not None else (A @ At, B @ At)
         lam, U = eigh_desc_batched(gaa)
-        s = np.sqrt(np.clip(lam, 0.0, None))
-        inv = np.divide(1.0, s, out=np.zeros_like(s), where=s > 0)
+        s = xp.sqrt(xp.clip(lam, 0.0, None))
+        inv = bk.reciprocal_where(s, s > 0)
         Pe = (gba @ U) * (inv * inv)[:, None, :]
-        R = U.transpose(0, 2, 1) @ y
+        R = U.mT @ y
     else:
         lam, V = eigh_desc_batched(At @ A)
-        s = np.sqrt(np.clip(lam, 0.0, None))
-        inv = np.divide(1.0, s, out=np.zeros_like(s), where=s > 0)
+        s = xp.sqrt(xp.clip(lam, 0.0, None))
+        inv = bk.reciprocal_where(s, s > 0)
         Pe = (B @ V) * inv[:, None, :]
-        R = (V.transpose(0, 2, 1) @ (At @ y)) * inv[:, :, None]
+        R = (V.mT @ (At @ y)) * inv[:, :, None]
     return s, Pe, R, lam
 
 
