@@ -62,7 +62,9 @@ test: install install-envs install-browser
 
 # On a machine with an NVIDIA GPU: the GPU tests and benchmarks/gpu.py, in one script that
 # prints the GPU's name and every figure (under 8 minutes on one H100).
-gpu-check: install
+# Not tied to `install`: that installs the CPU torch wheel; a GPU machine needs a CUDA build of
+# torch in .venv (the script says so when it finds a CPU-only build).
+gpu-check:
 	PYTHON=$(BIN)/python sh scripts/gpu-check.sh
 
 lint: install
