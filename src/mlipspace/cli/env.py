@@ -19,16 +19,24 @@ app.add_typer(env_app, name="env")
 @env_app.command("create")
 def create(
     family: str = typer.Argument(
-        ..., help="Family to build, e.g. 'mace' (see `mlipspace env list`)."
+        ...,
+        help="Environment or model family to build for, e.g. 'mace', 'orb', 'orb-pet-mattersim' "
+        "(see `mlipspace env list` and `mlipspace models`).",
     ),
     force: bool = typer.Option(
         False, "--force", help="Delete and rebuild an existing environment."
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Print pip's output."),
 ) -> None:
-    """Build the environment of FAMILY from the pinned file envs/FAMILY.txt."""
+    """Build the environment of FAMILY from its pinned file envs/<environment>.txt.
+
+    FAMILY is an environment name or a model family (orb, pet, mattersim share the
+    environment 'orb-pet-mattersim'): the family's model card names its environment."""
     from ..featurization import envs
 
+    asked, family = family, envs.environment_of(family)
+    if asked != family:
+        console.print(f"{asked}: its models run in the {family!r} environment")
     requirements = envs.requirements_file(family)
     status = envs.env_status(family)
     if status.ready and not force:

@@ -144,6 +144,32 @@ def core_dependencies() -> list[str]:
         return list(tomllib.load(f)["project"]["dependencies"])
 
 
+def environment_of(name: str) -> str:
+    """The environment that ``name`` needs: ``name`` itself when ``envs/<name>.txt`` exists,
+    else the environment of the model family ``name`` (``orb``, ``orb:``, ``pet``...) as
+    its model card (:attr:`mlipspace.models.ModelCard.environment`) names it.
+
+    Raises
+    ------
+    EnvironmentSetupError
+        If ``name`` is neither an environment nor a registered model or family.
+    """
+    known = families()
+    if name in known:
+        return name
+    # imported here: the worker side of this module must not load every model family
+    from ..models.registry import model_specs
+
+    specs = model_specs()
+    spec = specs.get(name) or specs.get(name.rstrip(":") + ":")
+    if spec is None:
+        raise EnvironmentSetupError(
+            f"{name!r} is neither an environment ({', '.join(known)}) nor a model family "
+            f"(`mlipspace models` lists them)"
+        )
+    return spec.card.environment
+
+
 def env_path(family: str) -> Path:
     """Folder of the environment of ``family``."""
     return env_root() / family
