@@ -22,7 +22,12 @@ from mlipspace.errors import EnvironmentSetupError
 from mlipspace.featurization import envs
 from mlipspace.models import model_card
 from mlipspace.store import FeatureStore
-from test_examples_papers import CHECKPOINT_BUILDERS, build_checkpoints, small_structures
+from test_examples_papers import (
+    CHECKPOINT_BUILDERS,
+    N_ATOMS,
+    build_checkpoints,
+    small_structures,
+)
 
 #: the families of the "Done when" line, with the file name each is given there
 FILE_NAMES = {"orb": "a.ckpt", "pet": "b.ckpt", "mattersim": "c.pth", "uma": "d.pt", "dpa": "e.pt"}
@@ -60,10 +65,10 @@ def test_featurize_compare_cumulants_platonic_on_each_familys_checkpoint(tmp_pat
     info = FeatureStore(tmp_path / "x.zarr").info()
     expected = sorted((model, layer) for model in models for layer in ("ll", "bb"))
     assert sorted(zip(info.model, info.layer, strict=True)) == expected
-    assert (info.atoms == 70).all() and (info.skipped == 0).all()
+    assert (info.atoms == N_ATOMS).all() and (info.skipped == 0).all()
 
     mlipspace("compare", "--store", "x.zarr", "--models", listed, "--out", "cmp", "--measures", "gfre,lfre,cka", "--n-test", "20", cwd=tmp_path)  # fmt: skip
-    table = pd.read_csv(tmp_path / "cmp" / "compare_ll.csv")
+    table = pd.read_csv(tmp_path / "cmp" / "compare.csv")
     assert set(table.source) == set(models) == set(table.target)
     assert set(table.measure) == {"gfre", "lfre", "cka"} and table.value.notna().all()
 
