@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,13 +61,13 @@ class CheckpointBuilder:
 
     ``module`` (a file in ``tests/``) is imported in the family's worker environment (the
     one its model card names) and ``call`` evaluated there with ``out`` (the folder) bound;
-    it gives a path or a dict of paths. ``pick`` chooses, from a placeholder's file name,
-    which of those paths stands in for it.
+    it gives a path or a dict of paths. ``pick`` chooses, from a model entry
+    (``family:<path>[@task]``), which of those paths stands in for its file.
     """
 
     module: str
     call: str
-    pick: Callable[[str], str] = lambda file_name: "ckpt"
+    pick: Callable[[str], str] = lambda model: "ckpt"
 
 
 #: one entry per family: adding a family to the papers' studies is one line here
@@ -74,10 +75,23 @@ CHECKPOINT_BUILDERS = {
     "orb": CheckpointBuilder(
         "families_probe",
         "build_orb(out)",
-        lambda name: "direct" if "direct" in name else "conservative",
+        lambda model: "direct" if "direct" in model else "conservative",
     ),
     "pet": CheckpointBuilder("families_probe", "build_pet(out)"),
     "mattersim": CheckpointBuilder("families_probe", "build_mattersim(out)"),
+    # a ScaleShiftMACE pickled whole, as mace_mp downloads the foundation models
+    "mace": CheckpointBuilder(
+        "mlipspace.models.mace", "saved(build_random_mace(0), out / 'm.model')"
+    ),
+    "uma": CheckpointBuilder("uma_probe", "build_checkpoint(out / 'uma.pt')"),  # tasks omat, omol
+    "dpa": CheckpointBuilder(
+        "dpa_probe",
+        "{'ckpt': build_checkpoint(out / 'dpa.pt'),"
+        " 'heads': build_checkpoint(out / 'heads.pt', seed=1, heads=HEADS)}",
+        lambda model: "heads" if "@" in model else "ckpt",
+    ),
+    # sevenn builds no model without training data: the checkpoint its wheel ships, as a file
+    "sevennet": CheckpointBuilder("sevenn.util", "copied(pretrained_name_to_path('7net-0'), out)"),
 }
 
 _BUILD = """
@@ -87,6 +101,20 @@ sys.path.insert(0, {tests!r})
 warnings.simplefilter("ignore")
 from {module} import *
 out = Path({out!r})
+HEADS = ("Omat24", "MPtrj")
+
+
+def saved(obj, path):
+    import torch
+    torch.save(obj, path)
+    return path
+
+
+def copied(source, folder):
+    import shutil
+    return shutil.copy(source, folder)
+
+
 built = {call}
 built = built if isinstance(built, dict) else {{"ckpt": built}}
 print(json.dumps({{key: str(path) for key, path in built.items()}}))
@@ -99,8 +127,11 @@ def build_checkpoints(family: str, out: Path) -> dict[str, Path]:
     from mlipspace.featurization import envs
 
     builder = CHECKPOINT_BUILDERS[family]
+    environment = envs.environment_of(family)
     try:
-        python = envs.require_env(envs.environment_of(family))
+        python = (
+            sys.executable if environment == envs.MAIN_FAMILY else envs.require_env(environment)
+        )
     except EnvironmentSetupError as exc:
         pytest.fail(f"building {family} checkpoints needs its environment: {exc}", pytrace=False)
     out.mkdir(parents=True, exist_ok=True)
@@ -154,7 +185,7 @@ def substitute_checkpoints(models: list[str], folder: Path, built: dict[str, dic
             built[family] = build_checkpoints(family, folder / "built" / family)
         target = folder / checkpoint_of(model)
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(built[family][CHECKPOINT_BUILDERS[family].pick(target.name)], target)
+        shutil.copyfile(built[family][CHECKPOINT_BUILDERS[family].pick(model)], target)
 
 
 @pytest.fixture(scope="module")

@@ -57,8 +57,9 @@ def test_featurize_compare_cumulants_platonic_on_each_familys_checkpoint(tmp_pat
     for family in families:
         built = build_checkpoints(family, tmp_path / "built" / family)
         name = FILE_NAMES[family]
-        (tmp_path / name).write_bytes(built[CHECKPOINT_BUILDERS[family].pick(name)].read_bytes())
-        models.append(f"{family}:{name}")
+        model = f"{family}:{name}"
+        (tmp_path / name).write_bytes(built[CHECKPOINT_BUILDERS[family].pick(model)].read_bytes())
+        models.append(model)
     write(tmp_path / "s.extxyz", small_structures())
     listed = ",".join(models)
     mlipspace("featurize", "s.extxyz", "--models", listed, "--layers", "ll,bb", "--store", "x.zarr", cwd=tmp_path)  # fmt: skip
