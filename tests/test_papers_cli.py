@@ -84,10 +84,24 @@ def test_featurize_compare_cumulants_platonic_on_each_familys_checkpoint(tmp_pat
 # -- env create <family>, models ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("family", ["orb", "pet", "mattersim", "orb:", "orb-pet-mattersim"])
+#: the issue's `mlipspace env create orb|pet|mattersim|uma|dpa` and the environment each builds
+ISSUE_FAMILIES = {
+    "orb": "orb-pet-mattersim",
+    "pet": "orb-pet-mattersim",
+    "mattersim": "orb-pet-mattersim",
+    "uma": "uma-dpa",
+    "dpa": "uma-dpa",
+    "mace": "mace",
+}
+
+
+@pytest.mark.parametrize("family", [*ISSUE_FAMILIES, "orb:", "uma:"])
 def test_a_family_names_the_environment_of_its_card(family):
-    assert envs.environment_of(family) == "orb-pet-mattersim"
-    assert envs.environment_of(family) == model_card("orb:x.ckpt").environment
+    expected = ISSUE_FAMILIES[family.rstrip(":")]
+    assert (
+        envs.environment_of(family) == expected == model_card(f"{family.rstrip(':')}:x").environment
+    )
+    assert envs.environment_of(expected) == expected
 
 
 def test_an_environment_name_is_itself_and_an_unknown_name_is_an_error():
@@ -118,7 +132,7 @@ def test_models_lists_the_new_families_with_their_cards(tmp_path):
     rows = {
         line.split("│")[1].strip(): line for line in done.stdout.splitlines() if line.count("│") > 3
     }
-    for family in ("orb", "pet", "mattersim"):
+    for family in ("orb", "pet", "mattersim", "uma", "dpa", "mace", "sevennet", "chgnet"):
         card = model_card(f"{family}:x")
         row = rows[f"{family}:<arg>"]
         for value in (card.architecture, card.kind, card.symmetry, card.environment):
