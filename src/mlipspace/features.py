@@ -77,6 +77,56 @@ class AtomFeatures:
             [self.structure_hash, self.site], names=["structure_hash", "site"]
         )
 
+    def per_structure(self) -> dict[str, np.ndarray]:
+        """The features of each structure as one array, rows in site order.
+
+        Returns
+        -------
+        dict
+            ``{structure_hash: ndarray (n_atoms_held, n_features)}`` in the order of
+            :attr:`structures`; a structure whose atoms are only partly held (after
+            :meth:`take`) gets the rows it has, sorted by site.
+
+        Examples
+        --------
+        >>> table = store.read("soap", "ll")                       # doctest: +SKIP
+        >>> table.per_structure()[atoms.info["structure_hash"]]    # doctest: +SKIP
+        """
+        order = np.lexsort((self.site, self.structure_index))
+        index = self.structure_index[order]
+        starts = np.searchsorted(index, np.arange(len(self.structures) + 1))
+        hashes = self.structures["structure_hash"].to_numpy()
+        return {
+            str(hashes[i]): self.X[order[starts[i] : starts[i + 1]]]
+            for i in range(len(self.structures))
+        }
+
+    def structure(self, key: Any) -> np.ndarray:
+        """The features of one structure, rows in site order.
+
+        Parameters
+        ----------
+        key : str or ase.Atoms
+            A structure hash, or a structure (its ``info["structure_hash"]``, or the hash
+            computed from its content: the hash depends on positions *and* cell orientation,
+            so a rotated copy or a CIF round trip that re-orients the cell is another
+            structure).
+        """
+        from .errors import StoreError
+
+        if not isinstance(key, str):
+            from .structures import structure_hash
+
+            key = key.info.get("structure_hash") or structure_hash(key)
+        rows = np.flatnonzero(self.structure_hash == key)
+        if not len(rows):
+            raise StoreError(
+                f"structure {key} is not in the {self.model or 'feature'}/{self.layer} table "
+                "(a rotated or re-oriented copy has another hash; look it up by "
+                "`structures` row, source or formula instead)"
+            )
+        return self.X[rows[np.argsort(self.site[rows])]]
+
     def take(self, rows: np.ndarray) -> AtomFeatures:
         """A new table with the given rows (indices or boolean mask).
 

@@ -19,18 +19,20 @@ claims check their summary.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
+import shutil
 import time
 import tomllib
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from .errors import StudyError
+from .errors import MlipspaceError, StudyError
 from .models import find_card
 from .results import ResultsFolder, write_table
 
@@ -41,12 +43,50 @@ __all__ = [
     "STAGES",
     "Study",
     "StudyError",
+    "check_model_names",
     "demo_study_text",
+    "featurize_layers",
     "load_study",
+    "own_data_study_text",
     "parse_study",
     "run_study",
     "write_summary",
 ]
+#: the keys each section of a study file may hold (anything else is a typo, reported with
+#: the closest valid key when the file is loaded, not when a later stage reads it)
+KEYS: dict[str, tuple[str, ...]] = {
+    "study": ("name", "out", "random_state", "seed"),
+    "structures": ("sources", "on_error", "skip_bad"),
+    "featurize": ("models", "layers", "on_unsupported", "workers"),
+    "compare": ("models", "layer", "measures", "n_test", "common_dim", "bootstrap"),
+    "cumulants": ("models", "layer", "max_order", "order_measures", "model_measures"),
+    "platonic": (
+        "models",
+        "layer",
+        "anchors",
+        "anchor_model",
+        "method",
+        "center",
+        "atoms",
+        "diagnostics",
+        "pca_models",
+        "pca_atoms",
+    ),
+    "diagnostics": (
+        "enabled",
+        "n_symmetric",
+        "n_mirror",
+        "n_phonon",
+        "relax_steps",
+        "rattle",
+        "models",
+    ),
+    "report": ("enabled",),
+}
+#: keys of ``[platonic.diagnostics]`` (the older place of ``[diagnostics]``)
+DIAGNOSTICS_KEYS = ("n_symmetric", "n_mirror", "n_phonon", "relax_steps", "rattle", "models")
+#: the layer each later stage reads when the study does not say (featurize computes them all)
+DEFAULT_LAYERS = {"compare": "ll", "cumulants": "ll", "platonic": "node"}
 
 
 @dataclass
@@ -87,6 +127,85 @@ def demo_study_text() -> str:
     return files("mlipspace").joinpath("data/demo.toml").read_text(encoding="utf-8")
 
 
+#: models of the template ``mlipspace init`` writes: the anchor descriptor and two cheap,
+#: offline models of different architectures
+TEMPLATE_MODELS = ("soap", "chgnet-0.3.0", "sevennet-0")
+
+_TEMPLATE = """\
+# mlipspace study file for your own structures: `mlipspace run {path}` runs every stage
+# below, in order: structures -> featurize -> compare -> cumulants -> platonic -> report.
+# Each stage is cached in the output folder and skipped when its inputs have not changed;
+# `mlipspace run {path} --force compare` redoes one stage (and the stages after it).
+# Unknown keys are reported when the file is loaded, with the closest valid key.
+
+[study]
+name = "my-study"
+out = "results"               # output folder (relative to the working directory)
+random_state = 0              # seed of every split, sample and anchor choice
+
+[structures]
+# Files, globs, folders or ASE databases (folders skip .txt, .csv, .png, .py ... files);
+# "demo:small" / "demo:default" is the embedded demo set.
+sources = {sources}
+skip_bad = true               # list unreadable files and bad structures instead of stopping
+
+[featurize]
+# `mlipspace models` lists every model and the elements it supports.
+models = {models}
+# layers = ["ll", "node"]     # default: the layers the stages below read
+on_unsupported = "skip"       # skip (and list) structures a model cannot take; "error" stops
+
+[compare]
+layer = "ll"
+measures = ["gfre", "lfre", "cka", "mknn"]
+n_test = 500                  # test atoms (capped at half the atoms of the data)
+
+[platonic]
+layer = "node"
+anchors = 256                 # capped, with a note, at the distinct atoms of the data
+anchor_model = "soap"
+{diagnostics}
+[report]
+enabled = true
+"""
+
+_DIAGNOSTICS_OFF = """\
+# Failure diagnostics (relaxations, phonons, mirror images: they run the models again) are
+# off; `mlipspace init --diagnostics` writes a study with them, or add:
+# [diagnostics]
+# n_symmetric = 3             # high-symmetry crystals (chosen by spglib) relaxed per model
+"""
+
+_DIAGNOSTICS_ON = """\
+[diagnostics]
+# They run the models again: orbit spread of stored high-symmetry structures (chosen by
+# spglib: cubic cells of up to 8 atoms), spread as one site moves, mirror-image gap,
+# relaxation and phonons; a diagnostic with no suitable structure is skipped with a note.
+n_symmetric = 3               # high-symmetry crystals relaxed per model
+n_mirror = 2                  # low-symmetry structures mirrored per model
+n_phonon = 1                  # crystals whose phonons are computed per model
+relax_steps = 100
+"""
+
+
+def own_data_study_text(
+    sources: Sequence[str] = ("structures/",),
+    models: Sequence[str] = TEMPLATE_MODELS,
+    diagnostics: bool = False,
+    path: str = "study.toml",
+) -> str:
+    """A commented study template for the user's own structures (``mlipspace init``).
+
+    Diagnostics are off unless ``diagnostics`` is true (they run every model again).
+    """
+    return _TEMPLATE.format(
+        path=path,
+        sources=json.dumps(list(sources)),
+        models=json.dumps(list(models)),
+        diagnostics=_DIAGNOSTICS_ON if diagnostics else _DIAGNOSTICS_OFF,
+    )
+
+
 def parse_study(text: str, path: Path | None = None) -> Study:
     """Parse and check a study file's text."""
     where = str(path) if path else "study"
@@ -94,15 +213,119 @@ def parse_study(text: str, path: Path | None = None) -> Study:
         config = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise StudyError(f"{where}: not valid TOML ({exc})") from exc
-    unknown = sorted(set(config) - set(SECTIONS))
-    if unknown:
-        raise StudyError(f"{where}: unknown sections {unknown}; known: {list(SECTIONS)}")
+    problems = unknown_keys(config)
+    if problems:
+        raise StudyError(f"{where}: " + "; ".join(problems))
     config.setdefault("study", {})
     if not config.get("structures", {}).get("sources"):
         raise StudyError(f"{where}: [structures] needs sources = [...]")
     if not config.get("featurize", {}).get("models"):
         raise StudyError(f"{where}: [featurize] needs models = [...]")
+    missing = missing_layers(config)
+    if missing:
+        raise StudyError(f"{where}: " + "; ".join(missing))
+    names = {
+        *config["featurize"]["models"],
+        *(m for s in ("compare", "cumulants", "platonic") for m in config.get(s, {}).get("models", [])),
+    }  # fmt: skip
+    problems = check_model_names(sorted(names), featurize_layers(config))
+    if problems:
+        raise StudyError(f"{where}: " + "; ".join(problems))
     return Study(config=config, path=path)
+
+
+def _did_you_mean(name: str, valid: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def unknown_keys(config: dict[str, Any]) -> list[str]:
+    """Every unknown section and key of a parsed study, each with the closest valid name."""
+    problems = []
+    unknown = sorted(set(config) - set(KEYS))
+    if unknown:
+        hints = "".join(_did_you_mean(name, KEYS) for name in unknown)
+        problems.append(f"unknown sections {unknown}{hints}; known: {list(SECTIONS)}")
+    for section, body in config.items():
+        if section not in KEYS:
+            continue
+        if not isinstance(body, dict):
+            problems.append(f"[{section}] must be a table, not {type(body).__name__}")
+            continue
+        for key in body:
+            if key not in KEYS[section]:
+                problems.append(
+                    f"unknown key {key!r} in [{section}]{_did_you_mean(key, KEYS[section])}; "
+                    f"valid keys: {', '.join(KEYS[section])}"
+                )
+    diagnostics = config.get("platonic", {}).get("diagnostics")
+    if isinstance(diagnostics, dict):
+        for key in diagnostics:
+            if key not in DIAGNOSTICS_KEYS:
+                problems.append(
+                    f"unknown key {key!r} in [platonic.diagnostics]"
+                    f"{_did_you_mean(key, DIAGNOSTICS_KEYS)}; valid keys: "
+                    + ", ".join(DIAGNOSTICS_KEYS)
+                )
+    return problems
+
+
+def featurize_layers(config: dict[str, Any]) -> list[str]:
+    """The layers the featurize stage computes: ``[featurize] layers`` when given, otherwise
+    every layer the later stages of the study read (``ll`` for compare and cumulants,
+    ``node`` for platonic, unless they name another)."""
+    given = config.get("featurize", {}).get("layers")
+    if given:
+        return list(given)
+    needed = [
+        config[stage].get("layer", default)
+        for stage, default in DEFAULT_LAYERS.items()
+        if stage in config
+    ]
+    if config.get("diagnostics", {}).get("enabled", True) and "diagnostics" in config:
+        # the diagnostics project on the Platonic space
+        needed.append(config.get("platonic", {}).get("layer", DEFAULT_LAYERS["platonic"]))
+    return list(dict.fromkeys(needed or ["ll"]))
+
+
+def missing_layers(config: dict[str, Any]) -> list[str]:
+    """Later stages that read a layer ``[featurize] layers`` does not compute."""
+    computed = featurize_layers(config)
+    return [
+        f"[{stage}] reads layer {layer!r} but [featurize] layers = {computed}: add it there "
+        f"(or set layer = {computed[0]!r} in [{stage}])"
+        for stage, default in DEFAULT_LAYERS.items()
+        if stage in config
+        for layer in [config[stage].get("layer", default)]
+        if layer not in computed
+    ]
+
+
+def check_model_names(names: Iterable[str], layers: Iterable[str] = ()) -> list[str]:
+    """Every unknown model name and every layer a named model lacks, each with a "did you
+    mean"; checked from the registry's specs, before any model is loaded."""
+    from .models.registry import available_models, model_specs, resolve
+
+    specs = model_specs()
+    known = [n.removesuffix("<arg>") for n in available_models()]
+    problems = []
+    for name in names:
+        try:
+            spec, _ = resolve(name)
+        except MlipspaceError:
+            problems.append(f"unknown model {name!r}{_did_you_mean(name, known)}")
+            continue
+        offered = spec.layers or specs[spec.name].layers
+        for layer in layers:
+            if offered and layer not in offered:
+                problems.append(
+                    f"{name} has no layer {layer!r}{_did_you_mean(layer, offered)}; it offers "
+                    + ", ".join(n for n in offered if not n.startswith("layer:"))
+                    + (", layer:<i>" if any(n.startswith("layer:") for n in offered) else "")
+                )
+    if problems and any(p.startswith("unknown model") for p in problems):
+        problems.append("`mlipspace models` lists every model")
+    return problems
 
 
 def load_study(path: str | Path) -> Study:
@@ -150,18 +373,25 @@ class _Runner:
 
 
 def _read_sources(sources: list[str], on_error: str, seed: int):
-    from .structures import StructureList, demo_structures, read_structures
+    from .structures import StructureList, read_structures
 
+    # one source at a time: the same structure named by two sources is kept twice, as before
     out = StructureList()
     for source in sources:
-        if isinstance(source, str) and source.startswith("demo:"):
-            out.extend(demo_structures(source.split(":", 1)[1] or "default", random_state=seed))
-        else:
-            part = read_structures(source, on_error=on_error)
-            out.extend(part)
-            out.report.errors.extend(part.report.errors)
-            out.report.duplicates.extend(part.report.duplicates)
+        part = read_structures(source, on_error=on_error, random_state=seed)
+        out.extend(part)
+        out.report.extend(part.report)
     return out
+
+
+def _on_error(cfg: dict[str, Any]) -> str:
+    """``[structures] on_error``, or ``skip_bad = true`` (the CLI's ``--skip-bad``)."""
+    if "skip_bad" in cfg:
+        return "skip" if cfg["skip_bad"] else "raise"
+    value = cfg.get("on_error", "raise")
+    if value not in ("raise", "skip"):
+        raise StudyError(f"[structures] on_error must be 'raise' or 'skip', not {value!r}")
+    return value
 
 
 def run_study(
@@ -185,7 +415,18 @@ def run_study(
 
     # structures are always read (cheap), so the key reflects the actual content
     cfg = study.section("structures")
-    structures = _read_sources(list(cfg["sources"]), cfg.get("on_error", "raise"), seed)
+    from .errors import StructureError
+
+    try:
+        structures = _read_sources(list(cfg["sources"]), _on_error(cfg), seed)
+    except StructureError as exc:
+        raise StudyError(
+            f"{exc}\n(set skip_bad = true in [structures] to skip and list bad files instead)"
+        ) from exc
+    for path, reason in structures.report.ignored:
+        say(f"structures: ignored {path} ({reason})")
+    for error in structures.report.errors:
+        say(f"structures: skipped {error}")
     if not structures:
         raise StudyError("the structure sources gave no structure")
     runner.structures = structures
@@ -202,7 +443,7 @@ def run_study(
 
     fcfg = study.section("featurize")
     models = list(fcfg["models"])
-    layers = list(fcfg.get("layers", ["ll"]))
+    layers = featurize_layers(study.config)
 
     def featurize_all():
         on_unsupported = fcfg.get("on_unsupported", "error")
@@ -257,8 +498,12 @@ def run_study(
                 structures=structures,
                 engine=engine_for(scheduler),
             )
+            for note in thin_data_notes(df, len(structures)):
+                say(f"compare: warning: {note}")
             _write_pairs(df, results.compare.folder, results.compare.stem(layer))
-            return {"rows": len(df)}
+            n_train, n_test = int(df["n_train"].iloc[0]), int(df["n_test"].iloc[0])
+            say(f"compare: {n_train} training atoms, {n_test} test atoms")
+            return {"rows": len(df), "n_train": n_train, "n_test": n_test}
 
         runner.stage("compare", _key(featurize_key, ccfg, seed), compare_stage)
 
@@ -279,6 +524,10 @@ def run_study(
                 table = cumulant_order_table(
                     atoms, max_order=order, measures=order_measures, seed=seed
                 )
+                width = atoms.n_features if hasattr(atoms, "n_features") else 0
+                orders = table[["source_order", "target_order"]].max(axis=1)
+                for note in thin_data_notes(table, widths=orders * width, unit="structures"):
+                    say(f"cumulants: {model}: warning: {note}")
                 paths = results.cumulants.write_orders(table, model, layer)
                 _write_heatmaps(table, paths[0].parent, paths[0].stem)
                 first = table[(table.measure == "gfre") & (table.source_order == 1)]
@@ -308,7 +557,7 @@ def run_study(
     anchor_model = pcfg.get("anchor_model", "soap")
     space_models = pcfg.get("models", [m for m in models if m != anchor_model])
     space = {
-        "layer": pcfg.get("layer", "node"),
+        "layer": pcfg.get("layer", DEFAULT_LAYERS["platonic"]),
         "n_anchors": int(pcfg.get("anchors", 256)),
         "anchor_model": anchor_model,
         "method": pcfg.get("method", "direct"),
@@ -316,6 +565,16 @@ def run_study(
         "standardize": bool(pcfg.get("standardize", True)),
         "anchor_input": pcfg.get("anchor_input", "features"),
     }
+    if diagnose or "platonic" in study.config:
+        space["n_anchors"] = capped_anchors(
+            space["n_anchors"], store, anchor_model, space["layer"], structures, say
+        )
+    if not diagnose:
+        # diagnostics of an earlier run would be read by the report as this run's
+        for folder in (results.diagnostics.folder, results.platonic.diagnostics.folder):
+            stale = remove_stale_diagnostics(folder, diagnose)
+            if stale:
+                say(f"diagnostics: {stale}")
 
     if diagnose:
 
@@ -421,3 +680,80 @@ def write_summary(results: ResultsFolder, store: Any, record: dict[str, Any]) ->
             f"- **{name}** ({info.get('seconds', 0)} s): {json.dumps(extras, default=str)}"
         )
     return results.write_summary("\n".join(lines) + "\n")
+
+
+def thin_data_notes(
+    df: Any, n_structures: int | None = None, widths: Any = None, unit: str = "atoms"
+) -> list[str]:
+    """Warnings for a comparison table fitted on fewer training rows than features.
+
+    With fewer training rows (atoms, or structures for cumulant features) than feature
+    dimensions a regression fits its training set exactly, so GFRE/GFRD and LFRE say more
+    about the data size than about the models. Adds a boolean ``thin_data`` column to ``df``
+    (in place) so the written tables say it too.
+
+    Parameters
+    ----------
+    df : DataFrame
+        A comparison table with ``n_train`` (and ``dim_source``, ``dim_target`` unless
+        ``widths`` is given).
+    n_structures : int, optional
+        Structures behind the atoms, for the message.
+    widths : array-like, optional
+        The widest feature dimension of each row (default: from ``dim_source``/``dim_target``).
+    unit : str
+        What a training row is.
+    """
+    import numpy as np
+
+    n_train = df["n_train"].to_numpy()
+    if widths is None:
+        widths = df[["dim_source", "dim_target"]].max(axis=1).to_numpy()
+    widths = np.asarray(widths)
+    df["thin_data"] = n_train < widths
+    if not df["thin_data"].any():
+        return []
+    where = f" from {n_structures} structures" if n_structures else ""
+    fewest = int(n_train.min())
+    return [
+        f"only {fewest} training {unit}{where} for features of up to {int(widths.max())} "
+        f"dimensions: the regression measures of {int(df['thin_data'].sum())} rows (column "
+        f"thin_data) fit noise; add structures"
+        + (f" or compare at --common-dim below {fewest}" if unit == "atoms" else "")
+    ]
+
+
+def capped_anchors(
+    n_anchors: int,
+    store: Any,
+    anchor_model: str,
+    layer: str,
+    structures: Any,
+    say: Callable[[str], None],
+) -> int:
+    """``n_anchors`` capped at the distinct atoms of the anchor model's features (the most
+    any selection can return), with a note when capped."""
+    import numpy as np
+
+    try:
+        table = store.aligned([(anchor_model, layer)], structures)[(anchor_model, layer)]
+    except MlipspaceError:
+        return n_anchors  # the analysis itself says what is missing
+    n_distinct = len(np.unique(np.round(np.asarray(table.X, dtype=np.float64), 8), axis=0))
+    if n_anchors > n_distinct:
+        say(
+            f"anchors: {n_anchors} asked for, but the data hold {n_distinct} distinct "
+            f"atoms ({len(table)} in all): using {n_distinct}"
+        )
+        return max(1, n_distinct)
+    return n_anchors
+
+
+def remove_stale_diagnostics(folder: Path, diagnostics: Any) -> str | None:
+    """Remove the diagnostics ``folder`` an earlier run left when this run does not compute
+    them (a report would read them as this run's results); say so."""
+    folder = Path(folder)
+    if diagnostics or not folder.is_dir():
+        return None
+    shutil.rmtree(folder)
+    return f"removed {folder} of an earlier run (diagnostics are off in this run)"

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import importlib
 import sys
+import warnings
+
+from rich.markup import escape
 
 from ..errors import MlipspaceError
 from .app import app, console
@@ -37,11 +40,12 @@ def main(argv: list[str] | None = None) -> None:
     from ..workers import tune_allocator
 
     tune_allocator()  # models run in this process too (one worker, diagnostics)
+    warnings.formatwarning = _plain_warning
     _import_commands()
     try:
         app(args=argv, standalone_mode=True)
     except MlipspaceError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
+        console.print(f"[bold red]error:[/] {escape(str(exc))}")
         sys.exit(2)
     except SystemExit as exc:
         # typer turns Ctrl-C into exit code 130 silently; say what was kept
@@ -51,6 +55,11 @@ def main(argv: list[str] | None = None) -> None:
             for note in getattr(interrupt, "__notes__", ()):
                 console.print(f"[yellow]{note}[/]")
         raise
+
+
+def _plain_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings of a command as one line for its user, without the source line of the library."""
+    return f"warning: {message}\n"
 
 
 def _interrupt_behind(exc: BaseException) -> KeyboardInterrupt | None:

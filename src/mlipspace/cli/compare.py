@@ -20,7 +20,7 @@ def _split_list(value: str) -> list[str]:
 def compare_command(
     store: Annotated[str, typer.Option("--store", help="Feature store (path or URL).")],
     models: Annotated[str, typer.Option("--models", help="Comma-separated model names.")],
-    out: Annotated[Path, typer.Option("--out", help="Output folder.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("compare"),
     layer: Annotated[str, typer.Option("--layer", help="Feature layer to compare.")] = "ll",
     measures: Annotated[
         str, typer.Option("--measures", help="Comma-separated: gfre,gfrd,lfre,cka,mknn,cknna,...")
@@ -76,14 +76,18 @@ def compare_command(
     """Compare models pairwise: table (parquet, CSV) and heatmaps (PNG, SVG, HTML)."""
     import numpy as np
 
+    from ..errors import MetricInputError
     from ..metrics.calibration import beats_null
     from ..metrics.compare import compare
     from ..metrics.registry import describe_measure
     from ..report import write_heatmaps
     from ..results import write_table
     from ..store import FeatureStore
+    from ..study import thin_data_notes
+    from .inputs import check_names
 
     names = _split_list(models)
+    check_names(names, [layer])
     fs = FeatureStore(store, mode="r")
     engine = None
     if scheduler is not None:
@@ -97,23 +101,31 @@ def compare_command(
         def tick(message: str) -> None:
             progress.update(task, advance=1, description=message)
 
-        df = compare(
-            fs,
-            names,
-            layer=layer,
-            measures=_split_list(measures),
-            n_test=n_test,
-            seed=random_state,
-            common_dim=common_dim,
-            n_bootstrap=bootstrap,
-            confidence=confidence,
-            n_permutations=permutations,
-            width_control=width_control,
-            common_width=common_width,
-            n_local_points=n_local_points,
-            progress=tick,
-            engine=engine,
-        )
+        try:
+            df = compare(
+                fs,
+                names,
+                layer=layer,
+                measures=_split_list(measures),
+                n_test=n_test,
+                seed=random_state,
+                common_dim=common_dim,
+                n_bootstrap=bootstrap,
+                confidence=confidence,
+                n_permutations=permutations,
+                width_control=width_control,
+                common_width=common_width,
+                n_local_points=n_local_points,
+                progress=tick,
+                engine=engine,
+            )
+        except MetricInputError as exc:
+            raise MetricInputError(
+                f"{exc}\n(with few atoms some measures cannot be computed: `mlipspace store "
+                f"info {store}` shows what the store holds; add structures, or choose fewer "
+                "measures, e.g. --measures gfre,cka)"
+            ) from exc
+    notes = thin_data_notes(df)
     written = write_table(df, out, "compare") + write_heatmaps(df, out, "compare")
     for measure, sub in df.groupby("measure", sort=False):
         M = sub.pivot(index="source", columns="target", values="value").reindex(
@@ -147,4 +159,10 @@ def compare_command(
             f"{name}: dimension {dims.loc[name, 'dim_source']}, "
             f"effective rank {dims.loc[name, 'effective_rank_source']:.1f}"
         )
+    console.print(
+        f"fitted on {int(df['n_train'].iloc[0])} training atoms, "
+        f"scored on {int(df['n_test'].iloc[0])} test atoms"
+    )
+    for note in notes:
+        console.print(f"[bold yellow]warning:[/] {note}")
     console.print(f"wrote {len(written)} files to {out}")

@@ -9,37 +9,54 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..structures import read_structures
 from .app import app, console, out
+from .inputs import SkipBadOption, read_input
 
 store_app = typer.Typer(help="Inspect and maintain a feature store.", no_args_is_help=True)
 app.add_typer(store_app, name="store")
 
 
+STRUCTURES_HELP = (
+    "Files, globs, folders or ASE databases; demo:small or demo:default for the demo set."
+)
+
+
 @app.command("structures")
 def structures_command(
-    paths: Annotated[list[str], typer.Argument(help="Files, globs, folders or ASE databases.")],
-    skip_bad: Annotated[
-        bool, typer.Option("--skip-bad/--strict", help="Report bad structures instead of stopping.")
-    ] = True,
+    paths: Annotated[list[str], typer.Argument(help=STRUCTURES_HELP)],
+    skip_bad: SkipBadOption = True,
 ) -> None:
-    """Summarise structures: count, atoms, elements, subsets, problems."""
-    result = read_structures(*paths, on_error="skip" if skip_bad else "raise")
+    """Summarise structures: count, atoms, elements, subsets, cells, problems."""
+    from ..structures.io import has_no_cell, is_slab
+
+    result = read_input(paths, skip_bad)
     report = result.report
     elements = Counter(sym for atoms in result for sym in atoms.get_chemical_symbols())
     subsets = Counter(atoms.info["subset"] for atoms in result)
+    no_cell = [a for a in result if has_no_cell(a)]
+    slabs = [a for a in result if is_slab(a)]
     table = Table(title="structures", show_header=False)
     table.add_row("structures", str(len(result)))
     table.add_row("atoms", str(sum(len(a) for a in result)))
     table.add_row("elements", f"{len(elements)}: " + " ".join(sorted(elements)))
     table.add_row("subsets", ", ".join(f"{k} ({v})" for k, v in sorted(subsets.items())))
+    table.add_row("without a cell", str(len(no_cell)))
+    table.add_row("partly periodic (slabs)", str(len(slabs)))
     table.add_row("duplicates dropped", str(len(report.duplicates)))
+    table.add_row("files ignored (not structures)", str(len(report.ignored)))
     table.add_row("problems", str(len(report.errors)))
     out.print(table)
-    for error in report.errors:
-        console.print(f"[yellow]problem:[/] {error}")
-    if report.errors and not result:
-        raise typer.Exit(1)
+    for atoms in no_cell:
+        console.print(
+            f"[yellow]no cell:[/] {atoms.info['source']} ({atoms.get_chemical_formula()}): "
+            "models that need a cell featurize it in a 20 Å vacuum box (said in the log)"
+        )
+    for atoms in slabs:
+        console.print(
+            f"[yellow]slab:[/] {atoms.info['source']} ({atoms.get_chemical_formula()}) is "
+            f"periodic along {atoms.pbc.tolist()}; SOAP treats its open axes as periodic "
+            "with vacuum wider than its cutoff (said in the log)"
+        )
 
 
 @store_app.command("info")
@@ -118,12 +135,14 @@ def run_command(
     ] = None,
 ) -> None:
     """Run a study: structures, featurize, compare, cumulants, platonic, report (cached stages)."""
+    from rich.markup import escape
+
     from ..study import load_study, run_study
 
     results = run_study(
         load_study(study),
         force=force or (),
-        progress=lambda text: console.print(f"[cyan]{text}[/]"),
+        progress=lambda text: console.print(f"[cyan]{escape(text)}[/]"),
         scheduler=scheduler,
     )
     _print_results(results)
@@ -131,14 +150,41 @@ def run_command(
 
 @app.command("init")
 def init_command(
-    path: Annotated[Path, typer.Argument(help="Where to write the example study.")] = Path(
+    path: Annotated[Path, typer.Argument(help="Where to write the study file.")] = Path(
         "study.toml"
     ),
+    structures: Annotated[
+        list[str] | None,
+        typer.Option("--structures", help="Structure sources to write in (repeatable)."),
+    ] = None,
+    models: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated models to write in (default: soap, chgnet-0.3.0, sevennet-0)."
+        ),
+    ] = None,
+    diagnostics: Annotated[
+        bool, typer.Option(help="Turn the failure diagnostics on (they run the models again).")
+    ] = False,
+    demo: Annotated[
+        bool, typer.Option(help="Write the demo's full study (every model, demo data) instead.")
+    ] = False,
 ) -> None:
-    """Write a commented example study file."""
-    from ..study import demo_study_text
+    """Write a commented study file for your own structures (diagnostics off unless asked)."""
+    from ..study import TEMPLATE_MODELS, demo_study_text, own_data_study_text, parse_study
+    from .inputs import check_names, split_names
 
     if path.exists():
         raise typer.BadParameter(f"{path} exists; not overwriting it")
-    path.write_text(demo_study_text(), encoding="utf-8")
-    console.print(f"wrote {path}; edit it, then `mlipspace run {path}`")
+    if demo:
+        text = demo_study_text()
+    else:
+        names = split_names(models) or list(TEMPLATE_MODELS)
+        check_names(names)
+        text = own_data_study_text(
+            structures or ["structures/"], names, diagnostics=diagnostics, path=str(path)
+        )
+        parse_study(text, path)  # the template must load as written
+    path.write_text(text, encoding="utf-8")
+    hint = "" if demo or structures else " (set [structures] sources to your files)"
+    console.print(f"wrote {path}{hint}; edit it, then `mlipspace run {path}`")

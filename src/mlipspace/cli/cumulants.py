@@ -37,10 +37,13 @@ def cumulants_command(
     from ..report import write_heatmaps
     from ..results import CumulantFiles
     from ..store import FeatureStore
+    from ..study import thin_data_notes
+    from .inputs import check_names, split_names
 
     files = CumulantFiles(out_dir)
     if not model and not models:
         raise typer.BadParameter("give --model (order table) and/or --models (cross-model table)")
+    check_names([*([model] if model else []), *split_names(models)], [layer])
     fs = FeatureStore(store, mode="r")
     measure_list = [m.strip() for m in measures.split(",") if m.strip()]
     if model:
@@ -53,9 +56,14 @@ def cumulants_command(
                 random_state,
                 progress=lambda text: status.update(f"{model}/{layer}: {text}"),
             )
+        width = _width(fs, model, layer)
+        notes = thin_data_notes(
+            df, widths=df[["source_order", "target_order"]].max(axis=1) * width, unit="structures"
+        )
         table = files.write_orders(df, model, layer)[0]
         write_heatmaps(df, table.parent, table.stem)
         _print_matrix(df, f"{model}/{layer}: GFRE Φ(row) → Φ(column)", "gfre")
+        _say_split(df, notes)
         console.print(f"order table written to {table.parent}")
     if models:
         names = [m.strip() for m in models.split(",") if m.strip()]
@@ -69,10 +77,36 @@ def cumulants_command(
                 random_state,
                 progress=lambda text: status.update(f"Φ({max_order}): {text}"),
             )
+        widths = {name: max_order * _width(fs, name, layer) for name in names}
+        notes = thin_data_notes(
+            df,
+            widths=[
+                max(widths.get(a, 0), widths.get(b, 0))
+                for a, b in zip(df.source, df.target, strict=True)
+            ],
+            unit="structures",
+        )
         table = files.write_models(df, layer)[0]
         write_heatmaps(df, table.parent, table.stem)
         _print_matrix(df, f"Φ({max_order}) across models: GFRE row → column", "gfre")
+        _say_split(df, notes)
         console.print(f"cross-model table written to {table.parent}")
+
+
+def _width(fs, model: str, layer: str) -> int:
+    """Feature dimension of (model, layer) in the store (0 when unknown)."""
+    info = fs.info()
+    rows = info[(info["model"] == model) & (info["layer"] == layer)]
+    return int(rows["dim"].iloc[0]) if len(rows) and "dim" in rows else 0
+
+
+def _say_split(df, notes: list[str]) -> None:
+    console.print(
+        f"fitted on {int(df['n_train'].iloc[0])} training structures, "
+        f"scored on {int(df['n_test'].iloc[0])} test structures"
+    )
+    for note in notes:
+        console.print(f"[bold yellow]warning:[/] {note}")
 
 
 def _atom_or_pooled(fs, pairs, max_order: int, scheduler: str | None) -> dict:

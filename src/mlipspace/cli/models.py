@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from .app import SchedulerOption, app, console, out, progress_bars
+from .inputs import SkipBadOption, check_names, read_input
 
 
 def _split(text: str) -> list[str]:
@@ -49,10 +50,59 @@ def _data(card) -> str:
     return " / ".join(part for part in (card.training_data, card.level_of_theory) if part) or "-"
 
 
+def _elements(name: str, spec) -> str:
+    """The elements a model supports, from the loaded model (main environment only)."""
+    from ase.data import chemical_symbols
+
+    from ..featurization import envs
+
+    if spec.parametrised:
+        return "depends on <arg>"
+    if spec.card.environment != envs.MAIN_FAMILY and not envs.runs_here(spec.card.environment):
+        return f"load it in the {spec.card.environment} env"
+    try:
+        supported = supported_elements(name)
+    except Exception as exc:
+        return f"? ({type(exc).__name__})"
+    if supported is None:
+        return "any"
+    return f"{len(supported)}: " + _ranges([chemical_symbols[z] for z in sorted(supported)])
+
+
+def supported_elements(name: str) -> set[int] | None:
+    """Atomic numbers model ``name`` supports (``None``: any); loads the model."""
+    from ..models import get_model
+
+    return get_model(name).supported_elements()
+
+
+def _ranges(symbols: list[str]) -> str:
+    from ase.data import atomic_numbers
+
+    numbers = [atomic_numbers[s] for s in symbols]
+    parts, start = [], 0
+    for i in range(1, len(numbers) + 1):
+        if i == len(numbers) or numbers[i] != numbers[i - 1] + 1:
+            first, last = symbols[start], symbols[i - 1]
+            parts.append(first if start == i - 1 else f"{first}–{last}")
+            start = i
+    return " ".join(parts)
+
+
 @app.command("models")
-def models_command() -> None:
+def models_command(
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Only these models (default: every model).")
+    ] = None,
+    elements: Annotated[
+        bool,
+        typer.Option(
+            "--elements", help="Also list the elements each model supports (loads every model)."
+        ),
+    ] = False,
+) -> None:
     """List the registered models: their card (architecture, data, kind, symmetry), layers
-    and dimensions, weights and environment."""
+    and dimensions, weights and environment (with --elements: the elements supported)."""
     from ..models.registry import model_specs
 
     table = Table(title="models")
@@ -61,9 +111,20 @@ def models_command() -> None:
         table.add_column(column)
     for column in ("weights", "env", "description"):
         table.add_column(column)
-    for name, spec in sorted(model_specs().items()):
+    if elements:
+        table.add_column("elements")
+    specs = model_specs()
+    if names:
+        from .inputs import check_names
+
+        check_names(names)
+        from ..models.registry import resolve
+
+        specs = {name: resolve(name)[0] for name in names}
+    for name, spec in sorted(specs.items()):
         card = spec.card
         shown = name + "<arg>" if spec.parametrised else name
+        extra = [_elements(name, spec)] if elements else []
         table.add_row(
             shown,
             card.architecture or "-",
@@ -74,20 +135,32 @@ def models_command() -> None:
             _weights_state(spec),
             f"{card.environment}: {_env_state(card.environment)}",
             spec.description,
+            *extra,
         )
     out.print(table)
+    if not elements:
+        console.print("`mlipspace models --elements` also lists the elements each model supports")
 
 
 @app.command("featurize")
 def featurize_command(
     structures: Annotated[
-        list[str], typer.Argument(help="Files, globs, folders or ASE databases.")
+        list[str],
+        typer.Argument(help="Files, globs, folders or ASE databases; demo:small or demo:default."),
     ],
     models: Annotated[str, typer.Option("--models", "-m", help="Comma-separated model names.")],
     store: Annotated[
         str, typer.Option("--store", "-s", help="Feature store to write into (path or URL).")
     ],
-    layers: Annotated[str, typer.Option("--layers", "-l", help="Comma-separated layers.")] = "ll",
+    layers: Annotated[
+        str,
+        typer.Option(
+            "--layers",
+            "-l",
+            help="Comma-separated layers (default: ll, read by compare and cumulants, and "
+            "node, read by platonic).",
+        ),
+    ] = "ll,node",
     batch_size: Annotated[
         int | None, typer.Option("--batch-size", help="Structures per forward pass.")
     ] = None,
@@ -99,6 +172,7 @@ def featurize_command(
             "does not know, or a graph it cannot build); skipped ones are listed with the reason.",
         ),
     ] = "error",
+    skip_bad: SkipBadOption = False,
     dtype: Annotated[str, typer.Option("--dtype", help="float32 | float64")] = "float32",
     device: Annotated[
         str, typer.Option("--device", help="Torch device: cpu, cuda or cuda:<index>.")
@@ -115,18 +189,20 @@ def featurize_command(
 ) -> None:
     """Featurize STRUCTURES with every model into a store, resuming what is already there."""
     from ..devices import check_device
-    from ..featurization import featurize
+    from ..errors import ModelError
+    from ..featurization.core import check_on_unsupported
     from ..store import FeatureStore
-    from ..structures import read_structures
 
     model_names = _split(models)
     layer_names = _split(layers)
     if not model_names or not layer_names:
         raise typer.BadParameter("give at least one model and one layer")
+    check_names(model_names, layer_names)
+    check_on_unsupported(on_unsupported)
     if scheduler is None:
         # checked before any structure is read; on Dask the workers' GPUs count, not ours
         device = check_device(device)
-    atoms = read_structures(*structures)
+    atoms = read_input(structures, skip_bad)
     console.print(f"{len(atoms)} structures, {sum(len(a) for a in atoms)} atoms")
     fs = FeatureStore(store)
     _report_stored(fs, model_names, layer_names, atoms)
@@ -135,6 +211,26 @@ def featurize_command(
                            device, dtype, on_unsupported)  # fmt: skip
         _report_skipped(fs, model_names, layer_names, store)
         return
+    try:
+        _featurize_here(atoms, model_names, layer_names, fs, batch_size, device, dtype,
+                        on_unsupported, max_atoms_per_batch)  # fmt: skip
+    except ModelError as exc:
+        if on_unsupported == "error":
+            raise ModelError(
+                f"{exc}\n(--on-unsupported skip skips the structures a model cannot take and "
+                "lists them with the reason)"
+            ) from exc
+        raise
+    _report_skipped(fs, model_names, layer_names, store)
+
+
+def _featurize_here(
+    atoms, model_names, layer_names, fs, batch_size, device, dtype, on_unsupported,
+    max_atoms_per_batch,
+) -> None:  # fmt: skip
+    """``featurize`` in this process (and the models' worker environments), one bar each."""
+    from ..featurization import featurize
+
     with progress_bars() as bar:
         tasks = {name: bar.add_task(name, total=len(atoms)) for name in model_names}
         for name in model_names:
@@ -153,7 +249,6 @@ def featurize_command(
                     task, completed=done, total=total
                 ),
             )
-    _report_skipped(fs, model_names, layer_names, store)
 
 
 def _report_stored(fs, model_names: list[str], layer_names: list[str], atoms) -> None:
@@ -173,6 +268,8 @@ SHOW_SKIPPED = 20
 
 
 def _report_skipped(fs, model_names: list[str], layer_names: list[str], store: str) -> None:
+    """Every structure a model skipped, with its reason (once per model: the layers of one
+    model are computed together, so they skip the same structures)."""
     for name in model_names:
         for layer in layer_names:
             skipped = fs.skipped(name, layer)

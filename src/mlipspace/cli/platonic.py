@@ -4,26 +4,37 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from rich.table import Table
 
 from .app import app, console, out
+from .inputs import SkipBadOption, check_names, read_input, split_names
 
 
-@app.command("platonic")
+@app.command(
+    "platonic", context_settings={"allow_extra_args": True, "ignore_unknown_options": False}
+)
 def platonic_command(
+    ctx: typer.Context,
     store: Annotated[Path, typer.Option(help="Feature store.")],
     models: Annotated[str, typer.Option(help="Comma-separated models.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("platonic"),
     structures: Annotated[
         list[str] | None,
-        typer.Option(help="Structure files (for coordination numbers and embedding arithmetic)."),
+        typer.Option(
+            help="Structure files, folders, globs or demo:small/demo:default, as featurize "
+            "takes them (--structures a.xyz b.cif ...): for coordination numbers, embedding "
+            "arithmetic and the diagnostics."
+        ),
     ] = None,
     layer: Annotated[
         str, typer.Option(help="Layer projected (the embedding of Li & Walsh: node).")
     ] = "node",
-    anchors: Annotated[int, typer.Option(help="Number of anchor atoms.")] = 256,
+    anchors: Annotated[
+        int, typer.Option(help="Number of anchor atoms (capped at the distinct atoms).")
+    ] = 256,
     anchor_model: Annotated[
         str, typer.Option(help="Model whose features choose the anchors.")
     ] = "soap",
@@ -62,20 +73,37 @@ def platonic_command(
             "with the models on --structures."
         ),
     ] = False,
+    skip_bad: SkipBadOption = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the whole summary as JSON instead of a table.")
+    ] = False,
 ) -> None:
     """Project every model on shared anchors; agreement, OT, arithmetic, stitching, bias, atypicality."""
     from ..diagnostics.run import diagnose_store
+    from ..errors import ParameterError
     from ..platonic import run_platonic
     from ..results import PlatonicFiles
     from ..store import FeatureStore
-    from ..structures import read_structures
+    from ..study import capped_anchors, remove_stale_diagnostics
 
+    sources = [*(structures or []), *ctx.args]
+    if ctx.args and not structures:
+        raise ParameterError(f"unexpected arguments {ctx.args}; structures go after --structures")
+    names = split_names(models)
+    check_names([*names, anchor_model], [layer])
+    if diagnostics and not sources:
+        raise ParameterError("--diagnostics needs --structures (the diagnostics rerun the models)")
     fs = FeatureStore(store, mode="r")
-    atoms = read_structures(*structures, deduplicate=False) if structures else None
-    names = [m.strip() for m in models.split(",") if m.strip()]
+    _check_stored(fs, [*names, anchor_model], layer, store)
+    atoms = read_input(sources, skip_bad, deduplicate=False) if sources else None
+    say = console.print
+    stale = remove_stale_diagnostics(PlatonicFiles(out_dir).diagnostics.folder, diagnostics)
+    if stale:
+        say(stale)
+    n_anchors = capped_anchors(anchors, fs, anchor_model, layer, atoms, say)
     space = dict(
         layer=layer,
-        n_anchors=anchors,
+        n_anchors=n_anchors,
         anchor_model=anchor_model,
         method=method,
         center=center,
@@ -109,5 +137,83 @@ def platonic_command(
             pca_atoms=pca_atoms,
             **space,
         )
-    out.print_json(json.dumps(summary, default=float))
-    console.print(f"tables and figures written to {out_dir}")
+    if as_json:
+        out.print_json(json.dumps(summary, default=float))
+    else:
+        print_summary(summary)
+    console.print(f"tables and figures written to {out_dir} (summary.json holds every number)")
+
+
+def _check_stored(fs: Any, names: list[str], layer: str, store: Path) -> None:
+    """Stop, before any analysis, when a model's layer is not in the store."""
+    from ..errors import StoreError
+
+    held = set(fs.entries())
+    missing = [m for m in dict.fromkeys(names) if (m, layer) not in held]
+    if missing:
+        have = sorted({lay for m, lay in held if m in names}) or ["nothing"]
+        raise StoreError(
+            f"{store} holds no {layer!r} features of {', '.join(missing)} (it holds: "
+            f"{', '.join(have)}); featurize with --layers ll,{layer} or pass --layer "
+            f"{have[0] if have != ['nothing'] else 'll'}"
+        )
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    """The headline numbers of a Platonic run: agreement of trained pairs against controls,
+    transport, arithmetic, claims."""
+    columns = ("cosine_mean", "top1", "top10", "cka_z")
+    table = Table(title="Platonic agreement (mean over model pairs)")
+    table.add_column("pairs")
+    for column in columns:
+        table.add_column(column, justify="right")
+    rows = {"trained models": summary.get("trained_pairs", {})}
+    rows.update({f"vs {k}": v for k, v in summary.get("controls", {}).items()})
+    for label, values in rows.items():
+        table.add_row(label, *(_fmt(values.get(c)) for c in columns))
+    out.print(table)
+    if len(summary.get("settings", {}).get("models", [])) < 2:
+        out.print("one trained model: the pair columns need two (give --models a,b)")
+    transport = summary.get("transport", {})
+    if transport:
+        out.print(
+            "optimal transport, trained pairs: EMD accuracy "
+            f"{_fmt(transport.get('emd_accuracy_trained_mean'))}, GW accuracy "
+            f"{_fmt(transport.get('gw_raw_accuracy_trained_mean'))}"
+        )
+    arithmetic = summary.get("arithmetic")
+    if arithmetic:
+        if "skipped" in arithmetic:
+            out.print(f"embedding arithmetic skipped: {arithmetic['skipped']}")
+        else:
+            out.print(
+                f"embedding arithmetic: top-1 {_fmt(arithmetic.get('top1_mean'))} "
+                f"(baseline {_fmt(arithmetic.get('baseline_top1_mean'))})"
+            )
+    diagnostics = summary.get("diagnostics")
+    if diagnostics:
+        for note in diagnostics.get("notes", []):
+            out.print(f"diagnostics: {note}")
+    claims = summary.get("claims") or []
+    if claims:
+        words = {True: "hold", False: "do not hold", None: "undecided"}
+        verdicts: dict[str, int] = {}
+        for claim in claims:
+            holds = claim.get("holds")
+            verdict = words.get(holds if holds in (True, False) else None, "undecided")
+            verdicts[verdict] = verdicts.get(verdict, 0) + 1
+        out.print(
+            f"claims of the paper checked: {len(claims)} ("
+            + ", ".join(f"{v} {k}" for k, v in sorted(verdicts.items()))
+            + "; claims.md)"
+        )
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return "-" if number != number else f"{number:.3f}"

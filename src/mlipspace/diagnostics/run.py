@@ -51,16 +51,18 @@ def high_symmetry_structures(
     min_spacegroup: int = 195,
     symprec: float = 1e-3,
 ) -> list[Atoms]:
-    """Up to ``n`` small high-symmetry crystals, one per formula.
+    """Up to ``n`` small high-symmetry crystals, one per formula, chosen by spglib.
 
-    Perovskites come first, then binaries, then elements (the order of
-    :data:`IDEAL_SUBSETS`, reversed), smallest cells first within each.
+    A fully periodic structure of at most ``max_atoms`` atoms qualifies when its space group
+    is at least ``min_spacegroup``. When some structures carry a subset label of
+    :data:`IDEAL_SUBSETS` (the demo's ideal crystals) only those are judged, perovskites
+    first, then binaries, then elements; otherwise every structure is, whatever its label.
+    Smallest cells first.
 
     Parameters
     ----------
     structures : list of ase.Atoms
-        Candidates; those with an ``info["subset"]`` outside :data:`IDEAL_SUBSETS` are
-        skipped (without the key, every periodic structure is a candidate).
+        Candidates.
     n : int
         Largest number returned.
     max_atoms : int, default=8
@@ -70,13 +72,11 @@ def high_symmetry_structures(
         spglib tolerance (Å).
     """
     picked: dict[str, Atoms] = {}
-    candidates = [
-        a
-        for a in structures
-        if a.pbc.all()
-        and len(a) <= max_atoms
-        and a.info.get("subset", IDEAL_SUBSETS[0]) in IDEAL_SUBSETS
-    ]
+    candidates = [a for a in structures if a.pbc.all() and len(a) <= max_atoms]
+    # labelled ideal crystals (the demo's) are preferred: their rattled, strained and
+    # defective copies are not the symmetric reference the diagnostics need
+    labelled = [a for a in candidates if a.info.get("subset") in IDEAL_SUBSETS]
+    candidates = labelled or candidates
     priority = {name: -i for i, name in enumerate(IDEAL_SUBSETS)}
 
     def order(atoms: Atoms) -> tuple[int, int]:
@@ -96,15 +96,16 @@ def high_symmetry_structures(
 def chiral_structures(
     structures: Sequence[Atoms], n: int, min_atoms: int = 4, max_atoms: int = 24
 ) -> list[Atoms]:
-    """Up to ``n`` small rattled structures without any symmetry (space group P1).
+    """Up to ``n`` small structures without any symmetry (space group P1).
 
     Only such cells can differ from their mirror image by more than a proper rotation (a cell
-    of one or two atoms, rattled or not, is always superimposable on its image).
+    of one or two atoms, rattled or not, is always superimposable on its image). Structures
+    labelled ``rattled`` (the demo's) are used when there are any; otherwise every fully
+    periodic structure of the right size is a candidate.
     """
-    rattled = [
-        a
-        for a in structures
-        if a.info.get("subset") == "rattled" and min_atoms <= len(a) <= max_atoms
+    sized = [a for a in structures if min_atoms <= len(a) <= max_atoms]
+    rattled = [a for a in sized if a.info.get("subset") == "rattled"] or [
+        a for a in sized if a.pbc.all()
     ]
     chiral = [a for a in sorted(rattled, key=len) if symmetry_dataset(a, 1e-3).number == 1]
     return chiral[:n]
@@ -186,7 +187,7 @@ def _diagnose_model(
             out["mirror"] = mirror_gap(chiral, model, layer=layer, projector=projector)
         except MlipspaceError as exc:
             out["errors"].append(f"mirror {model}: {exc}")
-    if model not in CALCULATOR_MODELS:
+    if model not in CALCULATOR_MODELS or not symmetric:
         return out
     table, final = relax_symmetry_loss(
         symmetric,
@@ -297,6 +298,18 @@ def run_diagnostics(
         "symmetric_structures": [a.get_chemical_formula() for a in symmetric],
         "mirror_structures": [a.get_chemical_formula() for a in chiral],
     }
+    notes = []
+    if not symmetric:
+        notes.append(
+            "no cubic crystal of at most 8 atoms among the structures (spglib): symmetry, "
+            "displacement, relaxation and phonon diagnostics skipped"
+        )
+    if not chiral:
+        notes.append("no periodic structure without symmetry (P1): mirror diagnostic skipped")
+    if notes:
+        summary["notes"] = notes
+        for note in notes:
+            say(f"diagnostics: {note}")
     rows = rows_by_structure(space.atoms)
 
     say("diagnostics: symmetry of stored features")

@@ -25,17 +25,24 @@ The centre's own class is present only through its self-density. The descriptor 
 invariant under rotations, reflections, translations and permutations of atoms.
 
 SOAP has no layers: ``ll``, ``node`` and ``bb`` all return this descriptor.
+
+featomic takes a structure periodic along all axes or along none. A slab as ASE builds it
+(``fcc111(...)``: periodic in x and y, not z) is computed with its non-periodic axes made
+periodic, after centring it with enough vacuum that no atom sees its images across them
+(:func:`fully_periodic`): the features are those of the slab. A warning says so.
 """
 
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from ase import Atoms
 
+from ..errors import ModelError
 from .base import ModelAdapter, ModelCard, ModelSpec
 from .torch_base import check_dtype, check_layers, package_version
 
@@ -61,6 +68,38 @@ def element_classes() -> np.ndarray:
     classes[list(S_BLOCK)] = 2
     classes[list(DF_BLOCK)] = 3
     return classes
+
+
+def _gap(atoms: Atoms, axis: int) -> float:
+    """Empty space (Å) between the atoms and their periodic images along cell ``axis``."""
+    cell = atoms.cell.array
+    normal = np.cross(cell[(axis + 1) % 3], cell[(axis + 2) % 3])
+    norm = np.linalg.norm(normal)
+    if norm == 0 or atoms.cell.rank < 3:
+        return 0.0
+    normal /= norm
+    height = abs(float(cell[axis] @ normal))
+    heights = atoms.positions @ normal
+    return height - float(heights.max() - heights.min())
+
+
+def fully_periodic(atoms: Atoms, cutoff: float) -> tuple[Atoms, list[int]]:
+    """``atoms`` made periodic along every axis without changing any atom's environment.
+
+    For a structure periodic along some axes only (a slab): each non-periodic axis whose
+    vacuum is shorter than ``cutoff`` is first padded (``Atoms.center``), so that no atom
+    sees its images across it. Returns the copy and the axes changed (none for a structure
+    periodic along all axes or along none).
+    """
+    if atoms.pbc.all() or not atoms.pbc.any():
+        return atoms, []
+    copy = atoms.copy()
+    axes = [int(i) for i in np.flatnonzero(~atoms.pbc)]
+    for axis in axes:
+        if _gap(copy, axis) <= cutoff + 1.0:
+            copy.center(vacuum=cutoff / 2 + 1.0, axis=axis)
+    copy.pbc = True
+    return copy, axes
 
 
 N_CLASSES = 4
@@ -127,7 +166,23 @@ class SOAPAdapter(ModelAdapter):
         self.check_elements(structures)
         if not structures:
             return {name: [] for name in layers}
-        descriptor = self.calculator.compute([self.relabel(a) for a in structures])
+        systems = []
+        for atoms in structures:
+            periodic, axes = fully_periodic(atoms, HYPERS["cutoff"]["radius"])
+            if axes:
+                warnings.warn(
+                    f"soap: {_label(atoms)} is periodic along {atoms.pbc.tolist()}; computed "
+                    f"with axes {axes} periodic, with vacuum wider than the "
+                    f"{HYPERS['cutoff']['radius']:g} Å cutoff across them (same features)",
+                    stacklevel=2,
+                )
+            systems.append(self.relabel(periodic))
+        try:
+            descriptor = self.calculator.compute(systems)
+        except Exception as exc:  # featomic's own errors: say which structures, no traceback
+            names = ", ".join(_label(a) for a in structures[:3])
+            more = f" and {len(structures) - 3} more" if len(structures) > 3 else ""
+            raise ModelError(f"soap cannot featurize {names}{more}: {exc}") from exc
         descriptor = descriptor.keys_to_samples("center_type")
         pairs = Labels(["neighbor_1_type", "neighbor_2_type"], np.array(PAIRS, dtype=np.int32))
         descriptor = descriptor.keys_to_properties(pairs)
@@ -147,6 +202,11 @@ class SOAPAdapter(ModelAdapter):
                 raise AssertionError(f"SOAP gave {len(rows)} centres for {len(atoms)} atoms")
             out.append(array.astype(self.dtype))
         return {name: list(out) for name in layers}
+
+
+def _label(atoms: Atoms) -> str:
+    where = atoms.info.get("source") or atoms.info.get("structure_hash", "structure")
+    return f"{where} ({atoms.get_chemical_formula()})"
 
 
 def _factory(

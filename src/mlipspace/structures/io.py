@@ -20,6 +20,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,17 @@ logger = logging.getLogger(__name__)
 
 DB_SUFFIXES = {".db", ".json", ".aselmdb"}
 SKIP_NAMES = {".DS_Store", "Thumbs.db"}
+#: extensions of files that are never structures: a folder or glob that holds them (notes,
+#: tables, figures, scripts next to the data) skips them and lists them in
+#: ``report.ignored``; named one by one, they are read (and fail) like any other file
+NOT_STRUCTURE_SUFFIXES = {
+    ".txt", ".csv", ".tsv", ".md", ".rst", ".pdf", ".doc", ".docx", ".xlsx", ".xls",
+    ".png", ".jpg", ".jpeg", ".gif", ".svg", ".tif", ".tiff", ".bmp", ".webp",
+    ".py", ".ipynb", ".sh", ".toml", ".yaml", ".yml", ".ini", ".cfg", ".html", ".htm",
+    ".parquet", ".npy", ".npz", ".pkl", ".pickle", ".zip", ".tar", ".log", ".out", ".err",
+}  # fmt: skip
+#: prefix of the embedded demo sets among structure sources: ``demo:small``, ``demo:default``
+DEMO_PREFIX = "demo:"
 
 
 @dataclass
@@ -52,12 +64,24 @@ class ReadReport:
     duplicates: list[tuple[str, str]] = field(default_factory=list)
     """(source of the dropped copy, source of the structure kept)"""
     errors: list[StructureError] = field(default_factory=list)
+    ignored: list[tuple[str, str]] = field(default_factory=list)
+    """(path, reason) of the files of folders and globs skipped as not structures"""
 
     def summary(self) -> str:
-        return (
+        text = (
             f"{self.n_read} structures read, {len(self.duplicates)} duplicates dropped, "
             f"{len(self.errors)} problems"
         )
+        if self.ignored:
+            text += f", {len(self.ignored)} files that are not structures ignored"
+        return text
+
+    def extend(self, other: ReadReport) -> None:
+        """Add what ``other`` (the report of another read) recorded."""
+        self.n_read += other.n_read
+        self.duplicates.extend(other.duplicates)
+        self.errors.extend(other.errors)
+        self.ignored.extend(other.ignored)
 
 
 class StructureList(list):
@@ -83,13 +107,37 @@ def _from_pymatgen(obj: Any) -> Atoms:
     return atoms
 
 
-def _expand_path(source: str | os.PathLike) -> list[Path]:
+def not_structure_reason(path: Path) -> str | None:
+    """Why a file met in a folder or glob is not a structure file, or ``None`` if it may be.
+
+    Judged by extension (:data:`NOT_STRUCTURE_SUFFIXES`) and, for files without an
+    extension ASE recognises, by content: binary files other than databases are skipped.
+    """
+    suffix = path.suffix.lower()
+    if suffix in NOT_STRUCTURE_SUFFIXES:
+        return f"{suffix} file, not a structure format"
+    if suffix in DB_SUFFIXES:
+        return None
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(512)
+    except OSError as exc:
+        return f"unreadable ({exc})"
+    if b"\0" in head and not head.startswith(b"SQLite format"):
+        return "binary file of no structure format"
+    return None
+
+
+def _expand_path(source: str | os.PathLike, ignored: list[tuple[str, str]]) -> list[Path]:
+    """Files named by ``source``; files of folders and globs that are not structures are
+    appended to ``ignored`` as ``(path, reason)`` instead."""
     text = os.fspath(source)
     if glob.has_magic(text):
         matches = sorted(Path(p) for p in glob.glob(text, recursive=True))
         if not matches:
             raise ReadError("glob pattern matched no file", text)
-        return [p for m in matches for p in _expand_path(m)]
+        files = [p for m in matches for p in _expand_path(m, ignored)]
+        return _drop_non_structures(files, ignored) if len(matches) > 1 else files
     path = Path(text)
     if path.is_dir():
         files = sorted(
@@ -99,10 +147,24 @@ def _expand_path(source: str | os.PathLike) -> list[Path]:
         )
         if not files:
             raise ReadError("folder holds no file", text)
-        return files
+        kept = _drop_non_structures(files, ignored)
+        if not kept:
+            raise ReadError(f"folder holds no structure file ({len(files)} other files)", text)
+        return kept
     if not path.exists():
         raise ReadError("no such file", text)
     return [path]
+
+
+def _drop_non_structures(files: list[Path], ignored: list[tuple[str, str]]) -> list[Path]:
+    kept = []
+    for path in files:
+        reason = not_structure_reason(path)
+        if reason is None:
+            kept.append(path)
+        else:
+            ignored.append((str(path), reason))
+    return kept
 
 
 def _frames_from_file(path: Path) -> Iterator[tuple[Atoms, str, int]]:
@@ -125,7 +187,10 @@ def _frames_from_file(path: Path) -> Iterator[tuple[Atoms, str, int]]:
             yield atoms, f"db:{path}", int(row.id)
         return
     try:
-        frames = ase.io.read(path, index=":")
+        with warnings.catch_warnings():
+            # ASE's note on slabs it built itself (adsorbate_info) means nothing to a user
+            warnings.filterwarnings("ignore", "Skipping unhashable information")
+            frames = ase.io.read(path, index=":")
     except Exception as exc:
         raise _read_failure(exc, path) from exc
     if isinstance(frames, Atoms):
@@ -134,6 +199,12 @@ def _frames_from_file(path: Path) -> Iterator[tuple[Atoms, str, int]]:
         raise ReadError("file holds no structure", str(path))
     for i, atoms in enumerate(frames):
         yield atoms, str(path), i
+
+
+def _unknown_format(exc: ReadError) -> bool:
+    from ase.io.formats import UnknownFileTypeError
+
+    return isinstance(exc.__cause__, UnknownFileTypeError)
 
 
 def _read_failure(exc: Exception, path: Path) -> StructureError:
@@ -156,7 +227,20 @@ def _looks_like_db(path: Path) -> bool:
     return head.startswith(b'{"1"') or b'"ids"' in head or b'"nextid"' in head
 
 
-def _iter_sources(sources: Iterable[Any]) -> Iterator[tuple[Any, str, int | None]]:
+def _demo(source: str, random_state: int) -> list[Atoms]:
+    from .demo import demo_structures
+
+    size = source.removeprefix(DEMO_PREFIX) or "default"
+    if size not in ("small", "default"):
+        raise ParameterError(
+            f"{source!r}: unknown demo set; use {DEMO_PREFIX}small or {DEMO_PREFIX}default"
+        )
+    return demo_structures(size, random_state=random_state)
+
+
+def _iter_sources(
+    sources: Iterable[Any], ignored: list[tuple[str, str]], random_state: int = 0
+) -> Iterator[tuple[Any, str, int | None]]:
     """Yield (atoms-or-error, source, frame) lazily, so one bad file does not hide the rest."""
     memory_index = 0
     for source in sources:
@@ -164,19 +248,27 @@ def _iter_sources(sources: Iterable[Any]) -> Iterator[tuple[Any, str, int | None
             atoms = source.copy() if isinstance(source, Atoms) else _from_pymatgen(source)
             yield atoms, "memory", memory_index
             memory_index += 1
+        elif isinstance(source, str) and source.startswith(DEMO_PREFIX):
+            for i, atoms in enumerate(_demo(source, random_state)):
+                yield atoms, source, i
         elif isinstance(source, str | os.PathLike):
             try:
-                paths = _expand_path(source)
+                paths = _expand_path(source, ignored)
             except ReadError as exc:
                 yield exc, os.fspath(source), None
                 continue
+            named = len(paths) == 1 and paths[0] == Path(os.fspath(source))
             for path in paths:
                 try:
                     yield from _frames_from_file(path)
                 except ReadError as exc:
+                    if not named and _unknown_format(exc):
+                        # a file of a folder or glob in no format ASE knows: not a structure
+                        ignored.append((str(path), "not a structure format ASE recognises"))
+                        continue
                     yield exc, str(path), None
         elif isinstance(source, Iterable):
-            yield from _iter_sources(source)
+            yield from _iter_sources(source, ignored, random_state)
         else:
             raise InputTypeError(
                 f"cannot read structures from {type(source).__name__}: give paths, globs, folders, "
@@ -196,7 +288,8 @@ def prepare_structure(atoms: Atoms, source: str, frame: int | None) -> Atoms:
     info = atoms.info
     subset = info.get("subset", info.get("config_type"))
     info["subset"] = str(subset) if subset is not None else _default_subset(source)
-    info["source"] = source if frame is None else f"{source}@{frame}"
+    if not source.startswith(DEMO_PREFIX) or "source" not in info:
+        info["source"] = source if frame is None else f"{source}@{frame}"
     info["parent"] = str(info.get("parent", ""))
     info["structure_hash"] = structure_hash(atoms)
     return atoms
@@ -206,6 +299,7 @@ def read_structures(
     *sources: Any,
     on_error: Literal["raise", "skip"] = "raise",
     deduplicate: bool = True,
+    random_state: int = 0,
 ) -> StructureList:
     """Read structures from any mix of sources.
 
@@ -214,7 +308,10 @@ def read_structures(
     *sources
         File paths (every format ``ase.io.read`` knows, all frames), glob patterns,
         folders (read recursively), ASE databases (``.db``), ``ase.Atoms``, pymatgen
-        ``Structure``/``Molecule``, or iterables of these.
+        ``Structure``/``Molecule``, the embedded demo sets ``"demo:small"`` and
+        ``"demo:default"``, or iterables of these. Folders and globs skip files that are
+        not structures (by extension: ``.txt``, ``.csv``, ``.png``, ``.py``...; or binary
+        content) and list them in ``result.report.ignored``.
     on_error : {"raise", "skip"}
         ``"raise"`` stops at the first bad file or structure with a
         :class:`~mlipspace.errors.StructureError` naming file, frame and problem;
@@ -222,6 +319,8 @@ def read_structures(
     deduplicate : bool
         Keep only the first copy of structures with equal content hash (the others
         are listed in ``result.report.duplicates``).
+    random_state : int, default=0
+        Seed of the demo sets' random structures (other sources ignore it).
 
     Returns
     -------
@@ -233,7 +332,7 @@ def read_structures(
     report = ReadReport()
     out = StructureList(report=report)
     seen: dict[str, str] = {}
-    for item, source, frame in _iter_sources(sources):
+    for item, source, frame in _iter_sources(sources, report.ignored, random_state):
         try:
             if isinstance(item, StructureError):
                 raise item
@@ -252,4 +351,17 @@ def read_structures(
         out.append(atoms)
     if report.duplicates:
         logger.warning("%d duplicated structures kept once", len(report.duplicates))
+    if report.ignored:
+        logger.info("%d files that are not structures ignored", len(report.ignored))
     return out
+
+
+def has_no_cell(atoms: Atoms) -> bool:
+    """Whether a structure is non-periodic without a full cell (a molecule from ``.xyz`` or
+    a pymatgen ``Molecule``): models that need a cell featurize it in a vacuum box."""
+    return not atoms.pbc.any() and atoms.cell.rank < 3
+
+
+def is_slab(atoms: Atoms) -> bool:
+    """Whether a structure is periodic along some axes only (a surface slab, a wire)."""
+    return bool(atoms.pbc.any() and not atoms.pbc.all())
