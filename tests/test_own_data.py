@@ -25,9 +25,9 @@ from ase.io import write
 
 import mlipspace
 from mlipspace.errors import ModelError, StoreError
-from mlipspace.structures import read_structures
-from mlipspace.structures.io import has_no_cell, is_slab
-from mlipspace.study import StudyError, check_model_names, parse_study
+from mlipspace.structures import has_no_cell, is_slab, read_structures
+from mlipspace.study import StudyError, parse_study
+from mlipspace.studyfile import check_model_names
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = "soap,chgnet-0.3.0,chgnet-0.2.0"
@@ -313,7 +313,7 @@ def test_init_writes_a_template_for_own_data_that_loads(tmp_path):
     ],
 )
 def test_study_typos_are_reported_with_the_closest_key(typo, fix):
-    from mlipspace.study import own_data_study_text
+    from mlipspace.studyfile import own_data_study_text
 
     text = own_data_study_text(models=["soap", "chgnet-0.3.0"])
     assert typo in text
@@ -324,10 +324,10 @@ def test_study_typos_are_reported_with_the_closest_key(typo, fix):
 
 
 def test_study_layers_agree_between_stages():
-    from mlipspace.study import own_data_study_text
+    from mlipspace.studyfile import own_data_study_text
 
     study = parse_study(own_data_study_text(models=["soap", "chgnet-0.3.0"]))
-    from mlipspace.study import featurize_layers
+    from mlipspace.studyfile import featurize_layers
 
     assert featurize_layers(study.config) == ["ll", "node"]  # what compare and platonic read
     text = own_data_study_text(models=["soap"]).replace("# layers = [", 'layers = ["ll"]\n# [')

@@ -105,13 +105,13 @@ def test_changed_settings_rerun_only_what_depends_on_them(study_file):
 def test_init_writes_example(tmp_path):
     target = tmp_path / "s.toml"
     result = subprocess.run(
-        [sys.executable, "-m", "mlipspace", "init", str(target)],
+        [sys.executable, "-m", "mlipspace", "init", str(target), "--demo"],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert load_study(target).config["study"]["name"] == "demo"
+    assert load_study(target).config["study"]["name"] == "demo"  # --demo: the demo's study
     again = subprocess.run(
         [sys.executable, "-m", "mlipspace", "init", str(target)],
         capture_output=True,

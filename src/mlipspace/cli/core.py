@@ -27,7 +27,7 @@ def structures_command(
     skip_bad: SkipBadOption = True,
 ) -> None:
     """Summarise structures: count, atoms, elements, subsets, cells, problems."""
-    from ..structures.io import has_no_cell, is_slab
+    from ..structures import has_no_cell, is_slab
 
     result = read_input(paths, skip_bad)
     report = result.report
@@ -171,7 +171,8 @@ def init_command(
     ] = False,
 ) -> None:
     """Write a commented study file for your own structures (diagnostics off unless asked)."""
-    from ..study import TEMPLATE_MODELS, demo_study_text, own_data_study_text, parse_study
+    from ..study import demo_study_text, parse_study
+    from ..studyfile import TEMPLATE_MODELS, own_data_study_text
     from .inputs import check_names, split_names
 
     if path.exists():

@@ -71,7 +71,7 @@ def split_names(text: str | None) -> list[str]:
 def check_names(models: Sequence[str], layers: Sequence[str] = ()) -> None:
     """Stop with every unknown model and layer at once (with "did you mean"), before any
     model loads or any store is created."""
-    from ..study import check_model_names
+    from ..studyfile import check_model_names
 
     if not models:
         raise ParameterError("give at least one model (`mlipspace models` lists them)")

@@ -2,7 +2,8 @@
 
 from .demo import demo_structures
 from .hashing import HASH_RESOLUTION, structure_hash
-from .io import ReadReport, StructureList, prepare_structure, read_structures
+from .io import read_structures
+from .records import ReadReport, StructureList, has_no_cell, is_slab, prepare_structure
 from .validate import validate_structure
 
 __all__ = [
@@ -10,6 +11,8 @@ __all__ = [
     "ReadReport",
     "StructureList",
     "demo_structures",
+    "has_no_cell",
+    "is_slab",
     "prepare_structure",
     "read_structures",
     "structure_hash",

@@ -28,7 +28,7 @@ from ase.data.vdw_alvarez import vdw_radii
 
 from ..errors import ParameterError
 from .hashing import snap_to_hash_grid, structure_hash
-from .io import StructureList, prepare_structure
+from .records import StructureList, prepare_structure
 from .validate import MIN_DISTANCE
 
 # Elements every offline model in the zoo was trained on: H..Bi without noble gases
