@@ -449,3 +449,66 @@ def test_tutorial_python_snippet_runs_on_own_data(tmp_path):
     result = run_script(block, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "files that are not structures ignored" in result.stdout
+
+
+def test_report_of_a_step_by_step_run(store, data, tmp_path):
+    """Item 3 as a user meets it: featurize → compare → cumulants → platonic into one folder,
+    then ``report --store --structures`` (the store and the structures are kept elsewhere)."""
+    results = tmp_path / "results"
+    models = "chgnet-0.3.0,chgnet-0.2.0"
+    for args in (
+        ("compare", "--store", store, "--models", models, "--out", results / "compare"),
+        ("cumulants", "--store", store, "--model", "chgnet-0.3.0", "--measures", "gfre",
+         "--out", results / "cumulants"),
+        ("platonic", "--store", store, "--models", models, "--out", results / "platonic",
+         "--structures", data),
+    ):  # fmt: skip
+        step = run_cli(*args)
+        assert step.returncode == 0, no_traceback(step)
+    report = run_cli("report", results, "--store", store, "--structures", data)
+    text = no_traceback(report)
+    assert report.returncode == 0, text
+    assert (results / "report.html").exists()
+    html = (results / "report.html").read_text(encoding="utf-8")
+    assert "store.zarr not found" not in html and "structures.extxyz not found" not in html
+
+
+def test_ctrl_c_on_own_data_says_what_was_saved_and_the_rerun_resumes(tmp_path):
+    """Item 10 on a folder of one's own: a trajectory beside notes; Ctrl-C (SIGINT to the
+    process group) after the first commit, then the same command again."""
+    import signal
+    import time
+
+    folder = tmp_path / "traj"
+    folder.mkdir()
+    base = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(2)
+    frames = []
+    for i in range(800):
+        frame = base.copy()
+        frame.rattle(0.03, seed=i)
+        frames.append(frame)
+    write(folder / "md.extxyz", frames)
+    (folder / "notes.txt").write_text("NVT at 300 K\n")
+    store = tmp_path / "s.zarr"
+    command = [sys.executable, "-m", "mlipspace", "featurize", str(folder), "-m",
+               "chgnet-0.3.0", "-l", "ll", "-s", str(store)]  # fmt: skip
+    env = {**os.environ, "COLUMNS": "300", "PYTHONPATH": str(ROOT / "src")}
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True, env=env,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not (store / "features").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    text = " ".join(err.split())
+    assert "Traceback" not in text, text[-3000:]
+    assert process.returncode == 130, text[-3000:]
+    match = re.search(r"chgnet-0.3.0: (\d+) of 800 structures are saved", text)
+    assert match and 0 < int(match[1]) < 800, text[-3000:]
+    assert "run the same command again to resume" in text
+    rerun = run_cli(*command[3:])
+    out = " ".join(no_traceback(rerun).split())
+    assert rerun.returncode == 0, out
+    assert f"{match[1]} of 800 structures already stored" in out

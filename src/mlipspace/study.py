@@ -530,8 +530,9 @@ def capped_anchors(
     structures: Any,
     say: Callable[[str], None],
 ) -> int:
-    """``n_anchors`` capped at the distinct atoms of the anchor model's features (the most
-    any selection can return), with a note when capped."""
+    """``n_anchors`` capped at what the data allow (with a note when capped): half the atoms
+    (the common space needs as many atoms besides the anchors) and the distinct atoms of the
+    anchor model's features (the most any selection can return)."""
     import numpy as np
 
     try:
@@ -539,12 +540,13 @@ def capped_anchors(
     except MlipspaceError:
         return n_anchors  # the analysis itself says what is missing
     n_distinct = len(np.unique(np.round(np.asarray(table.X, dtype=np.float64), 8), axis=0))
-    if n_anchors > n_distinct:
+    cap = max(1, min(n_distinct, len(table) // 2))
+    if n_anchors > cap:
         say(
-            f"anchors: {n_anchors} asked for, but the data hold {n_distinct} distinct "
-            f"atoms ({len(table)} in all): using {n_distinct}"
+            f"anchors: {n_anchors} asked for, but the data hold {len(table)} atoms "
+            f"({n_distinct} distinct): using {cap}"
         )
-        return max(1, n_distinct)
+        return cap
     return n_anchors
 
 
