@@ -69,6 +69,16 @@ def own_folder(folder: Path) -> Path:
         ni.info["config_type"] = f"my-label-{i}"
         labelled.append(ni)
     write(folder / "nickel.extxyz", labelled)
+    frames = []  # a short trajectory: enough atoms for the Platonic analyses' splits
+    for i, (symbols, a) in enumerate((("Cu", 3.6), ("Al", 4.05), ("Ag", 4.09))):
+        frame = bulk(symbols, "fcc", a=a, cubic=True).repeat(2)
+        frame.rattle(0.05, seed=i)
+        frame.info["config_type"] = "md"
+        frames.append(frame)
+    salt = bulk("KBr", "rocksalt", a=6.6, cubic=True)
+    salt.rattle(0.05, seed=5)
+    salt.info["config_type"] = "md"
+    write(folder / "md.extxyz", [*frames, salt])
     (folder / "notes.txt").write_text("my notes\n")
     (folder / "energies.csv").write_text("structure,energy\ncu,-3.7\n")
     (folder / "plot.png").write_bytes(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR")
@@ -100,7 +110,7 @@ def test_folder_skips_and_lists_files_that_are_not_structures(data):
     ignored = {Path(p).name for p, _ in result.report.ignored}
     assert ignored == set(NOT_STRUCTURES)
     assert not result.report.errors
-    assert len(result) == 7
+    assert len(result) == 11
     assert "files that are not structures ignored" in result.report.summary()
 
 
@@ -246,7 +256,7 @@ def test_platonic_takes_several_structure_paths_and_prints_a_table(store, data, 
     result = run_cli(
         "platonic", "--store", store, "--models", "chgnet-0.3.0,chgnet-0.2.0", "--out", out,
         "--structures", data / "cu.cif", data / "nickel.extxyz", data / "si_rattled.extxyz",
-        data / "pt111.extxyz", data / "water.xyz", data / "nacl.cif",
+        data / "pt111.extxyz", data / "water.xyz", data / "nacl.cif", data / "md.extxyz",
     )  # fmt: skip
     text = no_traceback(result)
     assert result.returncode == 0, text
@@ -266,18 +276,29 @@ def test_platonic_reports_a_missing_layer_with_the_fix(store):
 
 
 def test_diagnostics_without_any_high_symmetry_crystal_skip_with_a_note(store, data, tmp_path):
-    """Item 1: custom labels, no cubic crystal: no KeyError, a note instead."""
-    out = tmp_path / "platonic"
-    result = run_cli(
-        "platonic", "--store", store, "--models", "chgnet-0.3.0,chgnet-0.2.0", "--out", out,
-        "--structures", data / "si_rattled.extxyz", data / "pt111.extxyz", data / "water.xyz",
-        "--diagnostics",
-    )  # fmt: skip
-    text = no_traceback(result)
-    assert result.returncode == 0, text
-    assert "no cubic crystal" in text
-    summary = json.loads((out / "diagnostics" / "summary.json").read_text())
+    """Item 1: custom labels, no cubic crystal: no KeyError, a note instead (the diagnostics
+    stage of a study and of ``platonic --diagnostics``, on the store's common space)."""
+    from mlipspace.diagnostics.run import diagnose_store
+
+    fs = mlipspace.FeatureStore(store, mode="r")
+    structures = read_structures(
+        data / "si_rattled.extxyz", data / "pt111.extxyz", data / "water.xyz"
+    )
+    said = []
+    summary = diagnose_store(
+        fs,
+        ["chgnet-0.3.0", "chgnet-0.2.0"],
+        structures,
+        tmp_path / "diagnostics",
+        space={"layer": "node", "n_anchors": 8, "anchor_model": "soap", "method": "fps"},
+        progress=said.append,
+        relax_steps=3,
+    )
     assert summary["symmetric_structures"] == [] and summary["mirror_structures"] == ["Si8"]
+    assert any("no cubic crystal" in note for note in summary["notes"])
+    assert any("no cubic crystal" in text for text in said)
+    written = json.loads((tmp_path / "diagnostics" / "summary.json").read_text())
+    assert written["notes"] == summary["notes"]
 
 
 def test_high_symmetry_candidates_are_chosen_by_symmetry_not_labels(data):
@@ -512,3 +533,17 @@ def test_ctrl_c_on_own_data_says_what_was_saved_and_the_rerun_resumes(tmp_path):
     out = " ".join(no_traceback(rerun).split())
     assert rerun.returncode == 0, out
     assert f"{match[1]} of 800 structures already stored" in out
+
+
+def test_every_key_a_stage_reads_is_a_valid_study_key():
+    """The schema that rejects typos must not reject a key a stage reads (they drift apart
+    when a stage learns a new setting)."""
+    from mlipspace.studyfile import KEYS
+
+    source = (ROOT / "src" / "mlipspace" / "study.py").read_text(encoding="utf-8")
+    sections = {"f": "featurize", "c": "compare", "k": "cumulants", "p": "platonic",
+                "d": "diagnostics"}  # fmt: skip
+    read = re.findall(r"\b([fckpd])cfg\.(?:get|pop)\(\"(\w+)\"", source)
+    assert len(read) > 20
+    missing = {(sections[s], key) for s, key in read if key not in KEYS[sections[s]]}
+    assert not missing

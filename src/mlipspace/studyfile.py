@@ -16,8 +16,19 @@ from .errors import MlipspaceError
 KEYS: dict[str, tuple[str, ...]] = {
     "study": ("name", "out", "random_state", "seed"),
     "structures": ("sources", "on_error", "skip_bad"),
-    "featurize": ("models", "layers", "on_unsupported", "workers"),
-    "compare": ("models", "layer", "measures", "n_test", "common_dim", "bootstrap"),
+    "featurize": ("models", "layers", "on_unsupported", "workers", "device"),
+    "compare": (
+        "models",
+        "layer",
+        "measures",
+        "n_test",
+        "common_dim",
+        "bootstrap",
+        "confidence",
+        "permutations",
+        "width_control",
+        "common_width",
+    ),
     "cumulants": ("models", "layer", "max_order", "order_measures", "model_measures"),
     "platonic": (
         "models",
@@ -30,6 +41,8 @@ KEYS: dict[str, tuple[str, ...]] = {
         "diagnostics",
         "pca_models",
         "pca_atoms",
+        "standardize",
+        "anchor_input",
     ),
     "diagnostics": (
         "enabled",
