@@ -59,9 +59,9 @@ TESTS = Path(__file__).resolve().parent
 class CheckpointBuilder:
     """How a family's random-init checkpoint is built with the package's own code.
 
-    ``module`` (a file in ``tests/``) is imported in the family's worker environment (the
-    one its model card names) and ``call`` evaluated there with ``out`` (the folder) bound;
-    it gives a path or a dict of paths. ``pick`` chooses, from a model entry
+    ``module`` (a file in ``tests/`` or an installed module) is imported in the family's
+    worker environment (the one its model card names) and ``call`` evaluated there with
+    ``out`` (the folder) bound; it gives a path or a dict of paths. ``pick`` chooses, from a model entry
     (``family:<path>[@task]``), which of those paths stands in for its file.
     """
 
