@@ -90,7 +90,8 @@ CHECKPOINT_BUILDERS = {
         " 'heads': build_checkpoint(out / 'heads.pt', seed=1, heads=HEADS)}",
         lambda model: "heads" if "@" in model else "ckpt",
     ),
-    # sevenn builds no model without training data: the checkpoint its wheel ships, as a file
+    # the checkpoint sevenn's wheel ships (SevenNet-0), as a user's file: real weights, as in
+    # tests/test_models_sevennet.py
     "sevennet": CheckpointBuilder("sevenn.util", "copied(pretrained_name_to_path('7net-0'), out)"),
 }
 
