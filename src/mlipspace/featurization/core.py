@@ -20,6 +20,7 @@ from ase import Atoms
 from ..errors import ModelError, ParameterError
 from ..features import AtomFeatures
 from ..models.base import ModelAdapter
+from ..structures import has_no_cell
 
 if TYPE_CHECKING:  # the store (zarr) is imported when a store is used
     from ..store import FeatureStore
@@ -215,12 +216,6 @@ def _check_batch(
                     f"{atoms.info.get('source') or atoms.info['structure_hash']} "
                     f"({atoms.get_chemical_formula()})"
                 )
-
-
-def has_no_cell(atoms: Atoms) -> bool:
-    """Whether a structure is non-periodic and has no (full-rank) cell, as a molecule read
-    from an ``.xyz`` file or a pymatgen ``Molecule``."""
-    return not atoms.pbc.any() and atoms.cell.rank < 3
 
 
 def in_vacuum_box(atoms: Atoms, vacuum: float = VACUUM) -> Atoms:
