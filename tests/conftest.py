@@ -29,6 +29,18 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 os.environ.setdefault("TORCHANI_NO_WARN_EXTENSIONS", "1")
 
 
+@pytest.fixture(autouse=True)
+def _registry_left_as_found():
+    """A model a test registers (a fake family, an interrupting adapter) is dropped after
+    the test, so that no later test sees it among the built-in models."""
+    from mlipspace.models import model_specs, unregister
+
+    before = set(model_specs())
+    yield
+    for name in set(model_specs()) - before:
+        unregister(name)
+
+
 # -- structures ----------------------------------------------------------------------
 
 

@@ -27,7 +27,7 @@ import mlipspace
 from mlipspace.errors import ModelError, StoreError
 from mlipspace.structures import has_no_cell, is_slab, read_structures
 from mlipspace.study import StudyError, parse_study
-from mlipspace.studyfile import check_model_names
+from mlipspace.studyfile import check_model_names, check_stored_names
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = "soap,chgnet-0.3.0,chgnet-0.2.0"
@@ -364,6 +364,14 @@ def test_model_names_are_checked_with_did_you_mean():
     text = "; ".join(problems)
     assert "unknown model 'chgnet030'" in text and "did you mean" in text
     assert "no layer 'nodes' (did you mean 'node'?)" in text
+
+
+def test_stored_names_are_checked_against_the_store_with_did_you_mean():
+    held = [("my-plugin", "ll"), ("my-plugin", "node"), ("chgnet-0.3.0", "ll")]
+    assert check_stored_names(held, ["my-plugin", "chgnet-0.3.0"], "ll", "s.zarr") == []
+    problems = "; ".join(check_stored_names(held, ["my-plugn", "chgnet-0.3.0"], "node", "s.zarr"))
+    assert "no features of 'my-plugn' (did you mean 'my-plugin'?)" in problems
+    assert "no 'node' features of chgnet-0.3.0 (it holds: ll)" in problems
 
 
 def test_study_from_init_with_one_typo_then_fixed_runs_every_stage(data, tmp_path):

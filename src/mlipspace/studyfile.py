@@ -140,7 +140,8 @@ def own_data_study_text(
     )
 
 
-def _did_you_mean(name: str, valid: Iterable[str]) -> str:
+def did_you_mean(name: str, valid: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest valid name, or an empty string."""
     close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.5)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -150,7 +151,7 @@ def unknown_keys(config: dict[str, Any]) -> list[str]:
     problems = []
     unknown = sorted(set(config) - set(KEYS))
     if unknown:
-        hints = "".join(_did_you_mean(name, KEYS) for name in unknown)
+        hints = "".join(did_you_mean(name, KEYS) for name in unknown)
         problems.append(f"unknown sections {unknown}{hints}; known: {list(KEYS)}")
     for section, body in config.items():
         if section not in KEYS:
@@ -161,7 +162,7 @@ def unknown_keys(config: dict[str, Any]) -> list[str]:
         for key in body:
             if key not in KEYS[section]:
                 problems.append(
-                    f"unknown key {key!r} in [{section}]{_did_you_mean(key, KEYS[section])}; "
+                    f"unknown key {key!r} in [{section}]{did_you_mean(key, KEYS[section])}; "
                     f"valid keys: {', '.join(KEYS[section])}"
                 )
     diagnostics = config.get("platonic", {}).get("diagnostics")
@@ -170,7 +171,7 @@ def unknown_keys(config: dict[str, Any]) -> list[str]:
             if key not in DIAGNOSTICS_KEYS:
                 problems.append(
                     f"unknown key {key!r} in [platonic.diagnostics]"
-                    f"{_did_you_mean(key, DIAGNOSTICS_KEYS)}; valid keys: "
+                    f"{did_you_mean(key, DIAGNOSTICS_KEYS)}; valid keys: "
                     + ", ".join(DIAGNOSTICS_KEYS)
                 )
     return problems
@@ -219,16 +220,45 @@ def check_model_names(names: Iterable[str], layers: Iterable[str] = ()) -> list[
         try:
             spec, _ = resolve(name)
         except MlipspaceError:
-            problems.append(f"unknown model {name!r}{_did_you_mean(name, known)}")
+            problems.append(f"unknown model {name!r}{did_you_mean(name, known)}")
             continue
         offered = spec.layers or specs[spec.name].layers
         for layer in layers:
             if offered and layer not in offered:
                 problems.append(
-                    f"{name} has no layer {layer!r}{_did_you_mean(layer, offered)}; it offers "
+                    f"{name} has no layer {layer!r}{did_you_mean(layer, offered)}; it offers "
                     + ", ".join(n for n in offered if not n.startswith("layer:"))
                     + (", layer:<i>" if any(n.startswith("layer:") for n in offered) else "")
                 )
     if problems and any(p.startswith("unknown model") for p in problems):
         problems.append("`mlipspace models` lists every model")
+    return problems
+
+
+def check_stored_names(
+    held: Iterable[tuple[str, str]], names: Iterable[str], layer: str, store: str
+) -> list[str]:
+    """Every model of ``names`` whose ``layer`` the store does not hold, with a "did you
+    mean" among the models it does hold and the layers it holds of that model.
+
+    A store is the authority for the commands that only read it (compare, cumulants,
+    platonic): its models may be plugins or names no registry knows.
+    """
+    held = set(held)
+    models = sorted({model for model, _ in held})
+    problems = []
+    for name in dict.fromkeys(names):
+        if (name, layer) in held:
+            continue
+        layers = sorted(lay for model, lay in held if model == name)
+        if layers:
+            problems.append(
+                f"{store} holds no {layer!r} features of {name} (it holds: {', '.join(layers)}); "
+                f"featurize with --layers {layer} or pass --layer {layers[0]}"
+            )
+        else:
+            problems.append(
+                f"{store} holds no features of {name!r}{did_you_mean(name, models)} "
+                f"(it holds: {', '.join(models) or 'nothing'})"
+            )
     return problems

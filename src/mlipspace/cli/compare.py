@@ -84,11 +84,11 @@ def compare_command(
     from ..results import write_table
     from ..store import FeatureStore
     from ..study import thin_data_notes
-    from .inputs import check_names
+    from .inputs import check_stored
 
     names = _split_list(models)
-    check_names(names, [layer])
     fs = FeatureStore(store, mode="r")
+    check_stored(fs, names, layer, store)
     engine = None
     if scheduler is not None:
         from ..distributed import DaskEngine

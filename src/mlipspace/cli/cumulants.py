@@ -38,13 +38,13 @@ def cumulants_command(
     from ..results import CumulantFiles
     from ..store import FeatureStore
     from ..study import thin_data_notes
-    from .inputs import check_names, split_names
+    from .inputs import check_stored, split_names
 
     files = CumulantFiles(out_dir)
     if not model and not models:
         raise typer.BadParameter("give --model (order table) and/or --models (cross-model table)")
-    check_names([*([model] if model else []), *split_names(models)], [layer])
     fs = FeatureStore(store, mode="r")
+    check_stored(fs, [*([model] if model else []), *split_names(models)], layer, store)
     measure_list = [m.strip() for m in measures.split(",") if m.strip()]
     if model:
         with console.status(f"{model}/{layer}: cumulant orders") as status:

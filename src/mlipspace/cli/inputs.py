@@ -5,7 +5,7 @@ loads or any store is created."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -78,3 +78,15 @@ def check_names(models: Sequence[str], layers: Sequence[str] = ()) -> None:
     problems = check_model_names(models, layers)
     if problems:
         raise ParameterError("; ".join(problems))
+
+
+def check_stored(fs: Any, models: Sequence[str], layer: str, store: Any) -> None:
+    """Stop, before any analysis, with every model whose ``layer`` the store lacks."""
+    from ..errors import StoreError
+    from ..studyfile import check_stored_names
+
+    if not models:
+        raise ParameterError(f"give at least one model (`mlipspace store info {store}` lists them)")
+    problems = check_stored_names(fs.entries(), models, layer, str(store))
+    if problems:
+        raise StoreError("; ".join(problems))

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from .app import app, console, out
-from .inputs import SkipBadOption, check_names, read_input, split_names
+from .inputs import SkipBadOption, check_names, check_stored, read_input, split_names
 
 
 @app.command(
@@ -90,11 +90,12 @@ def platonic_command(
     if ctx.args and not structures:
         raise ParameterError(f"unexpected arguments {ctx.args}; structures go after --structures")
     names = split_names(models)
-    check_names([*names, anchor_model], [layer])
     if diagnostics and not sources:
         raise ParameterError("--diagnostics needs --structures (the diagnostics rerun the models)")
     fs = FeatureStore(store, mode="r")
-    _check_stored(fs, [*names, anchor_model], layer, store)
+    check_stored(fs, [*names, anchor_model], layer, store)
+    if diagnostics:
+        check_names(names)  # the diagnostics rerun the models: they must be registered
     atoms = read_input(sources, skip_bad, deduplicate=False) if sources else None
     say = console.print
     stale = remove_stale_diagnostics(PlatonicFiles(out_dir).diagnostics.folder, diagnostics)
@@ -142,21 +143,6 @@ def platonic_command(
     else:
         print_summary(summary)
     console.print(f"tables and figures written to {out_dir} (summary.json holds every number)")
-
-
-def _check_stored(fs: Any, names: list[str], layer: str, store: Path) -> None:
-    """Stop, before any analysis, when a model's layer is not in the store."""
-    from ..errors import StoreError
-
-    held = set(fs.entries())
-    missing = [m for m in dict.fromkeys(names) if (m, layer) not in held]
-    if missing:
-        have = sorted({lay for m, lay in held if m in names}) or ["nothing"]
-        raise StoreError(
-            f"{store} holds no {layer!r} features of {', '.join(missing)} (it holds: "
-            f"{', '.join(have)}); featurize with --layers ll,{layer} or pass --layer "
-            f"{have[0] if have != ['nothing'] else 'll'}"
-        )
 
 
 def print_summary(summary: dict[str, Any]) -> None:

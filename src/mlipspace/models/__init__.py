@@ -17,6 +17,7 @@ from .registry import (
     register,
     related_by_construction,
     resolve,
+    unregister,
 )
 from .torch_base import Capture, ForwardResult, TorchAdapter
 
@@ -40,4 +41,5 @@ __all__ = [
     "register",
     "related_by_construction",
     "resolve",
+    "unregister",
 ]

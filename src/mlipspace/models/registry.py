@@ -37,6 +37,11 @@ def register(spec: ModelSpec) -> None:
     _SPECS[spec.name] = spec
 
 
+def unregister(name: str) -> None:
+    """Remove a registered model spec (no error when the name is not registered)."""
+    _SPECS.pop(name, None)
+
+
 def _load_all() -> None:
     global _LOADED
     if _LOADED:
