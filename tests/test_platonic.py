@@ -204,6 +204,29 @@ def test_run_platonic_writes_everything(synthetic_store, tmp_path):
 # ------------------------------------------------------------------ issue 16: like for like
 
 
+def test_uncentred_transport_reuses_raw_gw_on_the_same_atoms(synthetic_store):
+    from mlipspace.errors import MetricInputError
+    from mlipspace.platonic.space import reprojected, subspace
+
+    store, _ = synthetic_store
+    space = common_space_from_store(store, ["model-a", "model-b", "mace-random:0"], n_anchors=64)
+    pairs, _ = transport_agreement(space, n_atoms=80)
+    uncentred = reprojected(subspace(space, ["model-a", "model-b"]), "none", False)
+    reused, _ = transport_agreement(uncentred, n_atoms=80, raw_from=pairs)
+    fresh, _ = transport_agreement(uncentred, n_atoms=80)
+    # the raw spaces do not depend on the projection: the reused GW equals a fresh run
+    cols = sorted(c for c in fresh if c.startswith("gw_raw"))
+    assert cols and sorted(c for c in reused if c.startswith("gw_raw")) == cols
+    merged = reused.merge(fresh, on=["source", "target"], suffixes=("", "_fresh"))
+    for c in cols:
+        np.testing.assert_allclose(merged[c], merged[f"{c}_fresh"])
+    assert reused.attrs["rows"] == pairs.attrs["rows"]
+    key = ("model-a", "model-b", "gw_raw_equivalent")
+    assert reused.attrs["hits"][key] == pairs.attrs["hits"][key]
+    with pytest.raises(MetricInputError, match="other atoms"):
+        transport_agreement(uncentred, n_atoms=60, raw_from=pairs)
+
+
 def test_symmetry_equivalent_atoms_count_as_correct(synthetic_store):
     from mlipspace.diagnostics.symmetry import equivalent_sites
     from mlipspace.platonic.equivalence import equivalence_classes, orbit_labels
@@ -307,6 +330,29 @@ def test_t1_raw_correspondence_against_a_permutation_null():
     assert abs(stat) < 0.1 and p > 0.05
 
 
+def test_t1_identity_map_against_a_procrustes_map_on_held_out_atoms():
+    from mlipspace.platonic.claims import procrustes_gain
+
+    rng = np.random.default_rng(0)
+    E = rng.normal(size=(600, 12)) @ rng.normal(size=(12, 12)) + 4.0
+    fit, held = np.arange(300), np.arange(300, 600)
+    # a rotated copy: the identity map fails, a rotation fitted elsewhere recovers every atom
+    Q = np.linalg.qr(rng.normal(size=(12, 12)))[0]
+    identity, procrustes = procrustes_gain(E, E @ Q, fit, held)
+    np.testing.assert_allclose(procrustes, 1.0, atol=1e-6)
+    assert identity.mean() < 0.5
+    # equal coordinates: nothing to gain
+    identity, procrustes = procrustes_gain(E, 2 * E + 1, fit, held)
+    np.testing.assert_allclose(identity, 1.0, atol=1e-9)
+    np.testing.assert_allclose(procrustes, 1.0, atol=1e-6)
+    # unrelated models: a map fitted on other atoms does not carry over
+    identity, procrustes = procrustes_gain(E, rng.normal(size=(600, 12)), fit, held)
+    assert abs(identity.mean()) < 0.1 and abs(procrustes.mean()) < 0.15
+    # unequal widths: no identity map, Procrustes still defined (zero padding)
+    identity, procrustes = procrustes_gain(E, (E @ Q)[:, :8], fit, held)
+    assert np.isnan(identity).all() and procrustes.mean() > 0.5
+
+
 def test_model_facts_come_from_the_cards():
     from mlipspace.models import ModelCard, ModelSpec, register
     from mlipspace.platonic.facts import (
@@ -375,3 +421,20 @@ def test_claims_carry_intervals_thresholds_and_subsets(synthetic_store, tmp_path
     # the bulk rows are bulk crystals only
     bulk = pd.read_csv(tmp_path / "transport_bulk.csv")
     assert (bulk.n_atoms <= 120).all()
+    # T1 twice: the dimension-permutation null and the held-out Procrustes map, with verdicts
+    t1 = claims[claims.test == "T1"]
+    assert len(t1) == 2 and t1.claim.str.contains("Procrustes").sum() == 1
+    procrustes = t1[t1.claim.str.contains("Procrustes")].iloc[0]
+    assert procrustes.threshold_source == "toolkit"
+    # model-b is model-a rotated: a map fitted on other structures beats the identity
+    assert procrustes.holds == "True" and float(procrustes.ci_low) > 0.3
+    # every transport and stitching figure under the uncentred projection too, same atoms
+    for test, name in (("T5", "transport"), ("T6", "stitching")):
+        uncentred = pd.read_csv(tmp_path / f"{name}_uncentred.csv")
+        default = pd.read_csv(tmp_path / f"{name}.csv")
+        assert set(uncentred.columns) == set(default.columns), name
+        size = "n_atoms" if test == "T5" else "n_test"
+        assert (uncentred[size] == default[size].iloc[0]).all(), name
+        rows = claims[(claims.test == test) & (claims.subset == "all, uncentred projection")]
+        assert len(rows) == 1 and rows.iloc[0].threshold != "", test
+    assert (claims.subset == "all, uncentred projection").sum() == 3  # T2, T5, T6

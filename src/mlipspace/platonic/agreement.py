@@ -21,6 +21,7 @@ from scipy.linalg import orthogonal_procrustes
 from threadpoolctl import threadpool_limits
 
 from ..anchors.projection import unit_rows
+from ..errors import MetricInputError
 from ..metrics import similarity as sim
 from ..transport import cost_matrix, transport_plan, w2_distance
 from .space import CommonSpace
@@ -189,6 +190,7 @@ def transport_agreement(
     rows: np.ndarray | None = None,
     orbits: np.ndarray | None = None,
     gw: bool = True,
+    raw_from: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Optimal transport between models: exact and entropic OT in the common space, and
     Gromov–Wasserstein on the raw spaces and on the common space, all on the same atoms.
@@ -206,6 +208,10 @@ def transport_agreement(
     The equivalence classes are those of the pair: atoms that both models' raw features
     cannot tell apart, or that share an orbit.
 
+    ``raw_from``: a table this function returned for the same atoms under another
+    projection; its raw-space GW results are reused (the raw spaces do not depend on the
+    projection) instead of being computed again.
+
     Returns
     -------
     pairs : DataFrame
@@ -220,6 +226,8 @@ def transport_agreement(
     from .equivalence import equivalence_classes
 
     rows_idx = space.evaluation_rows(n_atoms, random_state, rows)
+    if raw_from is not None and not np.array_equal(raw_from.attrs.get("rows"), rows_idx):
+        raise MetricInputError("raw_from was computed on other atoms than this comparison")
     shared = {
         "": np.arange(len(rows_idx)),
         "_class": space.near_duplicate_class()[rows_idx],
@@ -251,10 +259,11 @@ def transport_agreement(
                 ZA, ZB, method="sinkhorn", reg=0.05, num_iter_max=1000, cost=C
             ),
         }
-        if gw:
+        if gw and raw_from is None:
             plans["gw_raw"] = gromov_wasserstein_plan(
                 space.E[a][rows_idx], space.E[b][rows_idx][perm]
             )
+        if gw:
             plans["gw_z"] = gromov_wasserstein_plan(ZA, ZB)
         out = []
         for src, tgt, axis, src_of, tgt_of in ((a, b, 1, None, perm), (b, a, 0, perm, None)):
@@ -291,4 +300,23 @@ def transport_agreement(
     table = pd.DataFrame(out)
     table.attrs["rows"] = rows_idx.tolist()  # lists: pandas compares attrs of frames
     table.attrs["hits"] = {k: v.tolist() for k, v in hits.items()}
+    if raw_from is not None and gw:
+        table = _with_raw_gw(table, raw_from)
     return table, w2
+
+
+def _with_raw_gw(table: pd.DataFrame, raw_from: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with the raw-space GW columns and per-atom hits of ``raw_from`` (same atoms)."""
+    columns = [c for c in raw_from if c.startswith("gw_raw")]
+    merged = table.merge(raw_from[["source", "target", *columns]], on=["source", "target"])
+    merged.attrs = dict(table.attrs)
+    pairs = set(zip(table.source, table.target, strict=True))
+    merged.attrs["hits"] = {
+        **table.attrs["hits"],
+        **{
+            key: hit
+            for key, hit in raw_from.attrs["hits"].items()
+            if key[2].startswith("gw_raw") and key[:2] in pairs
+        },
+    }
+    return merged

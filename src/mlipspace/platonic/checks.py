@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from itertools import combinations
 
 import numpy as np
@@ -28,16 +29,43 @@ from .verdicts import (
 
 
 def boot(
-    values: np.ndarray, space: CommonSpace, rows: np.ndarray, den=None, seed: int = 0
+    values: np.ndarray,
+    space: CommonSpace,
+    rows: np.ndarray,
+    den: np.ndarray | None = None,
+    random_state: int = 0,
 ) -> Figure:
     """:func:`structure_bootstrap` of per-atom ``values`` on ``rows`` of ``space``."""
-    return structure_bootstrap(values, space.atoms.structure_index[rows], den, random_state=seed)
+    return structure_bootstrap(
+        values, space.atoms.structure_index[rows], den, random_state=random_state
+    )
+
+
+#: the ``subset`` of the claims rows taken on the uncentred, unscaled projection (the same
+#: atoms as ``all``)
+UNCENTRED = "all, uncentred projection"
 
 
 def subsets(space: CommonSpace, rows: np.ndarray) -> list[tuple[str, np.ndarray]]:
     """The sample (``all``) and its atoms in ideal bulk crystals."""
     bulk = np.intersect1d(rows, space.bulk_rows())
     return [("all", rows), ("bulk crystals", bulk)]
+
+
+def per_subset(
+    one: Callable[..., dict],
+    tables: dict[str, pd.DataFrame | None],
+    trained: list[str],
+    space: CommonSpace,
+    random_state: int = 0,
+) -> list[dict]:
+    """``one(table, trained, space, subset, random_state)`` for every subset whose table was
+    computed (``None`` or empty: skipped, e.g. no bulk crystals in a user's data)."""
+    return [
+        one(table, trained, space, subset, random_state)
+        for subset, table in tables.items()
+        if table is not None and len(table)
+    ]
 
 
 def _pair_hits(table: pd.DataFrame, trained: list[str], key: str) -> np.ndarray | None:
@@ -48,7 +76,7 @@ def _pair_hits(table: pd.DataFrame, trained: list[str], key: str) -> np.ndarray 
 
 
 def _t5_one(
-    ot_pairs: pd.DataFrame, trained: list[str], space: CommonSpace, subset: str, seed: int
+    ot_pairs: pd.DataFrame, trained: list[str], space: CommonSpace, subset: str, random_state: int
 ) -> dict:
     claim = (
         "exact EMD in the common space matches atoms far above chance, and better than GW on "
@@ -78,11 +106,11 @@ def _t5_one(
     chance = {k: float(pairs[k].iloc[0]) for k in ("chance", "chance_equivalent", "chance_element")}
     emd = _pair_hits(ot_pairs, trained, "emd_equivalent")
     gw = _pair_hits(ot_pairs, trained, "gw_raw_equivalent")
-    fig = boot(emd, space, rows, seed=seed)
+    fig = boot(emd, space, rows, random_state=random_state)
     verdicts = [decide(fig, 10 * chance["chance_equivalent"])]
     diff = None
     if gw is not None:
-        diff = boot(emd - gw, space, rows, seed=seed)
+        diff = boot(emd - gw, space, rows, random_state=random_state)
         verdicts.append(decide(diff, 0.0))
     return _row(
         "T5",
@@ -102,16 +130,15 @@ def _t5_one(
 
 
 def _t5(
-    ot_pairs: pd.DataFrame,
+    transport: dict[str, pd.DataFrame | None],
     w2: pd.DataFrame,
     trained: list[str],
     space: CommonSpace,
-    ot_bulk: pd.DataFrame | None = None,
     random_state: int = 0,
 ) -> list[dict]:
-    rows = [_t5_one(ot_pairs, trained, space, "all", random_state)]
-    if ot_bulk is not None:
-        rows.append(_t5_one(ot_bulk, trained, space, "bulk crystals", random_state))
+    """T5 on every subset of ``transport`` (subset → :func:`transport_agreement` table),
+    then the W2 family check."""
+    rows = per_subset(_t5_one, transport, trained, space, random_state)
     sub = w2.loc[trained, trained].to_numpy(dtype=float, copy=True)
     np.fill_diagonal(sub, np.inf)
     checks = []
@@ -142,7 +169,7 @@ def _t5(
 
 
 def _t6_one(
-    stitched: pd.DataFrame, trained: list[str], space: CommonSpace, subset: str, seed: int
+    stitched: pd.DataFrame, trained: list[str], space: CommonSpace, subset: str, random_state: int
 ) -> dict:
     claim = (
         "a head trained on one model's common-space coordinates works zero-shot on another, "
@@ -182,13 +209,13 @@ def _t6_one(
         return np.stack(per)  # labels × atoms, NaN where a label is undefined
 
     zs, im, raw = hits("zero_shot"), hits("in_model"), hits("raw")
-    keep = boot(np.nansum(zs, 0), space, rows, np.nansum(im, 0), seed)
-    vs_raw = boot(np.nanmean(zs - raw, 0), space, rows, seed=seed)
+    keep = boot(np.nansum(zs, 0), space, rows, np.nansum(im, 0), random_state)
+    vs_raw = boot(np.nanmean(zs - raw, 0), space, rows, random_state=random_state)
     verdicts = [decide(keep, 0.7), decide(vs_raw, 0.0)]
     control_text = "no shuffled-anchor control"
     if shuffled:
         ctl = hits("zero_shot", trained, shuffled)
-        vs_ctl = boot(np.nanmean(zs - ctl, 0), space, rows, seed=seed)
+        vs_ctl = boot(np.nanmean(zs - ctl, 0), space, rows, random_state=random_state)
         verdicts.append(decide(vs_ctl, 0.0))
         control_text = f"zero-shot minus shuffled-anchor control {vs_ctl.text()}"
     return _row(
@@ -202,19 +229,6 @@ def _t6_one(
         figure=keep,
         subset=subset,
     )
-
-
-def _t6(
-    stitched: pd.DataFrame,
-    trained: list[str],
-    space: CommonSpace,
-    stitched_bulk: pd.DataFrame | None = None,
-    random_state: int = 0,
-) -> list[dict]:
-    rows = [_t6_one(stitched, trained, space, "all", random_state)]
-    if stitched_bulk is not None and len(stitched_bulk):
-        rows.append(_t6_one(stitched_bulk, trained, space, "bulk crystals", random_state))
-    return rows
 
 
 def _t7(arithmetic: dict | None) -> dict:

@@ -24,13 +24,12 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from ..errors import MlipspaceError
-from .checks import _t5, _t6, _t7, _t8, _t9, _t10
-from .checks import boot as _boot
+from .checks import UNCENTRED, _t5, _t6_one, _t7, _t8, _t9, _t10, boot, per_subset
 from .checks import subsets as _subsets
 from .chemistry import element_group
 from .facts import model_relation, pair_relation
 from .robustness import core_agreement, robustness
-from .space import CommonSpace, is_control
+from .space import CommonSpace, is_control, reprojected
 from .verdicts import (
     ALPHA,
     COLUMNS,
@@ -53,6 +52,7 @@ __all__ = [
     "evaluate_claims",
     "model_relation",
     "pair_relation",
+    "procrustes_gain",
     "raw_correspondence",
     "robustness",
 ]
@@ -128,48 +128,132 @@ def raw_correspondence(
     return statistic, float(null.mean()), p
 
 
-def _t1(space: CommonSpace, trained: list[str], random_state: int = 0) -> dict:
+def procrustes_gain(
+    EA: np.ndarray, EB: np.ndarray, fit: np.ndarray, held: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Identity map against an orthogonal Procrustes map, on held-out atoms.
+
+    Each model is centred on the mean of its ``fit`` rows (its own statistics, no labels:
+    the offsets of positive activations would otherwise make any two models look alike);
+    rows are then scaled to unit length and zero-padded to the wider model's width. Columns
+    are not scaled one by one, which would break the invariance to rotations. The Procrustes rotation ``R`` (A → B) is fitted on the ``fit`` rows only
+    (:func:`scipy.linalg.orthogonal_procrustes`) and both maps are scored on the ``held``
+    rows, so that a map which only memorises its fit atoms gains nothing.
+
+    Returns
+    -------
+    identity, procrustes : ndarray of shape (len(held),)
+        Per held-out atom, ``cos(a_i, b_i)`` under the identity map (NaN where the widths
+        differ: no identity exists) and ``cos(a_i R, b_i)``.
+    """
+    from scipy.linalg import orthogonal_procrustes
+
+    from ..anchors.projection import unit_rows
+
+    A, B = np.asarray(EA, np.float64), np.asarray(EB, np.float64)
+    width = max(A.shape[1], B.shape[1])
+
+    def prepared(X: np.ndarray) -> np.ndarray:
+        centred = X - X[fit].mean(axis=0)
+        return unit_rows(np.pad(centred, ((0, 0), (0, width - X.shape[1]))))
+
+    PA, PB = prepared(A), prepared(B)
+    R, _ = orthogonal_procrustes(PA[fit], PB[fit])
+    procrustes = np.sum((PA[held] @ R) * PB[held], axis=1)
+    identity = np.sum(PA[held] * PB[held], axis=1)
+    if A.shape[1] != B.shape[1]:
+        identity = np.full(len(held), np.nan)
+    return identity, procrustes
+
+
+def _t1_procrustes(
+    space: CommonSpace, pairs: list[tuple[str, str]], rows: np.ndarray, random_state: int
+) -> dict:
+    """T1, second variant: a Procrustes map fitted on half the structures beats the identity
+    map on the other half (per held-out atom, averaged over the unrelated equal-width
+    pairs; interval over structures)."""
+    from .chemistry import group_split
+
+    claim = (
+        "raw spaces are incompatible: a Procrustes map fitted on other structures aligns "
+        "held-out atoms better than the identity map"
+    )
+    threshold = "Procrustes − identity held-out cosine > 0 (whole 95% CI)"
+    fit, held = group_split(rows, space.parent_groups(), random_state)
+    if not pairs or len(held) < MIN_ATOMS or len(fit) < MIN_ATOMS:
+        why = "no unrelated pair of equal width" if not pairs else f"fewer than {MIN_ATOMS} atoms"
+        return _row("T1", claim, f"{len(fit)} fit and {len(held)} held-out atoms", None, why,
+                    threshold=threshold)  # fmt: skip
+    index = {r: i for i, r in enumerate(rows)}
+    fit_i, held_i = [index[r] for r in fit], [index[r] for r in held]
+    gains = [procrustes_gain(space.E[a][rows], space.E[b][rows], fit_i, held_i) for a, b in pairs]
+    identity = np.mean([g[0] for g in gains], axis=0)
+    procrustes = np.mean([g[1] for g in gains], axis=0)
+    gain = boot(procrustes - identity, space, held, random_state=random_state)
+    return _row(
+        "T1",
+        claim,
+        f"{len(pairs)} unrelated equal-width pairs, {len(held)} held-out atoms (split by parent "
+        f"structure): cos under the identity map {_fmt(identity.mean())}, under the Procrustes "
+        f"map {_fmt(procrustes.mean())}; gain {gain.text()}",
+        decide(gain, 0.0),
+        "each model centred on its own mean over the fit atoms",
+        threshold=threshold,
+        figure=gain,
+    )
+
+
+def _t1(space: CommonSpace, trained: list[str], random_state: int = 0) -> list[dict]:
     claim = "raw spaces are incompatible: under the identity map the dimensions do not correspond"
     rows = space.evaluation_rows(2000, random_state)
     equal = [
         (a, b) for a, b in combinations(trained, 2) if space.E[a].shape[1] == space.E[b].shape[1]
     ]
     unequal = sum(space.E[a].shape[1] != space.E[b].shape[1] for a, b in combinations(trained, 2))
-    results, related = {}, {}
+    results, related, unrelated = {}, {}, []
     for a, b in equal:
         stat = raw_correspondence(space.E[a][rows], space.E[b][rows], random_state=random_state)
         kind = model_relation(a, b)
         (related if kind else results)[f"{a}/{b}"] = (*stat, kind)
+        if not kind:
+            unrelated.append((a, b))
+    procrustes = _t1_procrustes(space, unrelated, rows, random_state)
     note = "; ".join(
         f"{k} ({v[3]}, from the model cards): corr {_fmt(v[0])}, p {_fmt(v[2])}"
         for k, v in related.items()
     )
     threshold = f"p ≥ {ALPHA}/n_pairs (Bonferroni) for every unrelated pair"
     if not results:
-        return _row(
-            "T1",
-            claim,
-            f"{unequal} pairs of unequal width cannot be compared at all",
-            None,
-            note or "no unrelated pair of equal width",
-            threshold=threshold,
-        )
+        return [
+            _row(
+                "T1",
+                claim,
+                f"{unequal} pairs of unequal width cannot be compared at all",
+                None,
+                note or "no unrelated pair of equal width",
+                threshold=threshold,
+            ),
+            procrustes,
+        ]
     cut = ALPHA / len(results)
     significant = [k for k, v in results.items() if v[2] < cut]
     mean_stat = float(np.mean([v[0] for v in results.values()]))
-    return _row(
-        "T1",
-        claim,
-        f"{len(results)} unrelated equal-width pairs: identity-map centred per-dimension "
-        f"correlation mean {_fmt(mean_stat)} vs dimension-permutation null mean "
-        f"{_fmt(np.mean([v[1] for v in results.values()]))}; {len(significant)} pair(s) "
-        f"correspond above the null{': ' + ', '.join(significant) if significant else ''}; "
-        f"{unequal} pairs of unequal width",
-        not significant,
-        note,
-        threshold=threshold,
-        figure=Figure(mean_stat, np.nan, np.nan),
-    )
+    return [
+        _row(
+            "T1",
+            claim,
+            f"{len(results)} unrelated equal-width pairs: identity-map centred per-dimension "
+            f"correlation mean {_fmt(mean_stat)} vs dimension-permutation null mean "
+            f"{_fmt(np.mean([v[1] for v in results.values()]))}; {len(significant)} pair(s) "
+            f"correspond above the null{': ' + ', '.join(significant) if significant else ''}; "
+            f"{unequal} pairs of unequal width",
+            not significant,
+            note,
+            threshold=threshold,
+            figure=Figure(mean_stat, np.nan, np.nan),
+        ),
+        procrustes,
+    ]
 
 
 def _t2(
@@ -189,18 +273,21 @@ def _t2(
     rows = agreement.attrs.get("rows")
     rows = space.evaluation_rows(2000, random_state) if rows is None else np.asarray(rows)
     out = []
-    for subset, sub_rows in _subsets(space, rows):
+    # the same atoms under the uncentred, unscaled projection too, judged the same way
+    variants = [(subset, space, r) for subset, r in _subsets(space, rows)]
+    variants.append((UNCENTRED, reprojected(space, "none", False), rows))
+    for subset, projected, sub_rows in variants:
         if len(sub_rows) < MIN_ATOMS:
             out.append(
                 _row("T2", claim, f"{len(sub_rows)} atoms", None, f"fewer than {MIN_ATOMS} atoms",
                      threshold=threshold, subset=subset)
             )  # fmt: skip
             continue
-        hits = _retrieval_hits(space, trained, sub_rows)
+        hits = _retrieval_hits(projected, trained, sub_rows)
         chance = 10.0 / len(sub_rows)
-        top10 = _boot(hits["top10"], space, sub_rows, seed=random_state)
-        element = _boot(hits["element"], space, sub_rows, seed=random_state)
-        cosine = _boot(hits["cosine"], space, sub_rows, seed=random_state)
+        top10 = boot(hits["top10"], space, sub_rows, random_state=random_state)
+        element = boot(hits["element"], space, sub_rows, random_state=random_state)
+        cosine = boot(hits["cosine"], space, sub_rows, random_state=random_state)
         evidence = (
             f"{len(sub_rows)} atoms; top-10 {top10.text()} vs chance {_fmt(chance)}; same "
             f"element {element.text()}; cos {cosine.text()}"
@@ -217,8 +304,8 @@ def _t2(
                 claim,
                 evidence,
                 combine([decide(top10, 10 * chance), decide(element, 0.9)]),
-                f"{space.settings.get('center', '')}-centred"
-                f"{', standardised' if space.settings.get('standardize') else ''} projection; "
+                f"{projected.settings.get('center', '')}-centred"
+                f"{', standardised' if projected.settings.get('standardize') else ''} projection; "
                 "the estimate is the top-10 rate",
                 threshold=threshold,
                 figure=top10,
@@ -321,13 +408,18 @@ def evaluate_claims(
     agreement_uncentred: pd.DataFrame | None = None,
     ot_bulk: pd.DataFrame | None = None,
     stitched_bulk: pd.DataFrame | None = None,
+    ot_uncentred: pd.DataFrame | None = None,
+    stitched_uncentred: pd.DataFrame | None = None,
     random_state: int = 0,
 ) -> pd.DataFrame:
     """The table of checks T0–T10 from the outputs of :func:`run_platonic`.
 
     ``agreement_uncentred``: :func:`pair_agreement` on the uncentred projection, quoted
     beside the default's figures; ``ot_bulk`` and ``stitched_bulk``: transport and
-    stitching on the ideal bulk crystals alone (rows with ``subset = "bulk crystals"``).
+    stitching on the ideal bulk crystals alone (rows with ``subset = "bulk crystals"``);
+    ``ot_uncentred`` and ``stitched_uncentred``: transport and stitching on the same atoms
+    under the uncentred, unscaled projection (rows with ``subset`` :data:`UNCENTRED`, as
+    for T2, whose uncentred row is computed here).
 
     Returns
     -------
@@ -339,12 +431,24 @@ def evaluate_claims(
     """
     trained = [m for m in space.models if not is_control(m)]
     rows = [
-        _t1(space, trained, random_state),
+        *_t1(space, trained, random_state),
         *_t2(agreement, trained, space, agreement_uncentred, random_state),
         _t3(agreement, trained, stitched),
         _t4(space, trained),
-        *_t5(ot_pairs, w2, trained, space, ot_bulk, random_state),
-        *_t6(stitched, trained, space, stitched_bulk, random_state),
+        *_t5(
+            {"all": ot_pairs, "bulk crystals": ot_bulk, UNCENTRED: ot_uncentred},
+            w2,
+            trained,
+            space,
+            random_state,
+        ),
+        *per_subset(
+            _t6_one,
+            {"all": stitched, "bulk crystals": stitched_bulk, UNCENTRED: stitched_uncentred},
+            trained,
+            space,
+            random_state,
+        ),
         _t7(arithmetic),
         *_t8(space, atypical, bias, list(fine_tunes), trained),
         *_t9(diagnostics),

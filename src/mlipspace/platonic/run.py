@@ -34,6 +34,7 @@ from .space import (
     common_space_from_store,
     is_control,
     reprojected,
+    subspace,
     with_controls,
 )
 
@@ -187,6 +188,17 @@ def _analyses(
         ot_bulk = None
     else:
         files.write_csv(ot_bulk, files.TRANSPORT_BULK)
+    ot_uncentred = None
+    if len(trained) >= 2:  # the same atoms, trained models, uncentred projection
+        say("optimal transport, uncentred projection")
+        ot_uncentred, _ = transport_agreement(
+            reprojected(subspace(space, trained), "none", False),
+            n_atoms=ot_atoms,
+            random_state=seed,
+            orbits=orbits,
+            raw_from=ot_pairs,
+        )
+        files.write_csv(ot_uncentred, files.TRANSPORT_UNCENTRED)
     files.write_csv(w2, files.W2, index=True)
     # controls included, for scale
     save_dendrogram(
@@ -249,6 +261,10 @@ def _analyses(
         stitched_bulk = None
     else:
         files.write_csv(stitched_bulk, files.STITCHING_BULK)
+    stitched_uncentred = stitching(
+        reprojected(space, "none", False), labels, n_atoms=n_stitch, random_state=seed
+    )
+    files.write_csv(stitched_uncentred, files.STITCHING_UNCENTRED)
 
     summary = {
         "settings": {
@@ -286,6 +302,8 @@ def _analyses(
         "agreement_uncentred": uncentred,
         "ot_bulk": ot_bulk,
         "stitched_bulk": stitched_bulk,
+        "ot_uncentred": ot_uncentred,
+        "stitched_uncentred": stitched_uncentred,
     }
     summary["uncentred_pairs"] = _pair_summary(uncentred, trained)
     return summary, (agreement, ot_pairs, w2, stitched, bias, atypical_table), extra

@@ -354,6 +354,20 @@ def reprojected(
     return CommonSpace(Z=Z, E=space.E, atoms=space.atoms, anchor_rows=rows, settings=settings)
 
 
+def subspace(space: CommonSpace, models: Sequence[str]) -> CommonSpace:
+    """The same space with ``models`` only (same atoms, anchors and settings)."""
+    missing = [m for m in models if m not in space.Z]
+    if missing:
+        raise MetricInputError(f"{missing} are not models of the common space")
+    return CommonSpace(
+        Z={m: space.Z[m] for m in models},
+        E={m: space.E[m] for m in models},
+        atoms=space.atoms,
+        anchor_rows=space.anchor_rows,
+        settings=dict(space.settings),
+    )
+
+
 def with_controls(
     space: CommonSpace, shuffled: Sequence[str] = (), random_state: int = 0
 ) -> CommonSpace:
