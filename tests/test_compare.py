@@ -249,6 +249,36 @@ def test_compare_permutation_null(store):
     assert cell.loc[("gfre", "wide", "narrow"), "null_mean"] == pytest.approx(np.mean(null))
 
 
+def test_compare_p_values_follow_each_measures_direction(store):
+    # every cell's p-value is (1 + #{null at least as extreme}) / (1 + N), with the null
+    # recomputed here on the permuted target: <= for GFRD (lower is better), >= for CKA
+    from mlipspace.metrics import cka, gfrd
+    from mlipspace.metrics.calibration import permutation_indices
+
+    fs, _ = store
+    names = ["narrow", "noise"]
+    df = compare(fs, names, measures=("gfrd", "cka"), n_test=150, n_permutations=19, seed=2)
+    tables = {k[0]: v for k, v in fs.aligned([(m, "ll") for m in names]).items()}
+    A, B = tables["narrow"].X, tables["noise"].X
+    train, test = stratified_split(tables["narrow"].subset, n_test=150, seed=2)
+    perms, _ = permutation_indices(
+        len(A), 19, np.random.SeedSequence(2).spawn(3)[0], tables["narrow"].structure_hash
+    )
+    cell = df.set_index(["measure", "source", "target"])
+    nulls = {
+        ("gfrd", "narrow", "noise"): [gfrd(A, B[p], train, test) for p in perms],
+        ("gfrd", "noise", "narrow"): [gfrd(B, A[p], train, test) for p in perms],
+        ("cka", "narrow", "noise"): [cka(A[test], B[p[test]]) for p in perms],
+    }
+    for key, null in nulls.items():
+        null, value = np.array(null), cell.loc[key, "value"]
+        np.testing.assert_allclose(cell.loc[key, "null_mean"], null.mean(), rtol=1e-10)
+        as_extreme = null >= value if key[0] == "cka" else null <= value
+        reverse = null <= value if key[0] == "cka" else null >= value
+        assert cell.loc[key, "p_value"] == (1 + np.count_nonzero(as_extreme)) / 20, key
+        assert np.count_nonzero(as_extreme) != np.count_nonzero(reverse), key
+
+
 def test_compare_structure_bootstrap_interval(store):
     fs, _ = store
     df = compare(

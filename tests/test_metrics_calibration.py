@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from functools import partial
 
 import numpy as np
@@ -13,6 +14,7 @@ from mlipspace.metrics import (
     MEASURE_INFO,
     MEASURES,
     cka,
+    gfrd,
     gfre,
     higher_is_similar,
     mutual_knn,
@@ -98,7 +100,7 @@ def test_independent_gaussians_do_not_beat_their_null(measure):
     assert res.null_mean == pytest.approx(res.null.mean())
 
 
-@pytest.mark.parametrize("measure", [m for m in MEASURES if m != "gfrd"])
+@pytest.mark.parametrize("measure", MEASURES)
 def test_rotated_copy_gives_the_smallest_p_value(measure):
     rng = np.random.default_rng(2)
     X = rng.standard_normal((80, 12))
@@ -139,6 +141,75 @@ def test_direction_is_read_from_the_measure_and_required_for_custom_callables():
     assert wrong.p_value > 0.9
     with pytest.raises(MetricInputError, match="higher_is_similar"):
         permutation_test(lambda a, b: 0.0, X, Y, n_permutations=9)
+
+
+def _every_arrangement(groups):
+    """Every permutation of whole units (rows of a structure stay together), as row orders."""
+    blocks = group_rows(groups)
+    return [
+        np.concatenate([blocks[b] for b in order])
+        for order in itertools.permutations(range(len(blocks)))
+    ]
+
+
+# tiny inputs whose null can be enumerated: 4 structures of 3 atoms (4! = 24 arrangements),
+# or 6 single atoms (6! = 720); each seeded draw is one of them
+ENUMERABLE = {"structures": np.repeat(np.arange(4), 3), "atoms": None}
+
+
+@pytest.mark.parametrize("units", sorted(ENUMERABLE))
+@pytest.mark.parametrize("related", [True, False], ids=["related", "unrelated"])
+@pytest.mark.parametrize("measure", ["gfrd", "procrustes", "cka", "rsa"])
+def test_p_value_is_one_plus_as_extreme_over_one_plus_n_in_the_measures_direction(
+    measure, related, units
+):
+    groups = ENUMERABLE[units]
+    n = 12 if groups is not None else 6
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((n, 3))
+    Y = rng.standard_normal((n, 4))
+    if related:  # an isometric embedding of X, slightly noisy: GFRD and Procrustes near 0
+        Y = X @ _rotation(4, 5)[:3] + 0.05 * Y
+    fn = measure_function(measure)
+    # the measure on every arrangement of Y's units, computed here directly
+    value = {
+        tuple(p): fn(X, Y[p])
+        for p in _every_arrangement(np.arange(n) if groups is None else groups)
+    }
+    score = value[tuple(range(n))]
+    res = permutation_test(measure, X, Y, n_permutations=29, random_state=1, groups=groups)
+    perms, movable = permutation_indices(n, 29, random_state=1, groups=groups)
+    null = np.array([value[tuple(p)] for p in perms])
+    np.testing.assert_allclose(res.null, null, rtol=1e-12)
+    assert res.score == score and movable == 1.0
+    # p = (1 + #{null at least as extreme}) / (n + 1), "as extreme" in the measure's direction:
+    # >= where higher is more similar (CKA, RSA), <= for an error or distance (GFRD, Procrustes)
+    higher = {"gfrd": False, "procrustes": False, "cka": True, "rsa": True}[measure]
+    assert res.higher_is_similar is higher
+    as_extreme = null >= score if higher else null <= score
+    assert res.p_value == (1 + np.count_nonzero(as_extreme)) / 30
+    reversed_p = (1 + np.count_nonzero(null <= score if higher else null >= score)) / 30
+    assert reversed_p != res.p_value  # the direction decides it on these data
+    if related and groups is not None:
+        # the true pairing beats every other arrangement: only the draws that leave every
+        # unit in place (ties with the score itself) count, whatever the direction's sign (on
+        # 6 atoms GFRD fits 3 features on 3 training rows and need not prefer the true pairing)
+        others = [v for key, v in value.items() if key != tuple(range(n))]
+        assert score > max(others) if higher else score < min(others)
+        in_place = sum(np.array_equal(p, np.arange(n)) for p in perms)
+        assert res.p_value == (1 + in_place) / 30
+
+
+def test_p_value_direction_of_a_function_is_that_of_its_name():
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((12, 3))
+    Y = rng.standard_normal((12, 4))
+    groups = ENUMERABLE["structures"]
+    for name, fn in (("gfrd", gfrd), ("cka", cka)):
+        by_name = permutation_test(name, X, Y, n_permutations=29, random_state=4, groups=groups)
+        by_fn = permutation_test(fn, X, Y, n_permutations=29, random_state=4, groups=groups)
+        assert by_fn.higher_is_similar == by_name.higher_is_similar == (name == "cka")
+        assert by_fn.p_value == by_name.p_value
 
 
 def test_p_value_counts_ties_and_has_its_floor():

@@ -155,6 +155,105 @@ def test_bad_parameters_are_named(name, call):
         call()
 
 
+# every measure's error on too few rows names the measure, its parameter and the numbers
+# (rows given, rows needed): one case per measure of the comparison, run as compare runs it
+TOO_FEW_ROWS = {
+    "gfre": (3, r"GFRE needs at least 4 samples for the default 50/50 split, got 3"),
+    "gfrd": (3, r"GFRD needs at least 4 samples for the default 50/50 split, got 3"),
+    "lfre": (3, r"LFRE needs at least 4 samples for the default 50/50 split, got 3"),
+    "cka": (1, r"linear CKA needs at least 2 samples, got 1"),
+    "cka_unbiased": (
+        3,
+        r"unbiased linear CKA needs at least 4 samples \(the unbiased HSIC\), got 3",
+    ),
+    "cka_rbf": (1, r"RBF CKA needs at least 2 samples, got 1"),
+    "mknn": (8, r"mutual kNN with k=10 needs at least 11 samples \(k \+ 1\), got 8"),
+    "cknna": (8, r"CKNNA with k=10 needs at least 11 samples \(k \+ 1\), got 8"),
+    "svcca": (8, r"SVCCA with cca_dim=10 needs at least 11 samples \(cca_dim \+ 1\), got 8"),
+    "procrustes": (1, r"the Procrustes distance needs at least 2 samples, got 1"),
+    "rsa": (2, r"RSA needs at least 3 samples \(3 pairwise distances to rank\), got 2"),
+}
+
+
+def test_every_measure_has_a_too_few_rows_case():
+    from mlipspace.metrics import MEASURES
+
+    assert set(TOO_FEW_ROWS) == set(MEASURES)
+
+
+@pytest.mark.parametrize("measure", sorted(TOO_FEW_ROWS))
+def test_too_few_rows_name_the_measure_and_the_numbers(measure):
+    from mlipspace.metrics.registry import measure_function
+
+    n, message = TOO_FEW_ROWS[measure]
+    X, Y = _pair(n, dx=12, dy=11)
+    with pytest.raises(MetricInputError, match=rf"^{message}$"):
+        measure_function(measure)(X, Y)
+
+
+TOO_FEW_ROWS_CALLS = [
+    (
+        lambda X, Y: sim.mutual_knn(X, Y, k=5),
+        r"mutual kNN with k=5 needs at least 6 samples \(k \+ 1\), got 5",
+    ),
+    (
+        lambda X, Y: sim.pointwise_mutual_knn(X, Y, k=7),
+        r"mutual kNN with k=7 needs at least 8 samples \(k \+ 1\), got 5",
+    ),
+    (
+        lambda X, Y: sim.cknna(X, Y, k=2),
+        None,  # 5 rows are enough for k=2: a number
+    ),
+    (
+        lambda X, Y: sim.cknna(X[:3], Y[:3], k=2),
+        r"CKNNA with k=2 needs at least 4 samples \(k \+ 1, and at least 4\), got 3",
+    ),
+    (
+        lambda X, Y: sim.cknna(X[:2], Y[:2], k=None),
+        r"CKNNA requires k >= 2, got k=1 \(k=None: every other row of 2 samples\)",
+    ),
+    (
+        lambda X, Y: sim.knn_indices(X, 5),
+        r"k-nearest neighbours with k=5 need at least 6 samples \(k \+ 1\), got 5",
+    ),
+    (
+        lambda X, Y: sim.svcca(X, Y, cca_dim=5),
+        r"SVCCA with cca_dim=5 needs at least 6 samples \(cca_dim \+ 1\), got 5",
+    ),
+    (
+        lambda X, Y: sim.svcca(X[:, :2], Y, cca_dim=3),
+        r"SVCCA: cca_dim=3 exceeds the smaller feature dimension \(2\)",
+    ),
+    (
+        lambda X, Y: rec.lfre(X, Y, n_local_points=6),
+        r"LFRE: X has 5 samples but n_local_points=6\. Must have at least n_local_points samples",
+    ),
+    (
+        lambda X, Y: rec.gfre(X, Y, train_idx=[0]),
+        r"GFRE needs at least 2 training samples, got 1 of 5",
+    ),
+    (
+        lambda X, Y: rec.gfrd(X, Y, train_idx=np.arange(5)),
+        r"GFRD: the test set is empty \(5 training of 5\)",
+    ),
+    (
+        lambda X, Y: rec.gfre_streamed(rec.iter_row_chunks(X[:3], Y[:3], 2), 3),
+        r"GFRE/GFRD needs at least 4 samples for the default 50/50 split, got 3",
+    ),
+]
+
+
+@pytest.mark.parametrize("index", range(len(TOO_FEW_ROWS_CALLS)))
+def test_too_few_rows_for_a_parameter_are_named(index):
+    call, message = TOO_FEW_ROWS_CALLS[index]
+    X, Y = _pair(5, dx=6, dy=5)
+    if message is None:
+        assert np.isfinite(call(X, Y))
+        return
+    with pytest.raises(MetricInputError, match=rf"^{message}$"):
+        call(X, Y)
+
+
 def test_streamed_chunks_of_unequal_width():
     X, Y = _pair(100)
     chunks = [(X[:50], Y[:50]), (X[50:, :5], Y[50:])]

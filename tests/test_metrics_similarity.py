@@ -171,7 +171,9 @@ def test_bad_input():
         sim.mutual_knn(Xn, Y)
     with pytest.raises(MetricInputError, match="all-zero rows"):
         sim.cka(np.zeros_like(X), Y)
-    with pytest.raises(MetricInputError, match="need at least 11 samples"):
+    with pytest.raises(
+        MetricInputError, match=r"mutual kNN with k=10 needs at least 11 samples \(k \+ 1\), got 5"
+    ):
         sim.mutual_knn(X[:5], Y[:5], k=10)
     with pytest.raises(MetricInputError, match="unknown kernel"):
         sim.cka(X, Y, kernel="poly")

@@ -344,7 +344,7 @@ def pointwise_lfre(
     X, Y = _pair(X, Y, chunk_rows)
     n = X.shape[0]
     k = local_points(n, n_local_points)
-    train, test = resolve_split(n, train_idx, test_idx)
+    train, test = resolve_split(n, train_idx, test_idx, "LFRE")
     if len(np.unique(train)) != len(train):
         # a training row given twice would be two candidates in memory, one shard row here
         raise MetricInputError("train_idx repeats rows; the Dask LFRE takes each row once")

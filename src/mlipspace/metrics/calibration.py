@@ -362,8 +362,16 @@ def bootstrap_draws(
         return np.array(out)
     if mode not in ("rows", "half"):
         raise MetricInputError(f"unknown bootstrap mode {mode!r}")
-    resamples = structure_resamples(groups, n_bootstrap, rng, half=mode == "half")
-    return np.array([float(fn(X[rows], Y[rows])) for rows in resamples])
+    draws = []
+    for rows in structure_resamples(groups, n_bootstrap, rng, half=mode == "half"):
+        try:
+            draws.append(float(fn(X[rows], Y[rows])))
+        except MetricInputError as exc:
+            what = "half of the structures" if mode == "half" else "structures drawn again"
+            raise MetricInputError(
+                f"on a bootstrap resample ({what}: {len(rows)} of {len(X)} rows): {exc}"
+            ) from exc
+    return np.array(draws)
 
 
 def percentile_interval(draws, confidence: float = 0.95) -> tuple[float, float]:

@@ -296,12 +296,21 @@ def compare_tables(
                         # (k = its full width) and say nothing; the diagonal is left empty
                         continue
                     k = _lfre_k(n_local_points, A, B, len(train))
-                if measure == "gfre" and tgt in shared:
-                    v = shared[tgt]
-                    value = rec._rms(v)
-                else:
-                    value, v = evaluate(measure, A, B)
-                extra, unc = calibration.cell(measure, evaluate, src, tgt, value, v, evaluate_null)
+                try:
+                    if measure == "gfre" and tgt in shared:
+                        v = shared[tgt]
+                        value = rec._rms(v)
+                    else:
+                        value, v = evaluate(measure, A, B)
+                    extra, unc = calibration.cell(
+                        measure, evaluate, src, tgt, value, v, evaluate_null
+                    )
+                except MetricInputError as exc:
+                    # name the cell: the measure's own message only knows its rows
+                    raise MetricInputError(
+                        f"{measure} of {src} → {tgt} ({len(train)} training / {len(test)} "
+                        f"test atoms): {exc}"
+                    ) from exc
                 add(src, tgt, measure, value, unc, k, extra)
                 if measure in SYMMETRIC and tgt != src:
                     # the null and the interval are those of the pair; the random baseline

@@ -81,7 +81,7 @@ def pointwise_gfre_targets(
     """
     X = check_features(X, "X")
     checked = {name: check_pair(X, Y)[1] for name, Y in targets.items()}
-    train, test = resolve_split(len(X), train_idx, test_idx)
+    train, test = resolve_split(len(X), train_idx, test_idx, "GFRE")
     # the source is scaled and (default estimator) factorised once
     X_train, X_test = split_scaled(X, train, test, scaler, "X")
     source = ridge_source(X_train) if estimator is None and checked else None
@@ -125,7 +125,7 @@ def pointwise_gfrd(X, Y, train_idx=None, test_idx=None, scaler=None, estimator=N
     Same parameters as :func:`pointwise_gfre`.
     """
     X, Y = check_pair(X, Y)
-    train, test = resolve_split(len(X), train_idx, test_idx)
+    train, test = resolve_split(len(X), train_idx, test_idx, "GFRD")
     X_train, X_test, Y_train, _ = prepare(X, Y, train, test, scaler)
     pred_train, pred_test = fit_predict(X_train, Y_train, [X_train, X_test], estimator)
     width = max(X.shape[1], pred_train.shape[1])

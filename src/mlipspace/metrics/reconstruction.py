@@ -183,11 +183,11 @@ def local_points(n_samples: int, n_local_points: int, n_train: int | None = None
     k = int(n_local_points)
     if n_samples < k:
         raise MetricInputError(
-            f"X has {n_samples} samples but n_local_points={k}. "
+            f"LFRE: X has {n_samples} samples but n_local_points={k}. "
             "Must have at least n_local_points samples"
         )
     if k < 2:
-        raise MetricInputError(f"n_local_points must be at least 2, got {k}")
+        raise MetricInputError(f"LFRE: n_local_points must be at least 2, got {k}")
     if n_train is not None and n_train < k:
         # scikit-matter silently uses every training row then; we do the same, loudly
         warnings.warn(
@@ -243,7 +243,7 @@ def pointwise_lfre(
     validate_params(n_jobs=n_jobs, chunk_size=chunk_size)
     X, Y = check_pair(X, Y)
     k = local_points(len(X), n_local_points)
-    train, test = resolve_split(len(X), train_idx, test_idx)
+    train, test = resolve_split(len(X), train_idx, test_idx, "LFRE")
     k = local_points(len(X), k, len(train))
     X_train, X_test, Y_train, Y_test = prepare(X, Y, train, test, scaler)
     prob = LocalProblem.for_neighbourhood(k, X.shape[1])

@@ -60,8 +60,10 @@ _CONSTANT_RTOL = 1e-10
 
 
 def _check_pair(
-    X, Y, normalize: bool, min_samples: int = 2, measure: str = "the measure"
+    X, Y, normalize: bool, min_samples: int = 2, measure: str = "the measure", why: str = ""
 ) -> tuple[np.ndarray, np.ndarray]:
+    """Checked, optionally L2-normalised ``X`` and ``Y``; errors name ``measure`` and, for too
+    few rows, the minimum with the reason ``why`` (e.g. ``"k + 1"``)."""
     validate_params(normalize=normalize)
     out = []
     for A, name in ((X, "X"), (Y, "Y")):
@@ -89,7 +91,10 @@ def _check_pair(
     if X.shape[0] != Y.shape[0]:
         raise MetricInputError(f"X has {X.shape[0]} samples but Y has {Y.shape[0]}")
     if X.shape[0] < min_samples:
-        raise MetricInputError(f"need at least {min_samples} samples, got {X.shape[0]}")
+        reason = f" ({why})" if why else ""
+        raise MetricInputError(
+            f"{measure} needs at least {min_samples} samples{reason}, got {X.shape[0]}"
+        )
     return X, Y
 
 
@@ -191,7 +196,14 @@ def cka(
     validate_params(sigma=sigma, unbiased=unbiased)
     if kernel not in ("linear", "rbf"):
         raise MetricInputError(f"unknown kernel {kernel!r}; use 'linear' or 'rbf'")
-    X, Y = _check_pair(X, Y, normalize, min_samples=4 if unbiased else 2, measure="CKA")
+    X, Y = _check_pair(
+        X,
+        Y,
+        normalize,
+        min_samples=4 if unbiased else 2,
+        measure=f"{'unbiased ' if unbiased else ''}{'RBF' if kernel == 'rbf' else 'linear'} CKA",
+        why="the unbiased HSIC" if unbiased else "",
+    )
     X, Y = bk.asarray(X, backend), bk.asarray(Y, backend)
     if kernel == "linear":
         if not unbiased:
@@ -234,7 +246,9 @@ def knn_indices(A, k: int, chunk_size: int = 2048, device: str | None = None) ->
     backend = bk.get_backend(device)
     n = A.shape[0]
     if not 1 <= k < n:
-        raise MetricInputError(f"k must be in [1, n_samples - 1] = [1, {n - 1}], got {k}")
+        raise MetricInputError(
+            f"k-nearest neighbours with k={k} need at least {k + 1} samples (k + 1), got {n}"
+        )
     copies = duplicate_representatives(bk.to_numpy(A))
     A = bk.asarray(A, backend)
     out = np.empty((n, k), dtype=np.int64)
@@ -281,7 +295,9 @@ def pointwise_mutual_knn(
 def _mutual_knn_hits(X, Y, k: int, normalize: bool, device: str | None = None) -> np.ndarray:
     validate_params(k=k)
     bk.get_backend(device)  # a bad device fails before the checks of the data
-    X, Y = _check_pair(X, Y, normalize, min_samples=k + 1, measure="mutual kNN")
+    X, Y = _check_pair(
+        X, Y, normalize, min_samples=k + 1, measure=f"mutual kNN with k={k}", why="k + 1"
+    )
     nx, ny = knn_indices(X, k, device=device), knn_indices(Y, k, device=device)
     nx.sort(axis=1)
     ny.sort(axis=1)
@@ -343,13 +359,22 @@ def cknna(
         puts the unbiased ``cknna(X, X)`` 1e-4 to 1e-3 below 1 on a few hundred rows; the
         biased HSIC has no such factor, so there it is about 1e-9 below 1.
     """
-    if k is None:
+    every = k is None
+    if every:
         k = len(X) - 1
     validate_params(k=k, unbiased=unbiased)
     if k < 2:
-        raise MetricInputError("CKNNA requires k >= 2")
+        rows = f" (k=None: every other row of {len(X)} samples)" if every else ""
+        raise MetricInputError(f"CKNNA requires k >= 2, got k={k}{rows}")
     backend = bk.get_backend(device)
-    X, Y = _check_pair(X, Y, normalize, min_samples=max(k + 1, 4), measure="CKNNA")
+    X, Y = _check_pair(
+        X,
+        Y,
+        normalize,
+        min_samples=max(k + 1, 4),
+        measure=f"CKNNA with k={k}",
+        why="k + 1" if k >= 3 else "k + 1, and at least 4",
+    )
     copies_x, copies_y = duplicate_representatives(X), duplicate_representatives(Y)
     X, Y = bk.asarray(X, backend), bk.asarray(Y, backend)
     K, L = X @ X.T, Y @ Y.T
@@ -378,10 +403,17 @@ def svcca(X, Y, cca_dim: int = 10, normalize: bool = True) -> float:
     two orthonormal bases are the singular values of ``U_Xᵀ U_Y``.
     """
     validate_params(cca_dim=cca_dim)
-    X, Y = _check_pair(X, Y, normalize, min_samples=cca_dim + 1, measure="SVCCA")
+    X, Y = _check_pair(
+        X,
+        Y,
+        normalize,
+        min_samples=cca_dim + 1,
+        measure=f"SVCCA with cca_dim={cca_dim}",
+        why="cca_dim + 1",
+    )
     if cca_dim > min(X.shape[1], Y.shape[1]):
         raise MetricInputError(
-            f"cca_dim={cca_dim} exceeds the smaller feature dimension "
+            f"SVCCA: cca_dim={cca_dim} exceeds the smaller feature dimension "
             f"({min(X.shape[1], Y.shape[1])})"
         )
     bases = []
@@ -422,7 +454,9 @@ def rsa(
     from scipy.stats import spearmanr
 
     validate_params(max_samples=max_samples)
-    X, Y = _check_pair(X, Y, normalize, min_samples=3, measure="RSA")
+    X, Y = _check_pair(
+        X, Y, normalize, min_samples=3, measure="RSA", why="3 pairwise distances to rank"
+    )
     if max_samples is not None and len(X) > max_samples:
         rows = np.sort(
             np.random.default_rng(random_state).choice(len(X), max_samples, replace=False)

@@ -13,7 +13,9 @@ from .validation import check_index
 __all__ = ["resolve_split", "stratified_split"]
 
 
-def resolve_split(n: int, train_idx=None, test_idx=None) -> tuple[np.ndarray, np.ndarray]:
+def resolve_split(
+    n: int, train_idx=None, test_idx=None, measure: str = "the reconstruction measure"
+) -> tuple[np.ndarray, np.ndarray]:
     """Train and test rows exactly as scikit-matter chooses them.
 
     Parameters
@@ -23,6 +25,8 @@ def resolve_split(n: int, train_idx=None, test_idx=None) -> tuple[np.ndarray, np
     train_idx, test_idx : array of int or bool, optional
         With neither, a shuffled 50/50 split (``random_state=0x5F3759DF``); with one, the
         other is its complement (sorted).
+    measure : str
+        How the errors name the measure (``"GFRE"``) when the rows are too few.
 
     Returns
     -------
@@ -32,7 +36,9 @@ def resolve_split(n: int, train_idx=None, test_idx=None) -> tuple[np.ndarray, np
         from sklearn.model_selection import train_test_split
 
         if n < 4:
-            raise MetricInputError(f"need at least 4 samples for the default 50/50 split, got {n}")
+            raise MetricInputError(
+                f"{measure} needs at least 4 samples for the default 50/50 split, got {n}"
+            )
         train, test = train_test_split(
             np.arange(n),
             test_size=0.5,
@@ -50,9 +56,11 @@ def resolve_split(n: int, train_idx=None, test_idx=None) -> tuple[np.ndarray, np
         train = check_index(train_idx, n, "train_idx")
         test = check_index(test_idx, n, "test_idx")
     if len(train) < 2:
-        raise MetricInputError(f"need at least 2 training samples, got {len(train)}")
+        raise MetricInputError(
+            f"{measure} needs at least 2 training samples, got {len(train)} of {n}"
+        )
     if len(test) < 1:
-        raise MetricInputError("the test set is empty")
+        raise MetricInputError(f"{measure}: the test set is empty ({len(train)} training of {n})")
     return np.asarray(train), np.asarray(test)
 
 

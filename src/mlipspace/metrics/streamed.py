@@ -238,7 +238,7 @@ def row_groups(n_samples: int, train_idx=None, test_idx=None) -> np.ndarray:
     ndarray of int64, shape (n_samples, 3)
         Columns :data:`FOLD1`, :data:`FOLD2`, :data:`TEST`.
     """
-    train, test = resolve_split(n_samples, train_idx, test_idx)
+    train, test = resolve_split(n_samples, train_idx, test_idx, "GFRE/GFRD")
     counts = np.zeros((n_samples, 3), dtype=np.int64)
     fold1, fold2 = rr.fold_indices(len(train))
     np.add.at(counts[:, FOLD1], train[fold1], 1)

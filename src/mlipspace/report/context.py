@@ -16,12 +16,17 @@ from .template import Section
 
 @dataclass
 class Highlight:
-    """The one figure of an analysis that the findings section shows, with a line of text."""
+    """The one figure of an analysis that the findings section shows, with a line of text.
+
+    ``marks`` (a boolean matrix like a matrix ``figure``, see
+    :func:`mlipspace.report.figures.null_marks`) marks the cells that do not beat their null.
+    """
 
     key: str
     title: str
     figure: Any = None
     text: str = ""
+    marks: Any = None
 
 
 @dataclass
@@ -52,9 +57,11 @@ class ReportContext:
             int(v) for v in values if pd.notna(v) and str(v) != ""
         )
 
-    def highlight(self, key: str, title: str, figure: Any = None, text: str = "") -> None:
+    def highlight(
+        self, key: str, title: str, figure: Any = None, text: str = "", marks: Any = None
+    ) -> None:
         """Record the main result of section ``key`` (the first one recorded is kept)."""
-        self.highlights.setdefault(key, Highlight(key, title, figure, text))
+        self.highlights.setdefault(key, Highlight(key, title, figure, text, marks))
 
 
 def missing(sec: Section, name: str, part: str, what: str = "") -> Section:

@@ -10,6 +10,7 @@ from html import escape
 
 import pandas as pd
 
+from ...metrics.calibration import NULL_ALPHA
 from ..context import ReportContext
 from ..figures import heatmap_figure
 from ..template import Section, figure_block, table
@@ -39,8 +40,9 @@ def findings(ctx: ReportContext) -> Section:
             continue
         figure = item.figure
         if isinstance(figure, pd.DataFrame):
-            figure = heatmap_figure(figure, item.title)
-        link = f'<p class="lead"><a href="#{key}">{escape(item.title)}</a>: {escape(item.text)}</p>'
+            figure = heatmap_figure(figure, item.title, marks=item.marks)
+        text = escape(item.text) + _null_note(item.marks)
+        link = f'<p class="lead"><a href="#{key}">{escape(item.title)}</a>: {text}</p>'
         figs.append(link + ctx.figures.plotly(figure, f"findings-{key}"))
     if figs:
         sec.add(figure_block(figs))
@@ -48,3 +50,17 @@ def findings(ctx: ReportContext) -> Section:
         sec.missing = True
         sec.note("No analysis found in this folder: the sections below say what writes each.")
     return sec
+
+
+def _null_note(marks: pd.DataFrame | None) -> str:
+    """What "ns" in a cell means, when the figure's table has a permutation null."""
+    if marks is None:
+        return ""
+    n = int(marks.to_numpy(dtype=bool).sum())
+    if n == 0:
+        return f" Every cell beats its permutation null (p &le; {NULL_ALPHA:g})."
+    cells = "1 cell" if n == 1 else f"{n} cells"
+    return (
+        f" <b>ns</b> ({cells}): does not beat its permutation null (p &gt; {NULL_ALPHA:g}; "
+        "one test per cell, no correction)."
+    )

@@ -53,6 +53,7 @@ def compare(ctx: ReportContext) -> Section:
                     M,
                     "Error of reconstructing each column model from each row model "
                     "(0: fully recovered).",
+                    marks=marks,
                 )
         sec.add(figure_block(figs))
         sec.add(_calibration(df))
