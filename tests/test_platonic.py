@@ -52,6 +52,14 @@ def synthetic_store(tmp_path_factory):
     return store, structures
 
 
+MODELS = ["model-a", "model-b", "mace-random:0"]
+
+
+def _run(store, out, structures, **settings) -> dict:
+    """:func:`run_platonic` on the synthetic models :data:`MODELS`."""
+    return run_platonic(store, MODELS, out, structures=structures, **settings)
+
+
 def test_retrieval_ranks_hand_case():
     A = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     B = np.array([[0.0, 1.0], [1.0, 0.0], [1.0, 1.1]])
@@ -132,7 +140,11 @@ def test_stitching_and_dispersion(synthetic_store):
     assert np.abs(d).max() < 1e-9
 
 
-def test_arithmetic_on_alkali_halides(tmp_path):
+def _alkali_halide_store(path, scales: dict[str, float]):
+    """Sixteen rocksalt alkali halides (prototype families for the arithmetic) and a store
+    in which every model of ``scales`` has the same features, times its scale: a descriptor
+    term and an element one-hot, so that the mean over the other pairs carries the
+    substitution."""
     from mlipspace.structures.demo import _binary
 
     rng = np.random.default_rng(0)
@@ -143,17 +155,23 @@ def test_arithmetic_on_alkali_halides(tmp_path):
             for anion in ("F", "Cl", "Br", "I")
         ]
     )
-    assert all("prototype" in a.info for a in structures)
-    # the mean over the other pairs must carry the substitution: features with a cation term
-    store = mlipspace.FeatureStore(tmp_path / "s.zarr")
+    store = mlipspace.FeatureStore(path / "s.zarr")
     W = np.random.default_rng(1).normal(size=(local_descriptor(structures[0]).shape[1], 24))
-    for name, scale in (("model-a", 1.0), ("model-b", 3.0), ("soap", 1.0)):
+    for name, scale in scales.items():
         feats = []
         for atoms in structures:
             onehot = np.zeros((len(atoms), 120))
             onehot[np.arange(len(atoms)), atoms.numbers] = 1.0
             feats.append(scale * np.hstack([local_descriptor(atoms) @ W, onehot]))
         store.write(name, "node", structures, feats)
+    return store, structures
+
+
+def test_arithmetic_on_alkali_halides(tmp_path):
+    store, structures = _alkali_halide_store(
+        tmp_path, {"model-a": 1.0, "model-b": 3.0, "soap": 1.0}
+    )
+    assert all("prototype" in a.info for a in structures)
     space = common_space_from_store(store, ["model-a", "model-b"], n_anchors=16, method="fps")
     accuracy, parallel = embedding_arithmetic(space, structures)
     row = accuracy.set_index(["source", "target"]).loc[("model-a", "model-b")]
@@ -164,11 +182,10 @@ def test_arithmetic_on_alkali_halides(tmp_path):
 
 def test_run_platonic_writes_everything(synthetic_store, tmp_path):
     store, structures = synthetic_store
-    summary = run_platonic(
+    summary = _run(
         store,
-        ["model-a", "model-b", "mace-random:0"],
         tmp_path,
-        structures=structures,
+        structures,
         n_anchors=64,
         n_atoms=500,
         ot_atoms=200,
@@ -199,6 +216,57 @@ def test_run_platonic_writes_everything(synthetic_store, tmp_path):
     assert (robust["trained_cosine"] > robust["random_cosine"]).all()
     # the small demo set has too few isostructural pairs; the reason is reported, not hidden
     assert "skipped" in summary["arithmetic"] or (tmp_path / "arithmetic.csv").exists()
+
+
+def test_tiny_data_runs_what_it_can_and_names_what_it_skipped(tmp_path):
+    from ase.build import bulk
+
+    # 40 atoms in two single-element crystals: one parent structure per side of any split,
+    # so no label has two classes to learn from, and every sample is under 50 atoms
+    crystals = [
+        bulk("Cu", "fcc", a=3.6, cubic=True) * (2, 2, 2),
+        bulk("Al", "fcc", a=4.05) * (2, 2, 2),
+    ]
+    for k, atoms in enumerate(crystals):  # rattled: distinct environments to choose anchors from
+        atoms.rattle(0.05, seed=k)
+    structures = mlipspace.read_structures(crystals)
+    assert sum(len(a) for a in structures) == 40
+    store = mlipspace.FeatureStore(tmp_path / "s.zarr")
+    desc = [local_descriptor(a) for a in structures]
+    W = np.random.default_rng(0).normal(size=(desc[0].shape[1], 12))
+    rng = np.random.default_rng(1)
+    for name, feats in {
+        "soap": desc,
+        "model-a": [np.tanh(d @ W) + 0.01 * rng.normal(size=(len(d), 12)) for d in desc],
+        "model-b": [2 * np.tanh(d @ W) for d in desc],
+        "mace-random:0": [rng.normal(size=(len(d), 8)) for d in desc],
+    }.items():
+        store.write(name, "node", structures, feats)
+    out = tmp_path / "out"
+    summary = _run(
+        store,
+        out,
+        structures,
+        n_anchors=8,
+        n_atoms=40,
+        ot_atoms=40,
+    )
+    skipped = summary["skipped"]
+    assert "single class" in skipped["stitching of element_group"]
+    assert "single class" in skipped["stitching of coordination"]
+    assert "optimal transport on bulk crystals" in skipped  # no ideal bulk crystals here
+    assert "embedding arithmetic" in skipped
+    # what could run, ran
+    for name in ("agreement.csv", "transport.csv", "w2.csv", "bias_map.csv", "robustness.csv"):
+        assert (out / name).exists(), name
+    claims = pd.read_csv(out / "claims.csv", keep_default_na=False)
+    t6 = claims[(claims.test == "T6") & (claims.subset == "all")].iloc[0]
+    assert t6.holds == "" and "element_group skipped: a single class" in t6.note
+    assert "group probe skipped" in claims[claims.test == "T3"].iloc[0].note
+    for test in ("T2", "T5"):
+        row = claims[(claims.test == test) & (claims.subset == "all")].iloc[0]
+        assert row.holds == "" and "fewer than 50 atoms" in row.note, test
+    assert "fewer than 4 elements" in claims[claims.test == "T4"].iloc[0].evidence
 
 
 # ------------------------------------------------------------------ issue 16: like for like
@@ -281,25 +349,10 @@ def test_stitching_uses_each_models_own_statistics(synthetic_store):
 
 def test_arithmetic_leaves_controls_out_and_rescales_delta(tmp_path):
     from mlipspace.platonic.chemistry import spread
-    from mlipspace.structures.demo import _binary
 
-    rng = np.random.default_rng(0)
-    structures = mlipspace.read_structures(
-        [
-            _binary("rocksalt", cation, anion, rng)
-            for cation in ("Li", "Na", "K", "Rb")
-            for anion in ("F", "Cl", "Br", "I")
-        ]
+    store, structures = _alkali_halide_store(
+        tmp_path, {"model-a": 1.0, "mace-random:0": 1.0, "soap": 1.0}
     )
-    store = mlipspace.FeatureStore(tmp_path / "s.zarr")
-    W = np.random.default_rng(1).normal(size=(local_descriptor(structures[0]).shape[1], 24))
-    for name in ("model-a", "mace-random:0", "soap"):
-        feats = []
-        for atoms in structures:
-            onehot = np.zeros((len(atoms), 120))
-            onehot[np.arange(len(atoms)), atoms.numbers] = 1.0
-            feats.append(np.hstack([local_descriptor(atoms) @ W, onehot]))
-        store.write(name, "node", structures, feats)
     space = common_space_from_store(store, ["model-a", "mace-random:0"], n_anchors=16, method="fps")
     accuracy, parallel = embedding_arithmetic(space, structures)
     assert set(accuracy.source) == set(accuracy.target) == {"model-a"}
@@ -391,11 +444,10 @@ def test_model_facts_come_from_the_cards():
 
 def test_claims_carry_intervals_thresholds_and_subsets(synthetic_store, tmp_path):
     store, structures = synthetic_store
-    run_platonic(
+    _run(
         store,
-        ["model-a", "model-b", "mace-random:0"],
         tmp_path,
-        structures=structures,
+        structures,
         n_anchors=64,
         n_atoms=500,
         ot_atoms=120,

@@ -60,11 +60,11 @@ def per_subset(
     random_state: int = 0,
 ) -> list[dict]:
     """``one(table, trained, space, subset, random_state)`` for every subset whose table was
-    computed (``None`` or empty: skipped, e.g. no bulk crystals in a user's data)."""
+    computed (``None``: not computed, e.g. no bulk crystals in a user's data)."""
     return [
         one(table, trained, space, subset, random_state)
         for subset, table in tables.items()
-        if table is not None and len(table)
+        if table is not None
     ]
 
 
@@ -180,10 +180,11 @@ def _t6_one(
         "zero-shot − raw > 0 (whole 95% CI)"
     )
     pairs = stitched[stitched.source.isin(trained) & stitched.target.isin(trained)]
+    # labels the sample could not learn (too few atoms, parents or classes), named
+    skipped = "; ".join(f"{k} skipped: {v}" for k, v in stitched.attrs.get("skipped", {}).items())
     if pairs.empty:
-        return _row(
-            "T6", claim, "fewer than two trained models", None, threshold=threshold, subset=subset
-        )
+        why = "no label could be learnt" if skipped else "fewer than two trained models"
+        return _row("T6", claim, why, None, skipped, threshold=threshold, subset=subset)
     rows = np.asarray(stitched.attrs.get("rows", []))
     labels = list(dict.fromkeys(pairs.label))
     per_label = pairs.groupby("label")[["zero_shot", "in_model", "raw"]].mean()
@@ -193,8 +194,8 @@ def _t6_one(
     )
     shuffled = [m for m in stitched.target.unique() if str(m).startswith("shuffled:")]
     if len(rows) < MIN_ATOMS or not stitched.attrs.get("hits"):
-        return _row("T6", claim, text, None, f"{len(rows)} test atoms; fewer than {MIN_ATOMS}",
-                    threshold=threshold, subset=subset)  # fmt: skip
+        note = "; ".join(filter(None, [f"{len(rows)} test atoms; fewer than {MIN_ATOMS}", skipped]))
+        return _row("T6", claim, text, None, note, threshold=threshold, subset=subset)
 
     def hits(kind: str, sources=trained, targets=trained) -> np.ndarray:
         per = []
@@ -224,7 +225,16 @@ def _t6_one(
         f"{len(rows)} test atoms; {text}; zero-shot keeps {keep.text()} of in-model accuracy; "
         f"{control_text}; zero-shot minus raw {vs_raw.text()}",
         combine(verdicts),
-        "own-statistics standardisation, split by parent structure, ridge α by group CV on the source",
+        "; ".join(
+            filter(
+                None,
+                [
+                    "own-statistics standardisation, split by parent structure, ridge α by "
+                    "group CV on the source",
+                    skipped,
+                ],
+            )
+        ),
         threshold=threshold,
         figure=keep,
         subset=subset,

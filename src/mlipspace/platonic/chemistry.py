@@ -132,6 +132,11 @@ def stitching(
     ``in_model`` = the same head trained on B (upper bound); ``raw`` = the head trained on
     A's raw features (zero-padded to a common width) applied to B's raw features (the naive
     attempt); ``chance`` = frequency of the most common class; ``alpha`` = A's ridge strength.
+
+    A label that cannot be learnt on this sample (a single class among the training atoms,
+    or no test atom with the label: too few atoms or parent structures) is skipped, not an
+    error: ``attrs["skipped"]`` maps it to the reason, and the table holds the other labels
+    (none, when every label is skipped).
     """
     sample = space.evaluation_rows(n_atoms, random_state, rows)
     groups = space.parent_groups()
@@ -141,6 +146,7 @@ def stitching(
     Es = {m: _pad(standardize_columns(space.E[m]), width) for m in space.models}
     out = []
     hits: dict[tuple[str, str, str], np.ndarray] = {}
+    skipped: dict[str, str] = {}
 
     def per_test_atom(correct: np.ndarray, valid: np.ndarray) -> np.ndarray:
         # one value per test atom (NaN where the label is undefined), for intervals
@@ -152,8 +158,10 @@ def stitching(
         valid = y[test] >= 0
         valid_train = train[y[train] >= 0]
         valid_test = test[y[test] >= 0]
-        if len(np.unique(y[valid_train])) < 2 or len(valid_test) == 0:
-            raise MetricInputError(f"label {label_name!r} has a single class on the training atoms")
+        reason = _unlearnable(y[valid_train], len(valid_test), len(np.unique(groups[sample])))
+        if reason:
+            skipped[label_name] = reason
+            continue
         g = groups[valid_train]
         heads_z = {m: _fit_head(Zs[m][valid_train], y[valid_train], g) for m in space.models}
         heads_raw = {m: _fit_head(Es[m][valid_train], y[valid_train], g) for m in space.models}
@@ -184,10 +192,36 @@ def stitching(
                         "n_test": len(valid_test),
                     }
                 )
-    table = pd.DataFrame(out)
+    table = pd.DataFrame(out, columns=STITCHING_COLUMNS)
     table.attrs["rows"] = test.tolist()  # lists: pandas compares attrs of frames
     table.attrs["hits"] = {k: v.tolist() for k, v in hits.items()}
+    table.attrs["skipped"] = skipped
     return table
+
+
+#: the columns of :func:`stitching`'s table
+STITCHING_COLUMNS = [
+    "label",
+    "source",
+    "target",
+    "zero_shot",
+    "in_model",
+    "raw",
+    "chance",
+    "alpha",
+    "n_train",
+    "n_test",
+]
+
+
+def _unlearnable(y_train: np.ndarray, n_test: int, n_parents: int) -> str:
+    """Why a label cannot be learnt and tested on a split ("" when it can)."""
+    where = f"{len(y_train)} training atoms from {n_parents} parent structures in the sample"
+    if len(np.unique(y_train)) < 2:
+        return f"a single class on the training atoms ({where})"
+    if n_test == 0:
+        return f"no test atom carries the label ({where})"
+    return ""
 
 
 # ----------------------------------------------------------------------------- arithmetic

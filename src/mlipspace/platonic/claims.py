@@ -349,6 +349,7 @@ def _t3(agreement: pd.DataFrame, trained: list[str], stitched: pd.DataFrame) -> 
     in_trained = probe[probe.source.isin(trained)]["in_model"].mean()
     in_random = probe[probe.source.isin(randoms)]["in_model"].mean()
     holds = bool(control.cosine_mean.max() < pairs.cosine_mean.min()) if len(pairs) else None
+    skipped = stitched.attrs.get("skipped", {}).get("element_group")
     return _row(
         "T3",
         claim,
@@ -356,7 +357,8 @@ def _t3(agreement: pd.DataFrame, trained: list[str], stitched: pd.DataFrame) -> 
         f"{_fmt(pairs.cosine_mean.min())}; same-element retrieval {_fmt(control.top1_element.mean())} vs "
         f"{_fmt(pairs.top1_element.mean())}; group probe in-model {_fmt(in_random)} vs {_fmt(in_trained)}",
         holds,
-        f"{len(randoms)} random seed(s); the paper asks for at least 3",
+        f"{len(randoms)} random seed(s); the paper asks for at least 3"
+        + (f"; group probe skipped: {skipped}" if skipped else ""),
         threshold=threshold,
     )
 

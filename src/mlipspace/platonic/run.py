@@ -156,6 +156,12 @@ def _analyses(
     the keyword tables (uncentred agreement, bulk-crystal transport and stitching)."""
     from ..report.figures import save_dendrogram, save_heatmap, write_heatmaps
 
+    skipped: dict[str, str] = {}  # analysis → why it could not run on these data
+
+    def skip(analysis: str, why: object) -> None:
+        say(f"{analysis} skipped: {why}")
+        skipped[analysis] = str(why)
+
     agreement = pair_agreement(space, n_atoms=n_atoms, random_state=seed, progress=say)
     files.write_csv(agreement, files.AGREEMENT)
     # every agreement figure under the uncentred, unscaled projection too (the paper's
@@ -184,7 +190,7 @@ def _analyses(
             space, n_atoms=ot_atoms, random_state=seed, rows=space.bulk_rows(), orbits=orbits
         )
     except MetricInputError as exc:  # no bulk-crystal rows (a user's data): as for stitching
-        say(f"optimal transport on bulk crystals skipped: {exc}")
+        skip("optimal transport on bulk crystals", exc)
         ot_bulk = None
     else:
         files.write_csv(ot_bulk, files.TRANSPORT_BULK)
@@ -226,6 +232,7 @@ def _analyses(
     else:
         atypical_table = None
         most_atypical = {"skipped": "cross-model dispersion needs at least two trained models"}
+        skip("atypical structures", most_atypical["skipped"])
     fine_tunes = [fine_tune_report(space, t, b) for t, b in fine_tune_pairs(trained)]
 
     labels = {"element_group": element_group(space.atoms.numbers)}
@@ -237,6 +244,7 @@ def _analyses(
             accuracy, parallel = embedding_arithmetic(base, structures)
         except MetricInputError as exc:  # reported; the other analyses still stand
             arithmetic_summary = {"skipped": str(exc)}
+            skip("embedding arithmetic", exc)
         else:
             files.write_csv(accuracy, files.ARITHMETIC)
             files.write_csv(parallel, files.ARITHMETIC_PARALLEL)
@@ -257,7 +265,7 @@ def _analyses(
             space, labels, n_atoms=n_stitch, random_state=seed, rows=space.bulk_rows()
         )
     except MetricInputError as exc:  # too few bulk atoms or classes: reported in the claims
-        say(f"stitching on bulk crystals skipped: {exc}")
+        skip("stitching on bulk crystals", exc)
         stitched_bulk = None
     else:
         files.write_csv(stitched_bulk, files.STITCHING_BULK)
@@ -265,6 +273,9 @@ def _analyses(
         reprojected(space, "none", False), labels, n_atoms=n_stitch, random_state=seed
     )
     files.write_csv(stitched_uncentred, files.STITCHING_UNCENTRED)
+    for where, table in (("", stitched), (" on bulk crystals", stitched_bulk)):
+        for label, why in (table.attrs["skipped"] if table is not None else {}).items():
+            skip(f"stitching of {label}{where}", why)  # a label these data cannot teach
 
     summary = {
         "settings": {
@@ -297,6 +308,7 @@ def _analyses(
         "arithmetic": arithmetic_summary,
         "fine_tune": fine_tunes,
         "most_atypical": most_atypical,
+        "skipped": skipped,
     }
     extra = {
         "agreement_uncentred": uncentred,
