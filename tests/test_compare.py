@@ -33,7 +33,7 @@ def _descriptor(atoms, dim, seed):
 def store(tmp_path_factory):
     structures = mlipspace.demo_structures("small")
     fs = mlipspace.FeatureStore(tmp_path_factory.mktemp("store") / "features")
-    for name, dim, seed in (("wide", 24, 0), ("narrow", 8, 1)):
+    for name, dim, seed in (("wide", 24, 0), ("narrow", 8, 1), ("mid", 12, 2)):
         fs.write(name, "ll", structures, [_descriptor(a, dim, seed) for a in structures])
     rng = np.random.default_rng(7)
     # "noise" misses the last 5 structures: compare must use the atoms every model shares
@@ -323,6 +323,63 @@ def test_compare_width_control(store):
     )
     explicit = compare(fs, names, measures=("gfre",), n_test=200, common_width=4)
     assert set(explicit["common_width"]) == {4}
+
+
+def test_every_measure_gets_its_null_interval_and_width_control(store):
+    # SVCCA (cca_dim=10) needs two models of width 10 or more
+    from mlipspace.metrics import MEASURES
+
+    fs, _ = store
+    names = ["wide", "mid"]
+    kwargs = dict(measures=MEASURES, n_test=150, seed=1)
+    df = compare(fs, names, n_permutations=19, n_bootstrap=20, width_control=True, **kwargs)
+    assert set(df["measure"]) == set(MEASURES)
+    assert set(df["bootstrap_unit"]) == {"structure"} and set(df["null_unit"]) == {"structure"}
+    assert set(df["common_width"]) == {12}
+    calibration = ["uncertainty", "ci_low", "ci_high", "bootstrap_bias", "null_mean"]
+    calibration += ["null_std", "p_value", "random_baseline", "value_common_width"]
+    assert np.isfinite(df[calibration].to_numpy(dtype=float)).all()
+    off = df[df.source != df.target]
+    # two descriptors of the same environments beat their null in every measure
+    assert (off["p_value"] == 1 / 20).all(), off[["measure", "source", "p_value"]]
+    assert (off["ci_low"] <= off["value"]).all() and (off["value"] <= off["ci_high"]).all()
+    assert (off["uncertainty"] > 0).all()
+    # a symmetric measure has one interval and one null per pair, a baseline per direction
+    sym = off[~off.measure.isin(["gfre", "gfrd", "lfre"])].set_index(["measure", "source"])
+    for measure in sym.index.levels[0]:
+        a, b = sym.loc[(measure, "wide")], sym.loc[(measure, "mid")]
+        assert a["uncertainty"] == b["uncertainty"] and a["p_value"] == b["p_value"]
+        assert a["random_baseline"] != b["random_baseline"], measure
+    # the value at common width is the comparison run on that many principal components
+    cut = compare(fs, names, common_dim=12, **kwargs)
+    key = ["measure", "source", "target"]
+    merged = df.merge(cut[[*key, "value"]], on=key, suffixes=("", "_cut"))
+    assert len(merged) == len(df)
+    np.testing.assert_allclose(merged["value_common_width"], merged["value_cut"], rtol=1e-9)
+
+
+def test_common_width_above_the_narrowest_model_is_named(store):
+    fs, _ = store
+    with pytest.raises(MetricInputError, match=r"common width 7 exceeds the width of noise \(6\)"):
+        compare(fs, ["wide", "noise"], measures=("gfre",), n_test=100, common_width=7)
+
+
+def test_errors_name_the_cell_and_the_calibration_step(store):
+    fs, _ = store
+    # 8 test atoms: too few for mutual kNN's 10 neighbours
+    with pytest.raises(
+        MetricInputError,
+        match=r"^mknn of wide → wide \(\d+ training / 8 test atoms\): mutual kNN with k=10 "
+        r"needs at least 11 samples \(k \+ 1\), got 8$",
+    ):
+        compare(fs, ["wide", "narrow"], measures=("mknn",), n_test=8)
+    # SVCCA runs on the 24- and 12-wide models but not at their common width 8
+    with pytest.raises(
+        MetricInputError,
+        match=r"svcca of wide → wide .*: the width control at common width 8: SVCCA: cca_dim=10 "
+        r"exceeds the smaller feature dimension \(8\)",
+    ):
+        compare(fs, ["wide", "mid"], measures=("svcca",), n_test=100, common_width=8)
 
 
 def test_cli_calibration_columns(store, tmp_path):

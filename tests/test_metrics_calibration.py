@@ -304,6 +304,32 @@ def test_structure_bootstrap_is_wider_than_an_atom_bootstrap_on_clustered_atoms(
     assert by_structure.std > 1.5 * by_atom.std
 
 
+def test_bootstrap_resample_too_small_for_the_measure_is_named():
+    # 14 rows in 7 structures: CKNNA (k=10) runs on all of them, not on half of the structures
+    rng = np.random.default_rng(12)
+    X, groups = _clustered(7, 2, 5, rng)
+    Y = X + 0.1 * rng.standard_normal(X.shape)
+    assert np.isfinite(measure_function("cknna")(X, Y))
+    with pytest.raises(
+        MetricInputError,
+        match=r"^on a bootstrap resample \(half of the structures: 8 of 14 rows\): CKNNA with "
+        r"k=10 needs at least 11 samples",
+    ):
+        structure_bootstrap("cknna", X, Y, groups, n_bootstrap=5)
+
+
+def test_common_width_is_the_narrowest_or_at_most_it():
+    from mlipspace.metrics.calibration import common_width
+
+    widths = {"a": 24, "b": 6, "c": 12}
+    assert common_width(widths) == 6 and common_width(widths, 4) == 4
+    assert common_width([24, 6, 12], 6) == 6
+    with pytest.raises(MetricInputError, match=r"exceeds the width of b \(6\)"):
+        common_width(widths, 7)
+    with pytest.raises(MetricInputError, match="positive integer"):
+        common_width(widths, 0)
+
+
 def test_percentile_interval():
     draws = np.arange(101.0)
     assert percentile_interval(draws, 0.9) == pytest.approx((5.0, 95.0))

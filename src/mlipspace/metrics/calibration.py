@@ -21,7 +21,7 @@ higher means more similar) is read from :mod:`mlipspace.metrics.registry`.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -532,11 +532,24 @@ def random_features(n_samples: int, width: int, random_state=0) -> np.ndarray:
     return np.random.default_rng(random_state).standard_normal((int(n_samples), int(width)))
 
 
-def common_width(widths: Sequence[int], requested: int | None = None) -> int:
-    """The PCA width of the width control: ``requested`` or the smallest width compared."""
-    smallest = int(min(widths))
+def common_width(widths: Mapping[str, int] | Sequence[int], requested: int | None = None) -> int:
+    """The PCA width of the width control: ``requested`` or the smallest width compared.
+
+    ``widths`` maps model names to widths (or lists the widths). A ``requested`` width above
+    the narrowest model's raises: that model would keep its own width, so the widths would
+    not be common.
+    """
+    named = dict(widths) if isinstance(widths, Mapping) else dict(enumerate(widths))
+    narrowest = min(named, key=named.get)
+    smallest = int(named[narrowest])
     if requested is None:
         return smallest
     if int(requested) != requested or requested < 1:
         raise MetricInputError(f"common width must be a positive integer, got {requested}")
+    if requested > smallest:
+        who = f"{narrowest} " if isinstance(widths, Mapping) else "the narrowest model "
+        raise MetricInputError(
+            f"common width {requested} exceeds the width of {who}({smallest}): it would keep "
+            f"its own width; choose at most {smallest}"
+        )
     return int(requested)

@@ -235,7 +235,7 @@ def compare_tables(
     evaluate, evaluate_null = _evaluator(engine, train, test, n_local_points, n_jobs)
     width = None
     if width_control or common_width is not None:
-        width = common_width_of(dims.values(), common_width)
+        width = common_width_of(dims, common_width)
     calibration = ComparisonCalibration(
         feats,
         train,
@@ -305,6 +305,14 @@ def compare_tables(
                     extra, unc = calibration.cell(
                         measure, evaluate, src, tgt, value, v, evaluate_null
                     )
+                    mirrored = None
+                    if measure in SYMMETRIC and tgt != src:
+                        # the value, null, interval and value at common width are those of
+                        # the pair; the random baseline replaces the row model, so it is
+                        # drawn for each direction
+                        mirrored = calibration.width_columns(
+                            measure, evaluate, tgt, src, baseline_only=True
+                        )
                 except MetricInputError as exc:
                     # name the cell: the measure's own message only knows its rows
                     raise MetricInputError(
@@ -312,11 +320,8 @@ def compare_tables(
                         f"test atoms): {exc}"
                     ) from exc
                 add(src, tgt, measure, value, unc, k, extra)
-                if measure in SYMMETRIC and tgt != src:
-                    # the null and the interval are those of the pair; the random baseline
-                    # replaces the row model, so it is drawn for each direction
-                    extra = {**extra, **calibration.width_columns(measure, evaluate, tgt, src)}
-                    add(tgt, src, measure, value, unc, k, extra)
+                if mirrored is not None:
+                    add(tgt, src, measure, value, unc, k, {**extra, **mirrored})
     df = pd.DataFrame(rows, columns=[*COLUMNS, *calibration.columns()])
     order = {m: i for i, m in enumerate(measures)}
     df = df.sort_values(

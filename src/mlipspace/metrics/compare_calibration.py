@@ -166,19 +166,39 @@ class ComparisonCalibration:
         out.update(self.width_columns(measure, evaluate, source, target))
         return out, std
 
-    def width_columns(self, measure: str, evaluate: Evaluate, source: str, target: str) -> dict:
+    def width_columns(
+        self,
+        measure: str,
+        evaluate: Evaluate,
+        source: str,
+        target: str,
+        baseline_only: bool = False,
+    ) -> dict:
         """``random_baseline`` (the source replaced by :func:`random_features` of its width) and
         ``value_common_width`` (both sides on ``width`` principal components); empty without a
-        width control."""
+        width control.
+
+        ``baseline_only``: the baseline alone, for the mirrored row of a symmetric measure,
+        whose value at common width is that of the pair (computed in the pair's order, as its
+        value is: CKNNA, as in the reference code, is symmetric only to about 1e-4).
+        """
         if self.width is None:
             return {}
-        baseline = evaluate(measure, self._random[source], self.feats[target])[0]
-        common = evaluate(measure, self.common_feats[source], self.common_feats[target])[0]
-        return {
-            "random_baseline": float(baseline),
-            "value_common_width": float(common),
-            "common_width": int(self.width),
-        }
+        try:
+            what = "the random source of the width control"
+            out = {
+                "random_baseline": float(
+                    evaluate(measure, self._random[source], self.feats[target])[0]
+                )
+            }
+            if not baseline_only:
+                what = f"the width control at common width {self.width}"
+                A, B = self.common_feats[source], self.common_feats[target]
+                out["value_common_width"] = float(evaluate(measure, A, B)[0])
+                out["common_width"] = int(self.width)
+        except MetricInputError as exc:
+            raise MetricInputError(f"{what}: {exc}") from exc
+        return out
 
     def _null(self, measure, evaluate, evaluate_null, A, B, value) -> PermutationResult:
         """The measure on the target's rows permuted, the same permutations for every cell."""
