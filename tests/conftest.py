@@ -60,6 +60,19 @@ def local_descriptor(atoms: Atoms, shells=(0.0, 2.2, 2.8, 3.4, 4.2, 5.0)) -> np.
     return desc
 
 
+def two_families(seed: int = 10) -> dict[str, np.ndarray]:
+    """Point clouds of two families: far-apart clouds ``a1``, ``b1`` and a slightly
+    perturbed copy of each (``a2``, ``b2``), for W2 distances and their dendrogram."""
+    rng = np.random.default_rng(seed)
+    base1, base2 = rng.normal(size=(50, 6)), rng.normal(size=(50, 6)) + 4.0
+    return {
+        "a1": base1,
+        "b1": base2,
+        "a2": base1 + 0.1 * rng.normal(size=base1.shape),
+        "b2": base2 + 0.1 * rng.normal(size=base2.shape),
+    }
+
+
 def perovskite(a: float = 3.905) -> Atoms:
     """Cubic SrTiO3 (5 atoms)."""
     return Atoms(

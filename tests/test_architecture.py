@@ -241,6 +241,55 @@ def error_classes_elsewhere() -> list[str]:
     return sorted(out)
 
 
+#: The layers of the package, low → high: a module imports only from its own layer or a lower
+#: one, so data flows one way (structures → features → store → analyses → results → report →
+#: study → command line). Units of one layer may import each other (no cycle: see
+#: ``test_no_import_cycles_between_units``). Where a unit sits off the obvious place:
+#: ``devices`` (torch device names) sits with ``errors`` because featurization and metrics
+#: both pick devices; ``results`` (the results-folder layout) sits above the measures because
+#: it reads the store and is read by every analysis stage; ``diagnostics`` shares the
+#: Platonic layer because it scores failures in the common space of ``platonic``;
+#: ``distributed`` sits above the analyses because it runs the measures and featurization on
+#: Dask; ``studyfile`` (the study file's parser) sits with ``study`` and ``demo`` that read
+#: it; the root ``mlipspace`` is a facade on top that nothing inside imports.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("errors", "version", "devices", "workers"),
+    ("structures", "features"),
+    ("store", "models"),
+    ("featurization",),
+    ("metrics", "pooling", "anchors", "transport"),
+    ("results",),
+    ("platonic", "diagnostics"),
+    ("distributed",),
+    ("report",),
+    ("study", "studyfile", "demo"),
+    ("cli", "__main__"),
+    ("",),  # the root facade, mlipspace/__init__.py
+)
+
+
+def layer(unit: str) -> int | None:
+    """The layer of a unit (index into :data:`LAYERS`), None for a unit not placed."""
+    name = unit.removeprefix(PACKAGE).removeprefix(".")
+    return next((i for i, names in enumerate(LAYERS) if name in names), None)
+
+
+def unplaced_units() -> list[str]:
+    return sorted({_unit(m) for m in MODULES if layer(_unit(m)) is None})
+
+
+def upward_imports(imports: dict[str, list[Import]] = IMPORTS) -> list[str]:
+    """Imports of a unit from a higher layer than its own."""
+    found = []
+    for module, targets in imports.items():
+        here = layer(_unit(module))
+        for imp in targets:
+            there = layer(_unit(imp.target))
+            if here is not None and there is not None and there > here:
+                found.append(f"{module}:{imp.line} imports {imp.target} (layer {there} > {here})")
+    return sorted(found)
+
+
 def long_files() -> list[str]:
     out = []
     for path in MODULES.values():
@@ -257,6 +306,19 @@ def test_cycle_finder_finds_a_cycle_and_only_it():
     edges = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
     assert _cycles(edges) == [["a", "b", "c"]]
     assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_layer_checker_finds_an_upward_import():
+    fake = {
+        "mlipspace.metrics.compare": [Import("mlipspace.report.figures", ["Heatmap"], 7)],
+        "mlipspace.report.build": [Import("mlipspace.metrics", ["compare"], 3)],
+        "mlipspace.report.sections.overview": [Import("mlipspace", ["__version__"], 9)],
+    }
+    assert upward_imports(fake) == [
+        "mlipspace.metrics.compare:7 imports mlipspace.report.figures (layer 8 > 4)",
+        "mlipspace.report.sections.overview:9 imports mlipspace (layer 11 > 8)",
+    ]
+    assert layer("mlipspace") == len(LAYERS) - 1 and layer("mlipspace.nothing") is None
 
 
 def test_imports_are_resolved():
@@ -280,6 +342,27 @@ def test_no_import_cycles_between_units():
 
 def test_no_import_cycles_inside_a_unit():
     assert module_cycles() == []
+
+
+def test_every_unit_has_a_layer():
+    """A new subpackage or top-level module must be placed in :data:`LAYERS`."""
+    assert unplaced_units() == []
+
+
+def test_modules_import_only_from_their_layer_or_lower():
+    assert upward_imports() == []
+
+
+def test_the_report_takes_the_version_from_its_module():
+    """Not from the root facade (``from mlipspace import __version__``), which sits on top."""
+    version = [
+        imp.target
+        for module, imports in IMPORTS.items()
+        if _unit(module) == "mlipspace.report"
+        for imp in imports
+        if "__version__" in imp.names
+    ]
+    assert version == ["mlipspace.version"]
 
 
 def test_only_the_cli_imports_the_cli():

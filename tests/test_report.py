@@ -23,7 +23,7 @@ import pytest
 from ase.io import write as ase_write
 
 import mlipspace
-from conftest import local_descriptor
+from conftest import local_descriptor, two_families
 from mlipspace.report import ReportError, build_report
 from mlipspace.results import ResultsFolder
 
@@ -187,9 +187,9 @@ def test_every_section_is_there_and_nothing_is_fetched(report):
     divs = [a["id"] for t, a in tags.tags if t == "div" and a.get("class") == "plotly-graph-div"]
     assert len(divs) == len(set(divs)) == len(plotly_figures(html))
     # the findings (GFRE, cumulant GFRE, agreement cosine, displacement), then 4 compare
-    # measures, 2+2 cumulant tables, PCA, 5 agreement measures, W2, bias, 3 structures, the
-    # displacement series of the diagnostics
-    assert len(divs) == 4 + 4 + 4 + 1 + 5 + 1 + 1 + 3 + 1
+    # measures, 2+2 cumulant tables, PCA, 5 agreement measures and the 3 of the uncentred
+    # projection, W2, bias, 3 structures, the displacement series of the diagnostics
+    assert len(divs) == 4 + 4 + 4 + 1 + 5 + 3 + 1 + 1 + 3 + 1
     assert "data:image/png;base64," in html  # the dendrogram
 
 
@@ -272,6 +272,7 @@ def test_static_figures_beside_the_report(report):
         "w2_dendrogram",
         "bias_map",
         "agreement_cosine_mean",
+        "agreement_uncentred_cosine_mean",
     ):
         for ext in ("png", "svg"):
             path = figures / f"{stem}.{ext}"
@@ -286,6 +287,15 @@ def test_claims_and_diagnostics_sections(report, results):
     for test in claims["test"].unique():
         assert f">{test}<" in section
     assert "does not hold" in section or "holds" in section
+    # issue 16: each verdict with its interval, its threshold and where that comes from
+    for heading in ("subset", "estimate (95% CI)", "threshold", "threshold_source"):
+        assert f"<th>{heading}</th>" in section, heading
+    row = claims.dropna(subset=["ci_low", "ci_high"]).iloc[0]
+    interval = f"{row.estimate:.3g} [{row.ci_low:.3g}, {row.ci_high:.3g}]"
+    assert f"<td>{interval}</td>" in section
+    for source in claims["threshold_source"].dropna().unique():
+        assert f"<td>{source}</td>" in section
+    assert "<td>bulk crystals</td>" in section  # the checks repeated on the bulk crystals
     figures = plotly_figures(html)
     series = figures["fig-displacement"] if "fig-displacement" in figures else None
     assert series is not None, sorted(figures)
@@ -534,6 +544,8 @@ def test_report_of_a_step_by_step_cli_run(tmp_path):
     assert not [n for n in notes if "store.zarr" in n or "structures.extxyz" in n], notes
     assert "fig-pca-maps" in plotly_figures(html)
     assert len(ResultsFolder(out).platonic.pca_maps().site) == 50  # platonic --pca-atoms
+    for name in ("w2_dendrogram.png", "bias_map.svg", "agreement/agreement.html"):
+        assert (out / "platonic" / name).exists(), name  # the command draws beside the tables
     assert (out / "chemiscope.json.gz").stat().st_size > 1000
     provenance = html[html.index('<section id="provenance">') :]
     assert "Model packages recorded at extraction time" in provenance and "chgnet" in provenance
@@ -626,3 +638,102 @@ def test_findings_heatmap_without_a_null_has_no_marks(report):
     (trace,) = plotly_figures(section)["fig-findings-compare"]
     assert not any(t.endswith(" ns") for row in trace["text"] for t in row)
     assert "permutation null" not in section
+
+
+# -- issue 15 item 4: the analyses write data, the report draws -------------------------
+
+
+def test_claims_table_takes_the_columns_present():
+    from mlipspace.report.sections.platonic import claims_table
+
+    older = pd.DataFrame(
+        {"test": ["T1"], "claim": ["c"], "evidence": ["e"], "holds": ["True"], "note": [""]}
+    )
+    assert list(claims_table(older).columns) == ["test", "claim", "evidence", "verdict", "note"]
+    newer = older.assign(
+        subset="all",
+        estimate=["0.5"],  # read as text (keep_default_na=False), as the report reads it
+        ci_low=["0.25"],
+        ci_high=[""],
+        threshold="> 0.4",
+        threshold_source="toolkit",
+        p_value=0.01,  # a column added later is shown too, last
+        holds=[""],
+    )
+    shown = claims_table(newer)
+    assert list(shown.columns) == [
+        "test", "subset", "claim", "evidence", "verdict", "estimate (95% CI)", "threshold",
+        "threshold_source", "note", "p_value",
+    ]  # fmt: skip
+    assert shown.loc[0, "verdict"] == "undecided"
+    assert shown.loc[0, "estimate (95% CI)"] == "0.5"  # no interval without both ends
+    both = claims_table(newer.assign(ci_high=["0.75"], holds=["False"]))
+    assert both.loc[0, "estimate (95% CI)"] == "0.5 [0.25, 0.75]"
+    assert both.loc[0, "verdict"] == "does not hold"
+
+
+def test_agreement_section_shows_the_uncentred_projection_and_the_anchors(report, results):
+    html = report.read_text(encoding="utf-8")
+    section = html[html.index('<section id="agreement">') : html.index('<section id="transport">')]
+    figures = plotly_figures(section)
+    uncentred = pd.read_csv(results / "platonic" / "agreement_uncentred.csv")
+    (trace,) = figures["fig-agreement_uncentred_cosine_mean"]
+    M = decode(trace["z"])
+    for row in uncentred.itertuples():
+        i, j = trace["y"].index(row.source), trace["x"].index(row.target)
+        assert M[i, j] == pytest.approx(row.cosine_mean) == pytest.approx(M[j, i])
+    coverage = pd.read_csv(results / "platonic" / "anchor_coverage.csv")
+    assert "anchor_coverage.csv" in section
+    for value in coverage["value"]:
+        assert f"<td>{value}</td>" in section, value
+
+
+def test_dendrogram_groups_the_families():
+    from mlipspace.errors import MetricInputError
+    from mlipspace.report import plot_dendrogram
+    from mlipspace.transport import w2_matrix
+
+    spaces = two_families()
+    fig = plot_dendrogram(w2_matrix(spaces))
+    labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert sorted(labels) == sorted(spaces)
+    families = [name[0] for name in labels]
+    assert families[0] == families[1] and families[2] == families[3]
+    with pytest.raises(MetricInputError, match="symmetric"):
+        plot_dendrogram(pd.DataFrame([[0.0, 1.0], [2.0, 0.0]]))
+
+
+def test_platonic_figures_are_drawn_beside_the_tables_from_the_tables(results, tmp_path):
+    import shutil
+
+    from mlipspace.report import write_platonic_figures
+    from mlipspace.results import PlatonicFiles
+
+    folder = tmp_path / "platonic"
+    shutil.copytree(results / "platonic", folder)
+    assert not list(folder.rglob("*.png"))  # the analysis drew nothing
+    written = write_platonic_figures(PlatonicFiles(folder))
+    names = {p.relative_to(folder).as_posix() for p in written}
+    assert {
+        "w2_dendrogram.png",
+        "w2_dendrogram.svg",
+        "bias_map.png",
+        "bias_map.svg",
+        "agreement/agreement_cosine_mean.png",
+        "agreement/agreement_cka_z.svg",
+        "agreement/agreement.html",
+    } <= names
+    for path in written:
+        assert path.stat().st_size > 1000, path
+    # the agreement page draws the tidy table the analysis wrote, row = source
+    long = pd.read_csv(folder / "agreement" / "agreement.csv")
+    page = plotly_figures((folder / "agreement" / "agreement.html").read_text(encoding="utf-8"))
+    (trace,) = next(iter(page.values()))  # the first measure: cosine_mean
+    expected = (
+        long[long.measure == "cosine_mean"]
+        .pivot(index="source", columns="target", values="value")
+        .reindex(index=trace["y"], columns=trace["x"])
+    )
+    np.testing.assert_allclose(decode(trace["z"]), expected.to_numpy(), equal_nan=True)
+    # a folder without the tables: nothing drawn, nothing raised
+    assert write_platonic_figures(PlatonicFiles(tmp_path / "empty")) == []

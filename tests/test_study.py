@@ -151,6 +151,9 @@ def test_diagnostics_stage_then_platonic_then_a_report_showing_the_summary(study
     overview = html[html.index('<section id="overview">') : html.index('<section id="claims">')]
     assert "# mlipspace results" in overview and "not found" not in overview
     assert "**report**" in (out / "summary.md").read_text()  # rewritten after the report
+    # the Platonic stage draws its figures beside its tables, as compare and cumulants do
+    for name in ("w2_dendrogram.png", "bias_map.png", "agreement/agreement.html"):
+        assert (out / "platonic" / name).exists(), name
     # new diagnostics settings redo the diagnostics and what reads them, nothing else
     study_file.write_text(study_file.read_text().replace("relax_steps = 10", "relax_steps = 12"))
     changed = load_study(study_file)

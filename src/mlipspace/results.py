@@ -13,12 +13,22 @@ format are written down once. A results folder (``mlipspace run``, ``mlipspace d
     cumulants/models/models_<layer>.*      Φ(order) across models
     diagnostics/                           symmetry, displacement, mirror_gap, relax, phonons,
                                            auroc (.csv) and summary.json
-    platonic/                              anchors, agreement, transport, w2, bias_map,
-                                           atypical_structures, stitching, arithmetic,
-                                           arithmetic_parallel, robustness, claims (.csv),
-                                           claims.md, pca_maps.csv + pca_maps.json, summary.json,
-                                           w2_dendrogram.png|svg, bias_map.png|svg, agreement/
+    platonic/                              anchors, anchor_coverage, agreement,
+                                           agreement_uncentred, transport, transport_bulk, w2,
+                                           bias_map, atypical_structures, stitching,
+                                           stitching_bulk, arithmetic, arithmetic_parallel,
+                                           robustness, claims (.csv), claims.md, pca_maps.csv +
+                                           pca_maps.json, summary.json, agreement/agreement.*
+                                           (the agreement as a tidy table); figures drawn from
+                                           these tables: w2_dendrogram.png|svg,
+                                           bias_map.png|svg, agreement/agreement_*.png|svg|html
     report.html, figures/, chemiscope.json.gz   the report and its companion files
+
+Analyses write data only; figures are drawn by :mod:`mlipspace.report` from the tables. The
+report draws every figure it shows into ``figures/`` beside ``report.html``; the heatmaps
+beside the ``compare/`` and ``cumulants/`` tables and the Platonic figures beside the
+``platonic/`` tables (:func:`mlipspace.report.plots.write_platonic_figures`) are drawn by the
+commands and the study after the analysis, for a reader of the folder without the report.
 
 The sub-folder classes (:class:`CompareFiles`, :class:`CumulantFiles`, :class:`PlatonicFiles`,
 :class:`DiagnosticsFiles`) also serve the commands that write one sub-folder anywhere
@@ -259,7 +269,9 @@ class PcaMaps:
 
 @dataclass(frozen=True)
 class PlatonicFiles:
-    """``platonic/``: the tables, figures and summary of :func:`mlipspace.platonic.run_platonic`."""
+    """``platonic/``: the tables and summary of :func:`mlipspace.platonic.run_platonic`, and
+    the figures drawn from them (:data:`W2_DENDROGRAM`, :data:`BIAS_FIGURE` and the heatmaps
+    in :data:`AGREEMENT_FOLDER`: :func:`mlipspace.report.plots.write_platonic_figures`)."""
 
     folder: Path
 
@@ -268,6 +280,7 @@ class PlatonicFiles:
     AGREEMENT = "agreement.csv"
     AGREEMENT_UNCENTRED = "agreement_uncentred.csv"
     AGREEMENT_FOLDER = "agreement"
+    AGREEMENT_LONG = "agreement"  # the stem of the tidy table (and its heatmaps) in that folder
     TRANSPORT = "transport.csv"
     TRANSPORT_BULK = "transport_bulk.csv"
     TRANSPORT_UNCENTRED = "transport_uncentred.csv"
@@ -301,7 +314,7 @@ class PlatonicFiles:
         return self.path(name)
 
     def write_agreement_long(self, df: pd.DataFrame) -> list[Path]:
-        return write_table(df, self.folder / self.AGREEMENT_FOLDER, "agreement")
+        return write_table(df, self.folder / self.AGREEMENT_FOLDER, self.AGREEMENT_LONG)
 
     def write_claims(self, claims: pd.DataFrame, markdown: str) -> None:
         self.write_csv(claims, self.CLAIMS)
@@ -328,6 +341,11 @@ class PlatonicFiles:
     def matrix(self, name: str) -> pd.DataFrame | None:
         """A square table written with its index (``w2.csv``, ``bias_map.csv``)."""
         return self.table(name, index_col=0)
+
+    def agreement_long(self) -> pd.DataFrame | None:
+        """The agreement as a tidy (source, target, measure, value) table (None when absent)."""
+        path = self.folder / self.AGREEMENT_FOLDER / f"{self.AGREEMENT_LONG}.csv"
+        return read_table(path, ["source", "target", "measure", "value"]) if path.exists() else None
 
     def claims(self) -> pd.DataFrame | None:
         required = ["test", "claim", "evidence", "holds"]

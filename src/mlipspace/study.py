@@ -399,6 +399,7 @@ def run_study(
 
         def platonic_stage():
             from .platonic import run_platonic
+            from .report.plots import write_platonic_figures
 
             summary = run_platonic(
                 store,
@@ -419,6 +420,8 @@ def run_study(
                 pca_models=pcfg.get("pca_models"),
                 pca_atoms=int(pcfg.get("pca_atoms", 3000)),
             )
+            # the figures beside the tables, as beside the compare and cumulants tables
+            write_platonic_figures(results.platonic)
             return {"trained_pairs": summary["trained_pairs"]}
 
         key = _key(featurize_key, pcfg, seed, runner.keys.get("diagnostics", ""))

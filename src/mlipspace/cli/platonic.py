@@ -82,6 +82,7 @@ def platonic_command(
     from ..diagnostics.run import diagnose_store
     from ..errors import ParameterError
     from ..platonic import run_platonic
+    from ..report.plots import write_platonic_figures
     from ..results import PlatonicFiles
     from ..store import FeatureStore
     from ..study import capped_anchors, remove_stale_diagnostics
@@ -138,6 +139,8 @@ def platonic_command(
             pca_atoms=pca_atoms,
             **space,
         )
+        status.update("platonic: figures")
+        write_platonic_figures(PlatonicFiles(out_dir))
     if as_json:
         out.print_json(json.dumps(summary, default=float))
     else:

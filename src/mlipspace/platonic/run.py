@@ -1,4 +1,7 @@
-"""``mlipspace platonic``: every analysis of the common space, written as tables and figures."""
+"""``mlipspace platonic``: every analysis of the common space, written as tables.
+
+The analyses write data only; the figures are drawn from the tables by :mod:`mlipspace.report`
+(:func:`mlipspace.report.plots.write_platonic_figures` beside them, and the report)."""
 
 from __future__ import annotations
 
@@ -40,7 +43,7 @@ from .space import (
 
 
 def _long(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
-    """Pair table → tidy (source, target, measure, value) for the heatmap writer."""
+    """Pair table → tidy (source, target, measure, value), the form the heatmaps draw."""
     present = [c for c in columns if c in df]
     return df.melt(
         id_vars=["source", "target"], value_vars=present, var_name="measure", value_name="value"
@@ -154,8 +157,6 @@ def _analyses(
     ``files``. Returns the summary, the tables the claims check (agreement, OT
     pairs, W2, stitching, bias, atypical structures: :func:`evaluate_claims`'s order) and
     the keyword tables (uncentred agreement, bulk-crystal transport and stitching)."""
-    from ..report.figures import save_dendrogram, save_heatmap, write_heatmaps
-
     skipped: dict[str, str] = {}  # analysis → why it could not run on these data
 
     def skip(analysis: str, why: object) -> None:
@@ -176,7 +177,6 @@ def _analyses(
         ["cosine_mean", "top10", "top1_class", "top1_element", "raw_top10", "cka_z", "cka_raw"],
     )
     files.write_agreement_long(long)
-    write_heatmaps(long, files.path(files.AGREEMENT_FOLDER), "agreement")
 
     say("optimal transport")
     orbits = orbit_labels(space, structures) if structures is not None else None
@@ -206,22 +206,10 @@ def _analyses(
         )
         files.write_csv(ot_uncentred, files.TRANSPORT_UNCENTRED)
     files.write_csv(w2, files.W2, index=True)
-    # controls included, for scale
-    save_dendrogram(
-        w2, files.path(files.W2_DENDROGRAM), "W2 distance between models in the common space"
-    )
 
     say("bias and atypicality")
     bias = bias_map(space)
     files.write_csv(bias, files.BIAS, index=True)
-    save_heatmap(
-        bias,
-        files.path(files.BIAS_FIGURE),
-        "1 − cos(z, consensus) per element",
-        xlabel="model",
-        ylabel="element",
-        cmap="magma",
-    )
     if len(trained) >= 2:
         atypical = atypical_structures(space)
         files.write_csv(atypical, files.ATYPICAL)

@@ -2,21 +2,25 @@
 
 The parts: :mod:`.build` (the page and its order), :mod:`.sections` (one module per group of
 sections), :mod:`.figures` (the one heatmap, the figure writer), :mod:`.plots` (PCA maps,
-3D structures, the displacement series), :mod:`.chemiscope` and :mod:`.template` (HTML).
+the W2 dendrogram, 3D structures, the displacement series, and the Platonic figures beside
+their tables), :mod:`.chemiscope` and :mod:`.template` (HTML). Analyses write data only; every
+figure of mlipspace is drawn here.
 """
 
 from ..errors import ReportError
 from .build import build_report
-from .figures import heatmap_figure, static_heatmap, write_heatmaps
-from .plots import structure_figure
+from .figures import Heatmap, heatmap_figure, write_heatmaps
+from .plots import plot_dendrogram, structure_figure, write_platonic_figures
 from .sections.overview import package_versions
 
 __all__ = [
+    "Heatmap",
     "ReportError",
     "build_report",
     "heatmap_figure",
     "package_versions",
-    "static_heatmap",
+    "plot_dendrogram",
     "structure_figure",
     "write_heatmaps",
+    "write_platonic_figures",
 ]

@@ -1,16 +1,17 @@
 """Figures: the one heatmap (interactive and static), and the writer of a report's figures.
 
-:func:`heatmap_figure` and :func:`static_heatmap` draw every heatmap of mlipspace: the report's,
-the pages that ``mlipspace compare`` and ``mlipspace cumulants`` write beside their tables
-(:func:`write_heatmaps`) and the Platonic run's bias map (:func:`save_heatmap`).
+:class:`Heatmap` draws every heatmap of mlipspace: the report's, the pages that
+``mlipspace compare`` and ``mlipspace cumulants`` write beside their tables
+(:func:`write_heatmaps`) and the Platonic figures beside the Platonic tables
+(:func:`mlipspace.report.plots.write_platonic_figures`).
 """
 
 from __future__ import annotations
 
 import base64
 import re
-import shutil
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -20,13 +21,12 @@ import pandas as pd
 
 __all__ = [
     "FigureWriter",
+    "Heatmap",
     "element_group_colors",
     "heatmap_figure",
     "null_marks",
     "pair_matrix",
-    "save_dendrogram",
-    "save_heatmap",
-    "static_heatmap",
+    "save_figure",
     "write_heatmaps",
 ]
 
@@ -102,6 +102,98 @@ def _cell_text(value: float, marked: bool, digits: str) -> str:
     return f"{text} ns" if marked and text else text
 
 
+@dataclass(frozen=True)
+class Heatmap:
+    """What a heatmap shows, whichever library draws it.
+
+    ``M`` is drawn row = ``ylabel``, column = ``xlabel``; ``marks`` (a boolean matrix like
+    ``M``, e.g. :func:`null_marks`) adds "ns" to the cells marked True. :meth:`interactive`
+    draws it with plotly, :meth:`static` with matplotlib (for PNG/SVG copies).
+    """
+
+    M: pd.DataFrame
+    title: str
+    xlabel: str = "target"
+    ylabel: str = "source"
+    marks: pd.DataFrame | None = None
+
+    @property
+    def values(self) -> np.ndarray:
+        return self.M.to_numpy(dtype=np.float64)
+
+    def marked(self) -> np.ndarray:
+        """Boolean mask of the cells marked "ns"."""
+        shape = self.M.shape
+        return np.zeros(shape, bool) if self.marks is None else self.marks.to_numpy(dtype=bool)
+
+    def interactive(self, colorscale: str = "Viridis") -> Any:
+        """The heatmap as a plotly figure, values in the cells and on hover."""
+        import plotly.graph_objects as go
+
+        z, mask = self.values, self.marked()
+        x = [str(c) for c in self.M.columns]
+        y = [str(i) for i in self.M.index]
+        xlabel, ylabel, title = escape(self.xlabel), escape(self.ylabel), escape(self.title)
+        heat = go.Heatmap(
+            z=z,
+            x=x,
+            y=y,
+            colorscale=colorscale,
+            text=[
+                [_cell_text(v, m, ".3g") for v, m in zip(r, k, strict=True)]
+                for r, k in zip(z, mask, strict=True)
+            ],
+            hovertemplate=(
+                f"{ylabel} %{{y}}<br>{xlabel} %{{x}}<br>{title} = %{{z:.4g}}<extra></extra>"
+            ),
+        )
+        if z.size <= 400:
+            heat.texttemplate = "%{text}"
+            heat.textfont = {"size": 12 if len(y) <= 20 else 9}
+        fig = go.Figure(heat)
+        fig.update_layout(
+            title={"text": title, "font": {"size": 14}},
+            xaxis={"title": xlabel, "type": "category", "tickangle": -40},
+            yaxis={"title": ylabel, "type": "category", "autorange": "reversed"},
+            width=int(np.clip(220 + 62 * len(x), 420, 1100)),
+            height=int(np.clip(200 + (34 if len(y) <= 20 else 18) * len(y), 360, 2400)),
+            margin={"l": 150, "r": 20, "t": 50, "b": 140},
+        )
+        return fig
+
+    def static(self, cmap: str = "viridis") -> Any:
+        """The same heatmap as a matplotlib figure; the caller saves and closes it
+        (:func:`save_figure`)."""
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        z, mask = self.values, self.marked()
+        many = z.shape[0] > 20  # a per-element bias map has ~80 rows: small labels, no values
+        fig, ax = plt.subplots(
+            figsize=(2.8 + 0.65 * z.shape[1], 2.2 + (0.18 if many else 0.4) * z.shape[0])
+        )
+        im = ax.imshow(z, cmap=cmap, aspect="auto")
+        ax.set_xticks(range(z.shape[1]), [str(c) for c in self.M.columns], rotation=45, ha="right")
+        ax.set_yticks(
+            range(z.shape[0]), [str(i) for i in self.M.index], fontsize=6 if many else None
+        )
+        ax.set_xlabel(self.xlabel)
+        ax.set_ylabel(self.ylabel)
+        ax.set_title(self.title)
+        if z.size <= 400:
+            finite = z[np.isfinite(z)]
+            mid = (finite.min() + finite.max()) / 2 if finite.size else 0.0
+            for i, j in zip(*np.nonzero(np.isfinite(z)), strict=True):
+                color = "k" if z[i, j] > mid else "w"
+                text = _cell_text(z[i, j], bool(mask[i, j]), ".2g")
+                ax.text(j, i, text, ha="center", va="center", fontsize=7, color=color)
+        fig.colorbar(im, ax=ax)
+        fig.tight_layout()
+        return fig
+
+
 def heatmap_figure(
     M: pd.DataFrame,
     title: str,
@@ -110,85 +202,13 @@ def heatmap_figure(
     colorscale: str = "Viridis",
     marks: pd.DataFrame | None = None,
 ) -> Any:
-    """Interactive heatmap (plotly) of ``M``: row = ``ylabel``, values in the cells and on hover.
-
-    ``marks`` (a boolean matrix like ``M``, e.g. :func:`null_marks`) adds "ns" to the cells
-    marked True.
-    """
-    import plotly.graph_objects as go
-
-    z = M.to_numpy(dtype=np.float64)
-    x = [str(c) for c in M.columns]
-    y = [str(i) for i in M.index]
-    mask = np.zeros(z.shape, bool) if marks is None else marks.to_numpy(dtype=bool)
-    heat = go.Heatmap(
-        z=z,
-        x=x,
-        y=y,
-        colorscale=colorscale,
-        text=[
-            [_cell_text(v, m, ".3g") for v, m in zip(r, k, strict=True)]
-            for r, k in zip(z, mask, strict=True)
-        ],
-        hovertemplate=(
-            f"{escape(ylabel)} %{{y}}<br>{escape(xlabel)} %{{x}}<br>"
-            f"{escape(title)} = %{{z:.4g}}<extra></extra>"
-        ),
-    )
-    if z.size <= 400:
-        heat.texttemplate = "%{text}"
-        heat.textfont = {"size": 12 if len(y) <= 20 else 9}
-    fig = go.Figure(heat)
-    fig.update_layout(
-        title={"text": escape(title), "font": {"size": 14}},
-        xaxis={"title": escape(xlabel), "type": "category", "tickangle": -40},
-        yaxis={"title": escape(ylabel), "type": "category", "autorange": "reversed"},
-        width=int(np.clip(220 + 62 * len(x), 420, 1100)),
-        height=int(np.clip(200 + (34 if len(y) <= 20 else 18) * len(y), 360, 2400)),
-        margin={"l": 150, "r": 20, "t": 50, "b": 140},
-    )
-    return fig
+    """Interactive heatmap (plotly) of ``M``: :meth:`Heatmap.interactive`."""
+    return Heatmap(M, title, xlabel, ylabel, marks).interactive(colorscale)
 
 
-def static_heatmap(
-    M: pd.DataFrame,
-    title: str,
-    xlabel: str = "target",
-    ylabel: str = "source",
-    cmap: str = "viridis",
-    marks: pd.DataFrame | None = None,
-) -> Any:
-    """The same heatmap as a matplotlib figure (for PNG/SVG copies); the caller closes it."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    z = M.to_numpy(dtype=np.float64)
-    many = z.shape[0] > 20  # a per-element bias map has ~80 rows: small labels, no values
-    fig, ax = plt.subplots(
-        figsize=(2.8 + 0.65 * z.shape[1], 2.2 + (0.18 if many else 0.4) * z.shape[0])
-    )
-    im = ax.imshow(z, cmap=cmap, aspect="auto")
-    ax.set_xticks(range(z.shape[1]), [str(c) for c in M.columns], rotation=45, ha="right")
-    ax.set_yticks(range(z.shape[0]), [str(i) for i in M.index], fontsize=6 if many else None)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    if z.size <= 400:
-        finite = z[np.isfinite(z)]
-        mid = (finite.min() + finite.max()) / 2 if finite.size else 0.0
-        for i, j in zip(*np.nonzero(np.isfinite(z)), strict=True):
-            color = "k" if z[i, j] > mid else "w"
-            marked = marks is not None and bool(marks.iat[i, j])
-            text = _cell_text(z[i, j], marked, ".2g")
-            ax.text(j, i, text, ha="center", va="center", fontsize=7, color=color)
-    fig.colorbar(im, ax=ax)
-    fig.tight_layout()
-    return fig
-
-
-def _save(fig: Any, paths: Iterable[Path]) -> list[Path]:
+def save_figure(fig: Any, paths: Iterable[Path]) -> list[Path]:
+    """Save a matplotlib figure under each of ``paths`` (the format from the suffix), then
+    close it."""
     import matplotlib.pyplot as plt
 
     written = []
@@ -198,27 +218,6 @@ def _save(fig: Any, paths: Iterable[Path]) -> list[Path]:
         written.append(path)
     plt.close(fig)
     return written
-
-
-def save_heatmap(M: pd.DataFrame, path: Path, title: str, **kwargs: Any) -> list[Path]:
-    """:func:`static_heatmap` saved as ``path`` (PNG) and its SVG twin."""
-    return _save(static_heatmap(M, title, **kwargs), [path, path.with_suffix(".svg")])
-
-
-def save_dendrogram(distances: pd.DataFrame, path: Path, title: str) -> list[Path]:
-    """The average-linkage dendrogram of a distance matrix, as ``path`` (PNG) and SVG."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    from ..transport import plot_dendrogram
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    plot_dendrogram(distances, ax=ax)
-    ax.set_title(title)
-    fig.tight_layout()
-    return _save(fig, [path, path.with_suffix(".svg")])
 
 
 def write_heatmaps(
@@ -241,7 +240,7 @@ def write_heatmaps(
     marks = {m: null_marks(df[df["measure"] == m], names) for m in matrices}
     for measure, M in matrices.items() if static else ():
         paths = [folder / f"{stem}_{measure}.{ext}" for ext in static]
-        written += _save(static_heatmap(M, measure, marks=marks[measure]), paths)
+        written += save_figure(Heatmap(M, measure, marks=marks[measure]).static(), paths)
     if "html" in formats:
         parts = [
             heatmap_figure(M, measure, marks=marks[measure]).to_html(
@@ -299,16 +298,12 @@ class FigureWriter:
             f'</script>\n<script charset="utf-8" type="text/javascript">{get_plotlyjs()}</script>\n'
         )
 
-    def save(self, fig: Any, stem: str) -> None:
-        """Save a matplotlib figure as PNG and SVG under ``folder``."""
+    def save(self, fig: Any, stem: str) -> list[Path]:
+        """Save a matplotlib figure as PNG and SVG under ``folder``; the paths, PNG first."""
         paths = [self.folder / f"{slug(stem)}.{ext}" for ext in ("png", "svg")]
-        self.static += _save(fig, paths)
-
-    def copy(self, path: Path, stem: str) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        target = self.folder / f"{slug(stem)}{path.suffix}"
-        shutil.copyfile(path, target)
-        self.static.append(target)
+        written = save_figure(fig, paths)
+        self.static += written
+        return written
 
     def heatmap(
         self,
@@ -323,10 +318,10 @@ class FigureWriter:
     ) -> str:
         """Interactive heatmap plus its static copy ``<name>.png|svg`` (``marks``: cells to
         mark "ns", see :func:`heatmap_figure`)."""
+        heatmap = Heatmap(M, title, xlabel, ylabel, marks)
         if static:
-            cmap = colorscale.lower()
-            self.save(static_heatmap(M, title, xlabel, ylabel, cmap=cmap, marks=marks), name)
-        return self.plotly(heatmap_figure(M, title, xlabel, ylabel, colorscale, marks), name)
+            self.save(heatmap.static(cmap=colorscale.lower()), name)
+        return self.plotly(heatmap.interactive(colorscale), name)
 
 
 def image_tag(path: Path, alt: str) -> str:

@@ -1,17 +1,34 @@
-"""Plots of the report other than heatmaps: PCA maps, 3D structures, the displacement series."""
+"""Plots of the report other than heatmaps: PCA maps, the dendrogram of the W2 distances, 3D
+structures, the displacement series; and the Platonic figures written beside the tables."""
 
 from __future__ import annotations
 
 from html import escape
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..results import PcaMaps
-from .figures import element_group_colors
+from ..errors import MetricInputError
+from ..results import PcaMaps, PlatonicFiles
+from .figures import Heatmap, element_group_colors, save_figure, write_heatmaps
 
-__all__ = ["displacement_figure", "pca_figure", "pca_static", "structure_figure"]
+__all__ = [
+    "BIAS_TITLE",
+    "W2_TITLE",
+    "dendrogram_static",
+    "displacement_figure",
+    "pca_figure",
+    "pca_static",
+    "plot_dendrogram",
+    "structure_figure",
+    "write_platonic_figures",
+]
+
+#: titles of the Platonic figures, the same beside the tables and in the report
+W2_TITLE = "W2 distance between models in the common space"
+BIAS_TITLE = "1 − cos(z, consensus) per element"
 
 
 def pca_figure(data: PcaMaps) -> Any:
@@ -185,3 +202,85 @@ def displacement_figure(df: pd.DataFrame) -> Any:
         height=420,
     )
     return fig
+
+
+def plot_dendrogram(distances: pd.DataFrame, method: str = "average", ax: Any = None) -> Any:
+    """Hierarchical clustering (``scipy`` linkage) of a square distance table, drawn.
+
+    Parameters
+    ----------
+    distances : DataFrame
+        Symmetric distances with zero diagonal, e.g. from
+        :func:`mlipspace.transport.w2_matrix`.
+    method : str, default="average"
+        Linkage method for ``scipy.cluster.hierarchy.linkage``.
+    ax : matplotlib Axes, optional
+        Where to draw; a new figure is made otherwise.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    MetricInputError
+        ``distances`` is not a symmetric square table.
+    """
+    from matplotlib.figure import Figure
+    from scipy.cluster.hierarchy import dendrogram, linkage
+    from scipy.spatial.distance import squareform
+
+    D = distances.to_numpy(dtype=np.float64)
+    if D.ndim != 2 or D.shape[0] != D.shape[1] or not np.allclose(D, D.T):
+        raise MetricInputError("distances must be a symmetric square table")
+    if ax is None:
+        fig = Figure(figsize=(max(4.0, 0.6 * len(D)), 3.5), layout="constrained")
+        ax = fig.add_subplot()
+    else:
+        fig = ax.figure
+    Y = linkage(squareform(D, checks=False), method=method)
+    dendrogram(Y, labels=[str(c) for c in distances.index], ax=ax, leaf_rotation=90)
+    ax.set_ylabel("W2 distance" if method == "average" else f"distance ({method} linkage)")
+    return fig
+
+
+def dendrogram_static(distances: pd.DataFrame, title: str = W2_TITLE) -> Any:
+    """The average-linkage dendrogram of ``distances`` as a pyplot figure (the caller saves
+    and closes it, :func:`~.figures.save_figure`)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    plot_dendrogram(distances, ax=ax)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def write_platonic_figures(files: PlatonicFiles) -> list[Path]:
+    """Draw the figures of a Platonic run beside its tables, from the tables alone.
+
+    The analysis (:func:`mlipspace.platonic.run_platonic`) writes data only; the
+    ``mlipspace platonic`` command and a study's Platonic stage call this after it. Written:
+    one heatmap per agreement measure (``agreement/agreement_<measure>.png|svg`` and
+    ``agreement/agreement.html``), the dendrogram of the W2 distances
+    (:attr:`~PlatonicFiles.W2_DENDROGRAM`, PNG and SVG) and the bias map
+    (:attr:`~PlatonicFiles.BIAS_FIGURE`, PNG and SVG); a figure whose table is absent is
+    left out. Returns the paths written.
+    """
+    written: list[Path] = []
+    long = files.agreement_long()
+    if long is not None:
+        written += write_heatmaps(long, files.path(files.AGREEMENT_FOLDER), files.AGREEMENT_LONG)
+    w2 = files.matrix(files.W2)
+    if w2 is not None:  # controls included, for scale
+        path = files.path(files.W2_DENDROGRAM)
+        written += save_figure(dendrogram_static(w2), [path, path.with_suffix(".svg")])
+    bias = files.matrix(files.BIAS)
+    if bias is not None:
+        path = files.path(files.BIAS_FIGURE)
+        figure = Heatmap(bias, BIAS_TITLE, xlabel="model", ylabel="element").static(cmap="magma")
+        written += save_figure(figure, [path, path.with_suffix(".svg")])
+    return written

@@ -1,4 +1,8 @@
-"""Optimal transport between models' atoms in the common (anchor) space."""
+"""Optimal transport between models' atoms in the common (anchor) space.
+
+The dendrogram of a W2 matrix is drawn by the report:
+:func:`mlipspace.report.plots.plot_dendrogram`.
+"""
 
 from .ot import (
     METRICS,
@@ -9,7 +13,6 @@ from .ot import (
     label_accuracy,
     match,
     matching_accuracy,
-    plot_dendrogram,
     transport_plan,
     w2_distance,
     w2_matrix,
@@ -24,7 +27,6 @@ __all__ = [
     "label_accuracy",
     "match",
     "matching_accuracy",
-    "plot_dendrogram",
     "transport_plan",
     "w2_distance",
     "w2_matrix",

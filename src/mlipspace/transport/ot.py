@@ -38,7 +38,6 @@ __all__ = [
     "label_accuracy",
     "match",
     "matching_accuracy",
-    "plot_dendrogram",
     "transport_plan",
     "w2_distance",
     "w2_matrix",
@@ -265,40 +264,6 @@ def w2_matrix(spaces: Mapping[str, np.ndarray], num_iter_max: int | None = None)
         for j in range(i + 1, len(names)):
             D[i, j] = D[j, i] = w2_distance(spaces[a], spaces[names[j]], num_iter_max)
     return pd.DataFrame(D, index=names, columns=names)
-
-
-def plot_dendrogram(distances: pd.DataFrame, method: str = "average", ax: Any = None) -> Any:
-    """Hierarchical clustering (``scipy`` linkage) of a square distance table, drawn.
-
-    Parameters
-    ----------
-    distances : DataFrame
-        Symmetric distances with zero diagonal, e.g. from :func:`w2_matrix`.
-    method : str, default="average"
-        Linkage method for ``scipy.cluster.hierarchy.linkage``.
-    ax : matplotlib Axes, optional
-        Where to draw; a new figure is made otherwise.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
-    from matplotlib.figure import Figure
-    from scipy.cluster.hierarchy import dendrogram, linkage
-    from scipy.spatial.distance import squareform
-
-    D = distances.to_numpy(dtype=np.float64)
-    if D.ndim != 2 or D.shape[0] != D.shape[1] or not np.allclose(D, D.T):
-        raise MetricInputError("distances must be a symmetric square table")
-    if ax is None:
-        fig = Figure(figsize=(max(4.0, 0.6 * len(D)), 3.5), layout="constrained")
-        ax = fig.add_subplot()
-    else:
-        fig = ax.figure
-    Y = linkage(squareform(D, checks=False), method=method)
-    dendrogram(Y, labels=[str(c) for c in distances.index], ax=ax, leaf_rotation=90)
-    ax.set_ylabel("W2 distance" if method == "average" else f"distance ({method} linkage)")
-    return fig
 
 
 def gromov_wasserstein_plan(

@@ -10,6 +10,7 @@ from importlib import metadata as importlib_metadata
 
 import pandas as pd
 
+from ...version import __version__
 from ..context import ReportContext, absent_note, missing
 from ..template import Section, details, table
 
@@ -140,8 +141,6 @@ def models(ctx: ReportContext) -> Section:
 
 def package_versions(packages: Sequence[str] = VERSION_PACKAGES) -> dict[str, str]:
     """Installed versions of ``packages`` (``"not installed"`` when absent)."""
-    from ... import __version__
-
     out = {"mlipspace": __version__, "python": platform.python_version()}
     for name in packages:
         try:
