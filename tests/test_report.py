@@ -688,6 +688,20 @@ def test_agreement_section_shows_the_uncentred_projection_and_the_anchors(report
         assert f"<td>{value}</td>" in section, value
 
 
+def test_bulk_and_uncentred_repeats_are_shown_beside_their_section(report, results):
+    html = report.read_text(encoding="utf-8")
+    sections = {
+        "transport": ("transport_bulk.csv", "transport_uncentred.csv"),
+        "stitching": ("stitching_bulk.csv", "stitching_uncentred.csv"),
+    }
+    for key, names in sections.items():
+        start = html.index(f'<section id="{key}">')
+        section = html[start : html.index("</section>", start)]
+        for name in names:
+            assert (results / "platonic" / name).exists(), name
+            assert f"({name})</h3>" in section, name
+
+
 def test_dendrogram_groups_the_families():
     from mlipspace.errors import MetricInputError
     from mlipspace.report import plot_dendrogram

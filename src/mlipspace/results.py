@@ -14,9 +14,10 @@ format are written down once. A results folder (``mlipspace run``, ``mlipspace d
     diagnostics/                           symmetry, displacement, mirror_gap, relax, phonons,
                                            auroc (.csv) and summary.json
     platonic/                              anchors, anchor_coverage, agreement,
-                                           agreement_uncentred, transport, transport_bulk, w2,
-                                           bias_map, atypical_structures, stitching,
-                                           stitching_bulk, arithmetic, arithmetic_parallel,
+                                           agreement_uncentred, transport, transport_bulk,
+                                           transport_uncentred, w2, bias_map,
+                                           atypical_structures, stitching, stitching_bulk,
+                                           stitching_uncentred, arithmetic, arithmetic_parallel,
                                            robustness, claims (.csv), claims.md, pca_maps.csv +
                                            pca_maps.json, summary.json, agreement/agreement.*
                                            (the agreement as a tidy table); figures drawn from

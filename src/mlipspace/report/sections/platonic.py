@@ -227,6 +227,7 @@ def transport(ctx: ReportContext) -> Section:
     if not _optional_table(sec, files, files.TRANSPORT, "Atom matching by transport"):
         absent_note(sec, f"platonic/{files.TRANSPORT}", "platonic")
     _optional_table(sec, files, files.TRANSPORT_BULK, "The same on the ideal bulk crystals alone")
+    _optional_table(sec, files, files.TRANSPORT_UNCENTRED, "The same, uncentred projection")
     return sec
 
 
@@ -283,6 +284,7 @@ def stitching(ctx: ReportContext) -> Section:
         )
         sec.add(table(stitched))
         _optional_table(sec, files, files.STITCHING_BULK, "Stitching on the ideal bulk crystals")
+        _optional_table(sec, files, files.STITCHING_UNCENTRED, "Stitching, uncentred projection")
     else:
         absent_note(sec, f"platonic/{files.STITCHING}", "platonic")
     summary = files.summary()
