@@ -89,6 +89,18 @@ def test_rotated_model_agrees_perfectly_and_controls_do_not(synthetic_store):
     assert df.loc[("element-onehot", "model-a")].top1_element > 5 * chance
 
 
+def test_space_settings_are_named_and_checked(synthetic_store):
+    from mlipspace.errors import ParameterError
+    from mlipspace.platonic.space import SpaceSettings
+
+    store, _ = synthetic_store
+    with pytest.raises(ParameterError, match="n_anchor"):
+        common_space_from_store(store, ["model-a"], n_anchor=8)
+    space = common_space_from_store(store, ["model-a"], n_anchors=8, method="fps", center="none")
+    assert space.settings["n_anchors"] == 8 and space.settings["center"] == "none"
+    assert SpaceSettings().center == "data" and SpaceSettings().standardize
+
+
 def test_transport_recovers_rotated_model(synthetic_store):
     store, _ = synthetic_store
     space = common_space_from_store(store, ["model-a", "model-b", "mace-random:0"], n_anchors=64)

@@ -75,17 +75,32 @@ def _pair_hits(table: pd.DataFrame, trained: list[str], key: str) -> np.ndarray 
     return np.mean(arrays, axis=0) if arrays else None
 
 
+#: the claims of T5 (transport) and T6 (stitching) and their thresholds
+T5_CLAIM = (
+    "exact EMD in the common space matches atoms far above chance, and better than GW on "
+    "the raw spaces (same atoms, same number)"
+)
+T5_THRESHOLD = "EMD equivalent-atom accuracy > 10× its chance, and EMD − GW(raw) > 0 (whole 95% CI)"
+T6_CLAIM = (
+    "a head trained on one model's common-space coordinates works zero-shot on another, "
+    "far above a shuffled-anchor control; the raw-space attempt fails"
+)
+T6_THRESHOLD = (
+    "zero-shot / in-model accuracy > 0.7, zero-shot − shuffled control > 0 and "
+    "zero-shot − raw > 0 (whole 95% CI)"
+)
+
+
+def trained_pairs(table: pd.DataFrame, trained: list[str]) -> pd.DataFrame:
+    """The rows of a pair table whose source and target are both trained models."""
+    return table[table.source.isin(trained) & table.target.isin(trained)]
+
+
 def _t5_one(
     ot_pairs: pd.DataFrame, trained: list[str], space: CommonSpace, subset: str, random_state: int
 ) -> dict:
-    claim = (
-        "exact EMD in the common space matches atoms far above chance, and better than GW on "
-        "the raw spaces (same atoms, same number)"
-    )
-    threshold = (
-        "EMD equivalent-atom accuracy > 10× its chance, and EMD − GW(raw) > 0 (whole 95% CI)"
-    )
-    pairs = ot_pairs[ot_pairs.source.isin(trained) & ot_pairs.target.isin(trained)]
+    claim, threshold = T5_CLAIM, T5_THRESHOLD
+    pairs = trained_pairs(ot_pairs, trained)
     rows = ot_pairs.attrs.get("rows")
     if pairs.empty or rows is None:
         return _row(
@@ -171,15 +186,8 @@ def _t5(
 def _t6_one(
     stitched: pd.DataFrame, trained: list[str], space: CommonSpace, subset: str, random_state: int
 ) -> dict:
-    claim = (
-        "a head trained on one model's common-space coordinates works zero-shot on another, "
-        "far above a shuffled-anchor control; the raw-space attempt fails"
-    )
-    threshold = (
-        "zero-shot / in-model accuracy > 0.7, zero-shot − shuffled control > 0 and "
-        "zero-shot − raw > 0 (whole 95% CI)"
-    )
-    pairs = stitched[stitched.source.isin(trained) & stitched.target.isin(trained)]
+    claim, threshold = T6_CLAIM, T6_THRESHOLD
+    pairs = trained_pairs(stitched, trained)
     # labels the sample could not learn (too few atoms, parents or classes), named
     skipped = "; ".join(f"{k} skipped: {v}" for k, v in stitched.attrs.get("skipped", {}).items())
     if pairs.empty:

@@ -24,7 +24,18 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from ..errors import MlipspaceError
-from .checks import UNCENTRED, _t5, _t6_one, _t7, _t8, _t9, _t10, boot, per_subset
+from .checks import (
+    UNCENTRED,
+    _t5,
+    _t6_one,
+    _t7,
+    _t8,
+    _t9,
+    _t10,
+    boot,
+    per_subset,
+    trained_pairs,
+)
 from .checks import subsets as _subsets
 from .chemistry import element_group
 from .facts import model_relation, pair_relation
@@ -293,7 +304,7 @@ def _t2(
             f"element {element.text()}; cos {cosine.text()}"
         )
         if subset == "all" and uncentred is not None and len(uncentred):
-            u = uncentred[uncentred.source.isin(trained) & uncentred.target.isin(trained)]
+            u = trained_pairs(uncentred, trained)
             evidence += (
                 f"; uncentred projection: top-10 {_fmt(u.top10.mean())}, same element "
                 f"{_fmt(u.top1_element.mean())}, cos {_fmt(u.cosine_mean.mean())}"
@@ -312,7 +323,7 @@ def _t2(
                 subset=subset,
             )
         )
-    pairs = agreement[agreement.source.isin(trained) & agreement.target.isin(trained)].copy()
+    pairs = trained_pairs(agreement, trained).copy()
     pairs["relation"] = [
         pair_relation(a, b) for a, b in zip(pairs.source, pairs.target, strict=True)
     ]
@@ -343,7 +354,7 @@ def _t3(agreement: pd.DataFrame, trained: list[str], stitched: pd.DataFrame) -> 
     randoms = sorted({m for m in agreement.target if m.startswith("mace-random")})
     if not randoms:
         return _row("T3", claim, "no mace-random control", None, threshold=threshold)
-    pairs = agreement[agreement.source.isin(trained) & agreement.target.isin(trained)]
+    pairs = trained_pairs(agreement, trained)
     control = agreement[agreement.source.isin(trained) & agreement.target.isin(randoms)]
     probe = stitched[stitched.label == "element_group"]
     in_trained = probe[probe.source.isin(trained)]["in_model"].mean()

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..anchors import RelativeProjector, center_mode, select_anchors, standardize_columns
-from ..errors import MetricInputError
+from ..errors import MetricInputError, ParameterError
 from ..features import AtomFeatures
 from ..models import find_card
 
@@ -278,38 +278,53 @@ def build_common_space(
     )
 
 
+@dataclass(frozen=True)
+class SpaceSettings:
+    """How :func:`common_space_from_store` builds a space (:func:`build_common_space`'s
+    parameters): the layer compared, the anchors (``n_anchors`` chosen by ``method`` on
+    ``anchor_model``'s ``anchor_layer``, default the same layer, from ``anchor_input``) and
+    the projection (``center``, ``standardize``)."""
+
+    layer: str = "node"
+    n_anchors: int = 256
+    anchor_model: str = "soap"
+    anchor_layer: str | None = None
+    method: str = "direct"
+    center: bool | str = DEFAULT_CENTER
+    random_state: int = 0
+    standardize: bool = DEFAULT_STANDARDIZE
+    anchor_input: str = "features"
+
+
 def common_space_from_store(
-    store: Any,
-    models: Sequence[str],
-    layer: str = "node",
-    n_anchors: int = 256,
-    anchor_model: str = "soap",
-    anchor_layer: str | None = None,
-    method: str = "direct",
-    center: bool | str = DEFAULT_CENTER,
-    random_state: int = 0,
-    structures: Any = None,
-    standardize: bool = DEFAULT_STANDARDIZE,
-    anchor_input: str = "features",
+    store: Any, models: Sequence[str], structures: Any = None, **settings: Any
 ) -> CommonSpace:
     """:func:`build_common_space` on the atoms every model (and the anchor model) holds.
 
-    ``structures`` (hashes or ``Atoms``) restricts the space to those structures.
+    ``structures`` (hashes or ``Atoms``) restricts the space to those structures;
+    ``settings`` are the fields of :class:`SpaceSettings` (its defaults for the others).
     """
-    anchor_layer = anchor_layer or layer
-    pairs = [(m, layer) for m in models]
-    anchor_key = (anchor_model, anchor_layer)
+    unknown = set(settings) - set(SpaceSettings.__dataclass_fields__)
+    if unknown:
+        raise ParameterError(
+            f"unknown common-space settings {sorted(unknown)}; "
+            f"choose among {list(SpaceSettings.__dataclass_fields__)}"
+        )
+    s = SpaceSettings(**settings)
+    anchor_layer = s.anchor_layer or s.layer
+    pairs = [(m, s.layer) for m in models]
+    anchor_key = (s.anchor_model, anchor_layer)
     aligned = store.aligned([*pairs, anchor_key] if anchor_key not in pairs else pairs, structures)
-    tables = {m: aligned[(m, layer)] for m in models}
+    tables = {m: aligned[(m, s.layer)] for m in models}
     return build_common_space(
         tables,
         aligned[anchor_key],
-        n_anchors,
-        method,
-        center,
-        random_state,
-        standardize,
-        anchor_input,
+        s.n_anchors,
+        s.method,
+        s.center,
+        s.random_state,
+        s.standardize,
+        s.anchor_input,
     )
 
 
