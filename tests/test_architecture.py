@@ -226,6 +226,31 @@ def private_uses() -> list[str]:
     return sorted(found)
 
 
+#: the plotting libraries: only the report draws (analyses write data, issue 15 item 4)
+PLOTTING = ("matplotlib", "plotly")
+
+
+def drawing_modules(sources: dict[str, str] | None = None) -> list[str]:
+    """Modules outside ``mlipspace.report`` that import a plotting library (deferred imports
+    included); ``sources``: module → source text (default: the package)."""
+    if sources is None:
+        sources = {m: path.read_text(encoding="utf-8") for m, path in MODULES.items()}
+    found = []
+    for module, text in sources.items():
+        if _unit(module) == "mlipspace.report":
+            continue
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            else:
+                continue
+            if any(name.split(".")[0] in PLOTTING for name in names):
+                found.append(f"{module}:{node.lineno} imports {', '.join(names)}")
+    return sorted(found)
+
+
 def error_classes_elsewhere() -> list[str]:
     """Exception classes defined outside ``mlipspace.errors`` (a worker re-raises an error by
     its class name from that module, so every error a user can cause lives there)."""
@@ -321,6 +346,19 @@ def test_layer_checker_finds_an_upward_import():
     assert layer("mlipspace") == len(LAYERS) - 1 and layer("mlipspace.nothing") is None
 
 
+def test_drawing_checker_finds_a_deferred_plotting_import():
+    deferred = "def draw():\n    import matplotlib.pyplot as plt\n"
+    sources = {
+        "mlipspace.transport.ot": deferred,
+        "mlipspace.platonic.run": "from plotly import graph_objects\n",
+        "mlipspace.report.plots": deferred,  # the report may draw
+    }
+    assert drawing_modules(sources) == [
+        "mlipspace.platonic.run:1 imports plotly",
+        "mlipspace.transport.ot:2 imports matplotlib.pyplot",
+    ]
+
+
 def test_imports_are_resolved():
     """Relative imports, ``from package import module`` and deferred imports are seen."""
     featurization = {i.target for i in IMPORTS["mlipspace.featurization.api"]}
@@ -380,6 +418,11 @@ def test_no_private_names_across_units():
 
 def test_no_source_file_over_700_lines():
     assert long_files() == []
+
+
+def test_only_the_report_draws():
+    """Analyses write tables; every figure is drawn by ``mlipspace.report`` from them."""
+    assert drawing_modules() == []
 
 
 def test_every_error_class_lives_in_errors_py():
