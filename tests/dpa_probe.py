@@ -11,10 +11,8 @@ numbers the tests assert on to ``OUT_DIR/probe.npz`` and ``OUT_DIR/probe.json``.
 from __future__ import annotations
 
 import copy
-import json
 import os
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -85,27 +83,14 @@ def build_checkpoint(path: Path, seed: int = 0, heads: tuple[str, ...] = (), **s
     return path
 
 
-def _error(name: str) -> list[str]:
-    from mlipspace.models import get_model
-
-    try:
-        get_model(name)
-    except Exception as exc:  # the test asserts on the class and the message
-        return [type(exc).__name__, str(exc)]
-    return ["none", ""]
-
-
 def main(out_dir: str) -> None:
     import torch
 
+    from family_checks import load_error, save_probe, start_probe
     from mlipspace.models import get_model
     from model_contract_probe import contract_structures
 
-    torch.set_num_threads(1)
-    warnings.simplefilter("ignore")
-    out = Path(out_dir)
-    results: dict[str, np.ndarray] = {}
-    record: dict[str, object] = {}
+    out, results, record = start_probe(out_dir)
     base = contract_structures()
     record["n_atoms"] = [len(a) for a in base]
     path = build_checkpoint(out / "dpa-small.pt")
@@ -164,16 +149,15 @@ def main(out_dir: str) -> None:
     torch.save({"model_state_dict": {}, "config": {}}, out / "sevennet.pth")
     (out / "garbage.pt").write_text("not a checkpoint")
     record["errors"] = {
-        "missing": _error("dpa:absent.pt"),
-        "nohead": _error(f"dpa:{multi}"),
-        "badhead": _error(f"dpa:{multi}@PBE"),
-        "single_head": _error("dpa:dpa-small.pt@Omat24"),
-        "mismatch": _error("dpa:mismatch.pt"),
-        "garbage": _error("dpa:garbage.pt"),
-        "other": _error("dpa:sevennet.pth"),
+        "missing": load_error("dpa:absent.pt"),
+        "nohead": load_error(f"dpa:{multi}"),
+        "badhead": load_error(f"dpa:{multi}@PBE"),
+        "single_head": load_error("dpa:dpa-small.pt@Omat24"),
+        "mismatch": load_error("dpa:mismatch.pt"),
+        "garbage": load_error("dpa:garbage.pt"),
+        "other": load_error("dpa:sevennet.pth"),
     }
-    np.savez(out / "probe.npz", **results)
-    (out / "probe.json").write_text(json.dumps(record, indent=1))
+    save_probe(out, results, record)
 
 
 if __name__ == "__main__":

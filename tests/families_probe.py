@@ -8,7 +8,7 @@ loader a real checkpoint takes), then writes every number the tests assert on to
 environment's pytest (``tests/test_models_{orb,pet,mattersim}.py``), which also loads the
 saved checkpoints through ``mlipspace.featurize`` and its worker.
 
-Importing this module is light (numpy, ase): the test files use :func:`run_probe` and
+Importing this module is light (numpy, ase, scipy): the test files use :func:`run_probe` and
 :func:`structures`.
 """
 
@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import traceback
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from ase import Atoms
 from ase.build import bulk, molecule
+
+from model_contract_probe import boxed_water, rattled_si, transformed
 
 ENV = "orb-pet-mattersim"
 LAYERS = ("ll", "node", "bb", "layer:0", "layer:1")
@@ -35,15 +35,8 @@ ELEMENTS = [1, 8, 11, 14, 17, 22, 38]
 
 def structures() -> list[Atoms]:
     """Rattled Si (8), NaCl (8), H2O in a 10 A box (3), SrTiO3 (5): varied, chiral."""
-    si = bulk("Si", cubic=True)
-    si.rattle(0.05, seed=1)
     nacl = bulk("NaCl", "rocksalt", a=5.64, cubic=True)
     nacl.rattle(0.05, seed=2)
-    water = molecule("H2O")
-    water.cell = np.eye(3) * 10.0
-    water.pbc = True
-    water.center()
-    water.rattle(0.02, seed=3)
     sto = Atoms(
         "SrTiO3",
         scaled_positions=[[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
@@ -51,17 +44,7 @@ def structures() -> list[Atoms]:
         pbc=True,
     )
     sto.rattle(0.05, seed=4)
-    return [si, nacl, water, sto]
-
-
-def moved(atoms: Atoms, rotation: np.ndarray, shift: np.ndarray, perm: np.ndarray) -> Atoms:
-    """``atoms`` rotated (positions and cell), translated and permuted."""
-    return Atoms(
-        atoms.numbers[perm],
-        atoms.positions[perm] @ rotation.T + shift,
-        cell=atoms.cell.array @ rotation.T,
-        pbc=atoms.pbc,
-    )
+    return [rattled_si(), nacl, boxed_water(), sto]
 
 
 # -- random-init checkpoints built with each package's own code --------------------------
@@ -134,14 +117,6 @@ BUILDERS = {"orb": build_orb, "pet": build_pet, "mattersim": build_mattersim}
 # -- measurements ------------------------------------------------------------------------
 
 
-def _error(call: Any) -> str:
-    try:
-        call()
-    except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"
-    return "no error"
-
-
 def measure(name: str, results: dict[str, np.ndarray], prefix: str) -> dict[str, Any]:
     """Contract and symmetry numbers of the model ``name``, stored under ``prefix/``."""
     from scipy.spatial.transform import Rotation
@@ -162,10 +137,12 @@ def measure(name: str, results: dict[str, np.ndarray], prefix: str) -> dict[str,
     for s, atoms in enumerate(base):
         perm = rng.permutation(len(atoms))
         results[f"{prefix}/perm/{s}"] = perm
-        permuted = adapter.compute([moved(atoms, np.eye(3), np.zeros(3), perm)], layers)
-        rotated = adapter.compute([moved(atoms, rotation, rng.normal(size=3) * 3.0, perm)], layers)
+        permuted = adapter.compute([transformed(atoms, np.eye(3), np.zeros(3), perm)], layers)
+        rotated = adapter.compute(
+            [transformed(atoms, rotation, rng.normal(size=3) * 3.0, perm)], layers
+        )
         mirror = np.diag([1.0, 1.0, -1.0]) @ rotation
-        mirrored = adapter.compute([moved(atoms, mirror, np.zeros(3), perm)], layers)
+        mirrored = adapter.compute([transformed(atoms, mirror, np.zeros(3), perm)], layers)
         for layer in layers:
             results[f"{prefix}/batch/{s}/{layer}"] = batch[layer][s]
             results[f"{prefix}/single/{s}/{layer}"] = single[s][0][layer][0]
@@ -236,14 +213,12 @@ def main(family: str, out_dir: str) -> None:
     # metatensor's TorchScript operations fail to compile once torch_geometric (MatterSim)
     # is imported; this process builds every family's checkpoint, so metatomic goes first
     import metatomic.torch  # noqa: F401
-    import torch
 
-    torch.set_num_threads(1)
-    warnings.simplefilter("ignore")
-    out = Path(out_dir)
+    from family_checks import load_error, save_probe, start_probe
+
+    out, results, record = start_probe(out_dir)
     paths = BUILDERS[family](out)
-    record: dict[str, Any] = {"paths": {k: str(v) for k, v in paths.items()}}
-    results: dict[str, np.ndarray] = {}
+    record["paths"] = {k: str(v) for k, v in paths.items()}
     names = {k: f"{family}:{p}" for k, p in paths.items() if k != "broken"}
     for key, name in names.items():
         record[key] = measure(name, results, key)
@@ -253,9 +228,9 @@ def main(family: str, out_dir: str) -> None:
     record["averaging"] = measure_averaging(first, results, "averaging")
     others = {f: f"{family}:{p}" for f, p in _other_family_files(out, family).items()}
     record["errors"] = {
-        "missing": _error(lambda: _load(f"{family}:{out}/does-not-exist.ckpt")),
-        "broken": _error(lambda: _load(f"{family}:{paths['broken']}")),
-        **{f"wrong/{f}": _error(lambda n=n: _load(n)) for f, n in others.items()},
+        "missing": load_error(f"{family}:{out}/does-not-exist.ckpt"),
+        "broken": load_error(f"{family}:{paths['broken']}"),
+        **{f"wrong/{f}": load_error(n) for f, n in others.items()},
     }
     # a path relative to the working directory and one under ~ load the same file
     os.chdir(out)
@@ -263,8 +238,7 @@ def main(family: str, out_dir: str) -> None:
     record["relative"] = _load(f"{family}:{rel}").metadata()["checkpoint_sha256"]
     os.environ["HOME"] = str(out)
     record["home"] = _load(f"{family}:~/{rel}").metadata()["checkpoint_sha256"]
-    np.savez(out / "probe.npz", **results)
-    (out / "probe.json").write_text(json.dumps(record, default=str))
+    save_probe(out, results, record)
 
 
 def _load(name: str) -> Any:
@@ -288,33 +262,11 @@ def _other_family_files(out: Path, family: str) -> dict[str, Path]:
 # -- used by the test files (main environment) ----------------------------------------------
 
 
-def env_python() -> Path:
-    """Python of the shared worker environment; fails (not skips) the test when missing."""
-    import pytest
-
-    from mlipspace.errors import EnvironmentSetupError
-    from mlipspace.featurization import envs
-
-    try:
-        return envs.require_env(ENV)
-    except EnvironmentSetupError as exc:
-        pytest.fail(f"these tests need the '{ENV}' environment: {exc}", pytrace=False)
-
-
 def run_probe(family: str, out: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Run this script for ``family`` in the worker environment; its arrays and record."""
-    python = env_python()
-    done = subprocess.run(
-        [str(python), __file__, family, str(out)],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, OMP_NUM_THREADS="1"),
-        timeout=1800,
-    )
-    assert done.returncode == 0, f"families_probe.py {family} failed:\n{done.stderr[-6000:]}"
-    with np.load(out / "probe.npz") as data:
-        arrays = {k: data[k] for k in data.files}
-    return arrays, json.loads((out / "probe.json").read_text())
+    from family_checks import run_probe_script
+
+    return run_probe_script(ENV, "families_probe.py", out, family, timeout=1800)
 
 
 if __name__ == "__main__":

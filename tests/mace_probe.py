@@ -8,10 +8,8 @@ model, saves it to ``OUT_DIR/small.model`` with ``torch.save``, loads it back th
 
 from __future__ import annotations
 
-import json
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +30,12 @@ def structures() -> list[Atoms]:
     return [si, bulk("NaCl", "rocksalt", a=5.64), bulk("Cu"), water]
 
 
-def small_model(seed: int = 3):
-    """A small plain MACE (not ScaleShift) with non-zero reference energies, built here."""
+#: elements of the small test-built models
+NUMBERS = [1, 6, 7, 8, 11, 14, 17, 29]
+
+
+def _small(kind: str, seed: int, **extra):
+    """A small MACE of ``mace.modules.<kind>`` (16x0e+16x1o, 2 interactions), seeded."""
     import torch
 
     from mlipspace.models.mace import import_mace
@@ -42,10 +44,9 @@ def small_model(seed: int = 3):
     from e3nn import o3
     from mace import modules
 
-    numbers = [1, 6, 7, 8, 11, 14, 17, 29]
     interaction = modules.interaction_classes["RealAgnosticResidualInteractionBlock"]
     torch.manual_seed(seed)
-    model = modules.MACE(
+    model = getattr(modules, kind)(
         r_max=4.5,
         num_bessel=6,
         num_polynomial_cutoff=5,
@@ -53,28 +54,30 @@ def small_model(seed: int = 3):
         interaction_cls=interaction,
         interaction_cls_first=interaction,
         num_interactions=2,
-        num_elements=len(numbers),
+        num_elements=len(NUMBERS),
         hidden_irreps=o3.Irreps("16x0e + 16x1o"),
         MLP_irreps=o3.Irreps("8x0e"),
-        atomic_energies=np.linspace(-3.0, -0.5, len(numbers)),
         avg_num_neighbors=12.0,
-        atomic_numbers=numbers,
+        atomic_numbers=NUMBERS,
         correlation=2,
         gate=torch.nn.functional.silu,
+        **extra,
     )
     return model.float().eval()
+
+
+def small_model(seed: int = 3):
+    """A small plain MACE (not ScaleShift) with non-zero reference energies, built here."""
+    return _small("MACE", seed, atomic_energies=np.linspace(-3.0, -0.5, len(NUMBERS)))
 
 
 def main(out_dir: str) -> None:
     import torch
 
+    from family_checks import save_probe, start_probe
     from mlipspace.models import get_model
 
-    torch.set_num_threads(1)
-    warnings.simplefilter("ignore", UserWarning)  # e3nn's TorchScript notes while building
-    out = Path(out_dir)
-    results: dict[str, np.ndarray] = {}
-    record: dict[str, object] = {}
+    out, results, record = start_probe(out_dir)
 
     path = out / "small.model"
     torch.save(small_model(), path)
@@ -93,6 +96,16 @@ def main(out_dir: str) -> None:
         results[f"calc_energy/{s}"] = np.array([reference.get_potential_energy()])
         results[f"descriptors/{s}"] = calc.get_descriptors(atoms, invariants_only=True)
         results[f"n_atoms/{s}"] = np.array([len(atoms)])
+    # the card says has_calculator: the diagnostics' calculator of the same names
+    from mlipspace.diagnostics import calculator_for
+
+    for key, name in (("file", f"mace:{path}"), ("random", "mace-random:0")):
+        named = calculator_for(name)
+        for s, atoms in enumerate(base):
+            reference = atoms.copy()
+            reference.calc = named
+            results[f"named_calc/{key}/{s}/energy"] = np.array([reference.get_potential_energy()])
+            results[f"named_calc/{key}/{s}/forces"] = reference.get_forces()
     f64 = get_model(f"mace:{path}", dtype="float64")
     for s, atoms in enumerate(base):
         features, energy = f64.forward([atoms], ["ll", "bb"])
@@ -129,19 +142,7 @@ def main(out_dir: str) -> None:
     record["seconds_calculator_64"] = (time.perf_counter() - t0) / 3
 
     checkpoint_cases(out, base, results, record)
-    np.savez(out / "probe.npz", **results)
-    (out / "probe.json").write_text(json.dumps(record, indent=1))
-
-
-def _error(name: str) -> list[str]:
-    """The class name and message of the error ``get_model(name)`` raises (or "none")."""
-    from mlipspace.models import get_model
-
-    try:
-        get_model(name)
-    except Exception as exc:  # the test asserts on the class and the message
-        return [type(exc).__name__, str(exc)]
-    return ["none", ""]
+    save_probe(out, results, record)
 
 
 def checkpoint_cases(out: Path, base: list[Atoms], results: dict, record: dict) -> None:
@@ -157,6 +158,7 @@ def checkpoint_cases(out: Path, base: list[Atoms], results: dict, record: dict) 
     from mace.calculators import mace_mp
     from mace.tools.scripts_utils import extract_config_mace_model
 
+    from family_checks import load_error
     from mlipspace.models import get_model
     from mlipspace.models.mace import build_random_mace
 
@@ -212,13 +214,13 @@ def checkpoint_cases(out: Path, base: list[Atoms], results: dict, record: dict) 
         torch.save({"model_state_dict": {}, "config": 3}, out / "foreign.pth")
         (out / "notorch.model").write_text("not a checkpoint")
         record["ckpt_errors"] = {
-            "missing": _error("mace:nowhere/absent.model"),
-            "bare": _error("mace:bare.pt"),
-            "mismatch": _error("mace:mismatch.pt"),
-            "foreign": _error("mace:foreign.pth"),
-            "garbage": _error("mace:notorch.model"),
-            "head": _error("mace:two.model@pbe0"),
-            "nohead": _error("mace:foundation.model@r2scan"),
+            "missing": load_error("mace:nowhere/absent.model"),
+            "bare": load_error("mace:bare.pt"),
+            "mismatch": load_error("mace:mismatch.pt"),
+            "foreign": load_error("mace:foreign.pth"),
+            "garbage": load_error("mace:notorch.model"),
+            "head": load_error("mace:two.model@pbe0"),
+            "nohead": load_error("mace:foundation.model@r2scan"),
         }
     finally:
         os.chdir(cwd)
@@ -226,38 +228,14 @@ def checkpoint_cases(out: Path, base: list[Atoms], results: dict, record: dict) 
 
 def two_head_model():
     """A small ScaleShiftMACE with two read-out heads ("pbe", "r2scan")."""
-    import torch
-
-    from mlipspace.models.mace import import_mace
-
-    import_mace()
-    from e3nn import o3
-    from mace import modules
-
-    numbers = [1, 6, 7, 8, 11, 14, 17, 29]
-    interaction = modules.interaction_classes["RealAgnosticResidualInteractionBlock"]
-    torch.manual_seed(5)
-    model = modules.ScaleShiftMACE(
-        r_max=4.5,
-        num_bessel=6,
-        num_polynomial_cutoff=5,
-        max_ell=2,
-        interaction_cls=interaction,
-        interaction_cls_first=interaction,
-        num_interactions=2,
-        num_elements=len(numbers),
-        hidden_irreps=o3.Irreps("16x0e + 16x1o"),
-        MLP_irreps=o3.Irreps("8x0e"),
-        atomic_energies=np.zeros((2, len(numbers))),
-        avg_num_neighbors=12.0,
-        atomic_numbers=numbers,
-        correlation=2,
-        gate=torch.nn.functional.silu,
+    return _small(
+        "ScaleShiftMACE",
+        5,
+        atomic_energies=np.zeros((2, len(NUMBERS))),
         heads=["pbe", "r2scan"],
         atomic_inter_scale=[1.0, 2.0],
         atomic_inter_shift=[0.0, 0.1],
     )
-    return model.float().eval()
 
 
 if __name__ == "__main__":

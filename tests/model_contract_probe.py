@@ -28,20 +28,32 @@ from scipy.spatial.transform import Rotation
 RANDOM_STATE = 7
 
 
-def contract_structures() -> list[Atoms]:
-    """Small structures (14 atoms in all) of elements every test instance knows.
-
-    Rattled, hence chiral: a mirror image is not a rotation of them.
-    """
+def rattled_si() -> Atoms:
+    """The cubic 8-atom Si cell, rattled (chiral: a mirror image is not a rotation of it)."""
     si = bulk("Si", cubic=True)
     si.rattle(0.05, seed=1)
-    nacl = bulk("NaCl", "rocksalt", a=5.64)
-    nacl.rattle(0.05, seed=2)
+    return si
+
+
+def boxed_water() -> Atoms:
+    """A rattled H2O molecule in the middle of a periodic 10 A box."""
     water = molecule("H2O")
     water.cell = np.eye(3) * 10.0
     water.pbc = True
     water.center()
     water.rattle(0.02, seed=3)
+    return water
+
+
+def contract_structures() -> list[Atoms]:
+    """Small structures (14 atoms in all) of elements every test instance knows.
+
+    Rattled, hence chiral: a mirror image is not a rotation of them.
+    """
+    si = rattled_si()
+    nacl = bulk("NaCl", "rocksalt", a=5.64)
+    nacl.rattle(0.05, seed=2)
+    water = boxed_water()
     cu = bulk("Cu")
     for i, atoms in enumerate((si, nacl, water, cu)):
         atoms.info["source"] = f"contract@{i}"

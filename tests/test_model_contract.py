@@ -36,19 +36,16 @@ Tolerances are relative to the largest feature magnitude of the layer.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from mlipspace.errors import EnvironmentSetupError
+from family_checks import run_in_env
 from mlipspace.featurization import envs
 from mlipspace.models import STANDARD_LAYERS, model_specs
 
 pytestmark = pytest.mark.models
 
-HERE = Path(__file__).parent
 SPECS = sorted(model_specs())
 #: round-off of float32 features relative to their largest magnitude
 TOL = 1e-4
@@ -61,21 +58,7 @@ FLOAT64_TOL = {"Orb-v3": 3e-4}
 
 
 def _probe_in_env(spec_name: str, environment: str, out: Path) -> dict:
-    try:
-        python = envs.require_env(environment)
-    except EnvironmentSetupError as exc:
-        pytest.fail(f"{spec_name} needs the {environment!r} environment: {exc}", pytrace=False)
-    done = subprocess.run(
-        [str(python), str(HERE / "model_contract_probe.py"), spec_name, str(out)],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, OMP_NUM_THREADS="1"),
-        timeout=900,
-    )
-    assert done.returncode == 0, (
-        f"the contract probe of {spec_name} failed in the {environment!r} environment:\n"
-        f"{done.stderr[-4000:]}"
-    )
+    run_in_env(environment, "model_contract_probe.py", spec_name, out)
     return json.loads((out / "contract.json").read_text())
 
 

@@ -1,7 +1,8 @@
 """CHGNet adapters on the real checkpoints shipped in the chgnet wheel.
 
 The adapter contract (dimensions, batching, symmetry, errors) is checked for every model
-in test_model_contract.py; these are CHGNet's own checks.
+in test_model_contract.py, the energies of the feature pass in test_models_energies.py;
+these are CHGNet's own checks.
 """
 
 from __future__ import annotations
@@ -10,12 +11,7 @@ import numpy as np
 import pytest
 from ase import Atoms
 
-from conftest import (
-    assert_energies_match_calculator,
-    assert_float64_energies_match,
-    calculator_energies,
-    small_structure_set,
-)
+from conftest import calculator_energies, small_structure_set
 from mlipspace.errors import ModelError
 from mlipspace.featurization import load_model
 from mlipspace.models import get_model, model_specs
@@ -26,26 +22,14 @@ pytest.importorskip("chgnet")
 NAMES = ["chgnet-0.3.0", "chgnet-0.2.0", "chgnet-r2scan"]
 
 
-@pytest.fixture(scope="module", params=NAMES)
-def checked(request):
-    adapter = load_model(request.param)
-    structures = small_structure_set()
-    _, energies = adapter.forward(structures, ["ll"])
-    return adapter, structures, energies
-
-
-def test_energy_of_the_feature_pass_equals_the_calculator(checked):
-    adapter, structures, energies = checked
-    assert_energies_match_calculator(adapter, structures, energies)
-
-
-def test_official_atom_and_crystal_features_agree(checked):
+@pytest.mark.parametrize("name", NAMES)
+def test_official_atom_and_crystal_features_agree(name):
     # chgnet's own return_atom_feas is the output of the 3rd conv; crystal_fea the sum of
     # the read-out input over atoms
-    adapter, structures, _ = checked
     from pymatgen.io.ase import AseAtomsAdaptor
 
-    atoms = structures[0]
+    adapter = load_model(name)
+    atoms = small_structure_set()[0]
     official = adapter.model.predict_structure(
         AseAtomsAdaptor.get_structure(atoms), task="e", return_atom_feas=True,
         return_crystal_feas=True,
@@ -53,10 +37,6 @@ def test_official_atom_and_crystal_features_agree(checked):
     ours = adapter.compute([atoms], ["layer:3", "node"])
     np.testing.assert_allclose(ours["layer:3"][0], official["atom_fea"], atol=1e-5)
     np.testing.assert_allclose(ours["node"][0].sum(0), official["crystal_fea"], atol=1e-4)
-
-
-def test_float64_energies_match_float32():
-    assert_float64_energies_match("chgnet-0.3.0", small_structure_set())
 
 
 def test_isolated_atom_fails_clearly():

@@ -1,7 +1,8 @@
 """DIEP adapter on the real diep_fold1 model shipped in the diep wheel.
 
 The adapter contract (dimensions, batching, symmetry, errors) is checked for every model
-in test_model_contract.py; these are DIEP's own checks.
+in test_model_contract.py, the energies of the feature pass in test_models_energies.py;
+these are DIEP's own checks.
 """
 
 from __future__ import annotations
@@ -10,12 +11,7 @@ import numpy as np
 import pytest
 from ase import Atoms
 
-from conftest import (
-    assert_energies_match_calculator,
-    assert_float64_energies_match,
-    calculator_energies,
-    small_structure_set,
-)
+from conftest import calculator_energies, small_structure_set
 from mlipspace.featurization import load_model
 
 pytestmark = pytest.mark.models
@@ -24,19 +20,11 @@ pytest.importorskip("diep")
 
 @pytest.fixture(scope="module")
 def checked():
-    adapter = load_model("diep")
-    structures = small_structure_set()
-    _, energies = adapter.forward(structures, ["ll"])
-    return adapter, structures, energies
-
-
-def test_energy_of_the_feature_pass_equals_the_calculator(checked):
-    adapter, structures, energies = checked
-    assert_energies_match_calculator(adapter, structures, energies)
+    return load_model("diep"), small_structure_set()
 
 
 def test_node_features_equal_the_official_predict_structure(checked):
-    adapter, structures, _ = checked
+    adapter, structures = checked
     from pymatgen.io.ase import AseAtomsAdaptor
 
     atoms = structures[0]
@@ -54,20 +42,13 @@ def test_ll_reproduces_the_atomic_energies(checked):
     # the read-out is (w.a + b) * sigmoid(v.c + d) of ll = [a | c]
     import torch
 
-    adapter, structures, _ = checked
+    adapter, structures = checked
     gated = adapter.potential.model.final_layer.gated
     ll = torch.as_tensor(adapter.compute(structures[:1], ["ll"])["ll"][0])
     value, gate = ll[:, :64], ll[:, 64:]
     atomic = gated.layers[-1](value) * gated.gates[-1](gated.gates[-2](gate))
     node = torch.as_tensor(adapter.compute(structures[:1], ["node"])["node"][0])
     np.testing.assert_allclose(atomic.detach(), gated(node).detach(), atol=1e-5)
-
-
-def test_float64_energies_match_float32():
-    assert_float64_energies_match("diep", small_structure_set())
-    import torch
-
-    assert torch.get_default_dtype() == torch.float32  # restored after the float64 pass
 
 
 def test_isolated_atom_works():

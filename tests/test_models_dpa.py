@@ -9,47 +9,23 @@ missing environment is a failure naming the command, not a skip. The adapter con
 
 from __future__ import annotations
 
-import json
-import os
-import re
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from mlipspace.errors import EnvironmentSetupError
-from mlipspace.featurization import envs
+from family_checks import check_featurized_by_name, check_named_error, run_probe_script
 from mlipspace.models import model_card
 
 pytestmark = pytest.mark.models
 
-HERE = Path(__file__).parent
 ENVIRONMENT = "uma-dpa"
-
-
-def _env_python() -> Path:
-    try:
-        return envs.require_env(ENVIRONMENT)
-    except EnvironmentSetupError as exc:
-        pytest.fail(f"the DPA-3 tests need the {ENVIRONMENT!r} environment: {exc}", pytrace=False)
 
 
 @pytest.fixture(scope="module")
 def probe(tmp_path_factory) -> tuple[dict[str, np.ndarray], dict, Path]:
-    python = _env_python()
     out = tmp_path_factory.mktemp("dpa_probe")
-    done = subprocess.run(
-        [str(python), str(HERE / "dpa_probe.py"), str(out)],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, OMP_NUM_THREADS="1"),
-        timeout=900,
-    )
-    assert done.returncode == 0, f"dpa_probe.py failed in {ENVIRONMENT}:\n{done.stderr[-4000:]}"
-    with np.load(out / "probe.npz") as data:
-        arrays = {k: data[k] for k in data.files}
-    return arrays, json.loads((out / "probe.json").read_text()), out
+    return (*run_probe_script(ENVIRONMENT, "dpa_probe.py", out), out)
 
 
 def test_layers_of_the_test_built_model(probe):
@@ -131,27 +107,13 @@ def test_provenance(probe):
     ],
 )
 def test_errors_are_named(probe, case, pattern):
-    _, record, _ = probe
-    kind, message = record["errors"][case]
-    assert kind == "CheckpointError", (case, kind, message)
-    assert re.search(pattern, message), (case, message)
+    check_named_error(probe[1]["errors"], case, pattern)
 
 
 def test_featurize_by_name_through_the_worker(probe, tmp_path):
-    import mlipspace
-    from model_contract_probe import contract_structures
-
-    _env_python()
     arrays, _, out = probe
-    structures = contract_structures()[:2]
-    got = mlipspace.featurize(
-        structures, f"dpa:{out / 'dpa-small.pt'}", layer=["ll", "bb"], store=tmp_path / "s.zarr"
-    )
-    for s in range(2):
-        for layer in ("ll", "bb"):
-            np.testing.assert_array_equal(
-                got[layer].X[got[layer].structure_index == s], arrays[f"pt/{s}/{layer}"]
-            )
+    name = f"dpa:{out / 'dpa-small.pt'}"
+    check_featurized_by_name(name, arrays, "pt", tmp_path / "s.zarr")
 
 
 def test_card():

@@ -13,6 +13,7 @@ from ase import Atoms
 from ase.build import bulk, molecule
 
 from mlipspace.errors import ModelError
+from model_contract_probe import transformed
 
 pytestmark = pytest.mark.models
 
@@ -38,15 +39,6 @@ def _structures() -> list[Atoms]:
     water.pbc = True
     water.center()
     return [si, bulk("NaCl", "rocksalt", a=5.64), water]
-
-
-def _transformed(atoms: Atoms, rotation: np.ndarray, shift: np.ndarray, perm: np.ndarray) -> Atoms:
-    return Atoms(
-        atoms.numbers[perm],
-        atoms.positions[perm] @ rotation.T + shift,
-        cell=atoms.cell.array @ rotation.T,
-        pbc=atoms.pbc,
-    )
 
 
 def _scale(x: np.ndarray) -> float:
@@ -80,7 +72,7 @@ def test_mirror_sensitivity_measured(adapter, base):
     structures, features, _ = base
     mirror = np.diag([1.0, 1.0, -1.0])
     atoms = structures[0]  # rattled Si
-    image = _transformed(atoms, mirror, np.zeros(3), np.arange(len(atoms)))
+    image = transformed(atoms, mirror, np.zeros(3), np.arange(len(atoms)))
     other, _ = adapter.forward([image], ["layer:1", "layer:2", "layer:5", "ll"])
     diffs = {layer: float(np.abs(other[layer][0] - features[layer][0]).max()) for layer in other}
     print(f"\nHIENet-V3 mirror sensitivity (rattled Si8, max abs diff): {diffs}")

@@ -11,9 +11,6 @@ test_model_contract.py, through the same environment; these are MACE's own check
 from __future__ import annotations
 
 import json
-import os
-import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -21,8 +18,10 @@ import numpy as np
 import pytest
 from ase.build import bulk
 
+from family_checks import check_named_error, env_python, run_probe_script
 from mlipspace.errors import EnvironmentSetupError, ModelError
 from mlipspace.featurization import envs
+from mlipspace.models import calculator_models, model_card
 
 pytestmark = pytest.mark.models
 
@@ -30,29 +29,11 @@ HERE = Path(__file__).parent
 N_STRUCTURES = 4  # tests/mace_probe.py: rattled Si, NaCl, Cu, H2O in a box
 
 
-def _mace_python() -> Path:
-    try:
-        return envs.require_env("mace")
-    except EnvironmentSetupError as exc:
-        pytest.fail(f"the MACE tests need the 'mace' environment: {exc}", pytrace=False)
-
-
 @pytest.fixture(scope="module")
 def probe(tmp_path_factory) -> tuple[dict[str, np.ndarray], dict]:
-    python = _mace_python()
-    out = tmp_path_factory.mktemp("mace_probe")
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    done = subprocess.run(
-        [str(python), str(HERE / "mace_probe.py"), str(out)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=900,
+    arrays, record = run_probe_script(
+        "mace", "mace_probe.py", tmp_path_factory.mktemp("mace_probe")
     )
-    assert done.returncode == 0, f"mace_probe.py failed in the mace env:\n{done.stderr[-4000:]}"
-    with np.load(out / "probe.npz") as data:
-        arrays = {k: data[k] for k in data.files}
-    record = json.loads((out / "probe.json").read_text())
     print(f"\nMACE probe record: {json.dumps(record)}")
     return arrays, record
 
@@ -90,6 +71,25 @@ def test_energy_of_the_feature_pass_equals_calculator(probe):
         assert abs(ours - theirs) / n <= 1e-5, (s, ours, theirs)
         # a fixed structure whose energy is not just the reference energies
         assert abs(ours) > 0.1
+
+
+def test_card_has_calculator_and_the_diagnostics_build_it(probe):
+    """The cards say ``has_calculator``: ``diagnostics.calculator_for("mace:<file>")`` (in
+    the mace environment) is mace's own MACECalculator on the same weights. Parametrised
+    names are never in ``calculator_models()``, so the diagnostics do not start one unasked."""
+    arrays, _ = probe
+    for s in range(N_STRUCTURES):
+        n = int(arrays[f"n_atoms/{s}"][0])
+        np.testing.assert_allclose(
+            arrays[f"named_calc/file/{s}/energy"], arrays[f"calc_energy/{s}"], rtol=1e-5
+        )
+        for key in ("file", "random"):
+            forces = arrays[f"named_calc/{key}/{s}/forces"]
+            assert forces.shape == (n, 3) and np.isfinite(forces).all()
+            assert np.isfinite(arrays[f"named_calc/{key}/{s}/energy"]).all()
+    assert model_card("mace:x.model").has_calculator
+    assert model_card("mace-random:0").has_calculator
+    assert not any(name.startswith("mace") for name in calculator_models())
 
 
 def test_node_equals_mace_get_descriptors(probe):
@@ -208,10 +208,7 @@ def test_multi_head_checkpoint_picks_its_head(probe):
     ],
 )
 def test_checkpoint_errors_are_named(probe, case, kind, pattern):
-    _, record = probe
-    name, message = record["ckpt_errors"][case]
-    assert name == kind, (case, name, message)
-    assert re.search(pattern, message), (case, message)
+    check_named_error(probe[1]["ckpt_errors"], case, pattern, kind)
 
 
 # -- through the worker, from the main environment ---------------------------------------
@@ -220,7 +217,7 @@ def test_checkpoint_errors_are_named(probe, case, kind, pattern):
 def test_worker_features_equal_in_env_features(probe, tmp_path):
     """featurize_in_env (worker in the mace env, shared store) returns the adapter's numbers."""
     arrays, _ = probe
-    _mace_python()
+    env_python("mace")
     from mlipspace.featurization.parent import featurize_in_env
 
     sys.path.insert(0, str(HERE))
@@ -244,7 +241,7 @@ def test_worker_features_equal_in_env_features(probe, tmp_path):
 
 def test_worker_not_started_when_everything_is_stored(probe, tmp_path, monkeypatch):
     """Resuming: a store holding every structure is read back without any worker."""
-    _mace_python()
+    env_python("mace")
     from mlipspace.featurization.parent import featurize_in_env
 
     base = [bulk("Cu"), bulk("Si")]
@@ -258,7 +255,7 @@ def test_worker_not_started_when_everything_is_stored(probe, tmp_path, monkeypat
 
 
 def test_worker_error_names_model_and_family(tmp_path):
-    _mace_python()
+    env_python("mace")
     from mlipspace.featurization.parent import featurize_in_env
 
     with pytest.raises(ModelError, match=r"no such checkpoint file") as info:
@@ -269,7 +266,7 @@ def test_worker_error_names_model_and_family(tmp_path):
 
 
 def test_unsupported_element_through_worker(tmp_path):
-    _mace_python()
+    env_python("mace")
     from mlipspace.errors import UnsupportedElementError
     from mlipspace.featurization.parent import featurize_in_env
 
@@ -280,7 +277,7 @@ def test_unsupported_element_through_worker(tmp_path):
 
 
 def test_skip_unsupported_through_worker(tmp_path):
-    _mace_python()
+    env_python("mace")
     from mlipspace.featurization.parent import featurize_in_env
     from mlipspace.store import FeatureStore
 

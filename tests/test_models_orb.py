@@ -8,21 +8,13 @@ the package's ``pretrained.orb_v3_*`` loader). A missing environment fails the t
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
-from families_probe import run_probe, structures
-from family_checks import (
-    check_batch_equals_single,
-    check_dims_and_dtypes,
-    check_energy_equals_calculator,
-    check_errors,
-    check_featurize_through_worker,
-    check_paths,
-    check_permutation,
-    check_rotation_averaging,
-    rotation_change,
-)
+from families_probe import run_probe
+from family_checks import NotRotationInvariantChecks
 
 pytestmark = pytest.mark.models
 
@@ -36,35 +28,18 @@ def probe(tmp_path_factory):
     return run_probe("orb", tmp_path_factory.mktemp("orb_probe"))
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_dims_dtypes_and_finite(probe, kind):
-    check_dims_and_dtypes(probe, kind, DIMS)
+@pytest.fixture(params=KINDS)
+def kind(request):
+    return request.param
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_batch_equals_one_by_one_in_any_order(probe, kind):
-    check_batch_equals_single(probe, kind)
+class TestOrbProbe(NotRotationInvariantChecks):
+    """Orb has no equivariant layers: a rotation changes its features, metadata says how much."""
 
-
-@pytest.mark.parametrize("kind", KINDS)
-def test_permutation_equivariant(probe, kind):
-    check_permutation(probe, kind)
-
-
-@pytest.mark.parametrize("kind", KINDS)
-def test_not_rotation_invariant_and_recorded(probe, kind):
-    """Orb has no equivariant layers: a rotation changes its features, and metadata says how much."""
-    change = rotation_change(probe, kind, "ll")
-    assert change > 1e-3, change
-    sensitivity = probe[1][kind]["metadata"]["rotation_sensitivity"]
-    assert set(sensitivity) == {"ll", "bb"}
-    assert 1e-3 < sensitivity["ll"] < 10.0
-    assert probe[1][kind]["metadata"]["symmetry"].startswith("none")
-
-
-@pytest.mark.parametrize("kind", KINDS)
-def test_energy_of_the_feature_pass_equals_orb_calculator(probe, kind):
-    check_energy_equals_calculator(probe, kind)
+    family = "orb"
+    others = ("pet", "mattersim")
+    dims = dict.fromkeys(KINDS, DIMS)
+    main = "conservative"
 
 
 def test_node_and_ll_are_the_last_layer(probe):
@@ -87,30 +62,6 @@ def test_provenance(probe):
     meta = record["conservative"]["metadata"]
     assert meta["package"] == "orb-models" and meta["package_version"] == "0.5.5"
     assert meta["checkpoint"] == "orb-v3-conservative-inf-omat-random.ckpt"
-    assert len(meta["checkpoint_sha256"]) == 16
+    assert len(meta["checkpoint_sha256"]) == 64
+    assert meta["checkpoint_path"] == os.path.realpath(record["paths"]["conservative"])
     assert meta["dtype"] == "float32"
-
-
-def test_float64_close_to_float32(probe):
-    arrays, _ = probe
-    for s in range(4):
-        wide = arrays[f"conservative/float64/{s}/ll"]
-        assert wide.dtype == np.float64
-        narrow = arrays[f"conservative/batch/{s}/ll"]
-        assert np.abs(wide - narrow).max() <= 1e-3 * np.abs(wide).max()
-
-
-def test_named_errors(probe):
-    check_errors(probe, "orb", others=("pet", "mattersim"))
-
-
-def test_relative_and_home_paths(probe):
-    check_paths(probe)
-
-
-def test_rotational_averaging(probe):
-    check_rotation_averaging(probe, "orb")
-
-
-def test_featurize_through_the_worker(probe):
-    check_featurize_through_worker(probe, "orb", "conservative", structures())

@@ -9,10 +9,8 @@ an ``MLIPInferenceCheckpoint`` exactly as the released files are), loads them ba
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -91,27 +89,14 @@ def build_checkpoint(path: Path, datasets=("omat", "omol"), channels=32, layers=
     return path
 
 
-def _error(name: str) -> list[str]:
-    from mlipspace.models import get_model
-
-    try:
-        get_model(name)
-    except Exception as exc:  # the test asserts on the class and the message
-        return [type(exc).__name__, str(exc)]
-    return ["none", ""]
-
-
 def main(out_dir: str) -> None:
     import torch
 
+    from family_checks import load_error, save_probe, start_probe
     from mlipspace.models import get_model
     from model_contract_probe import contract_structures
 
-    torch.set_num_threads(1)
-    warnings.simplefilter("ignore")
-    out = Path(out_dir)
-    results: dict[str, np.ndarray] = {}
-    record: dict[str, object] = {}
+    out, results, record = start_probe(out_dir)
     path = build_checkpoint(out / "uma-small.pt")
     base = contract_structures()
 
@@ -155,14 +140,13 @@ def main(out_dir: str) -> None:
     raw.model_config["backbone"]["hidden_channels"] = 16
     torch.save(raw, out / "mismatch.pt")
     record["errors"] = {
-        "missing": _error("uma:absent.pt"),
-        "task": _error(f"uma:{path}@oc20"),
-        "other": _error("uma:other.pt"),
-        "garbage": _error("uma:garbage.pt"),
-        "mismatch": _error("uma:mismatch.pt"),
+        "missing": load_error("uma:absent.pt"),
+        "task": load_error(f"uma:{path}@oc20"),
+        "other": load_error("uma:other.pt"),
+        "garbage": load_error("uma:garbage.pt"),
+        "mismatch": load_error("uma:mismatch.pt"),
     }
-    np.savez(out / "probe.npz", **results)
-    (out / "probe.json").write_text(json.dumps(record, indent=1))
+    save_probe(out, results, record)
 
 
 if __name__ == "__main__":

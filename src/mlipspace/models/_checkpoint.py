@@ -21,6 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CheckpointError
+from .base import ModelCard, ModelSpec
+
+
+def _no_path(family: str) -> CheckpointError:
+    return CheckpointError(
+        f"{family}:<checkpoint> needs the path of a checkpoint file after '{family}:'"
+    )
 
 
 def split_choice(argument: str | None, family: str, what: str) -> tuple[str, str | None]:
@@ -36,9 +43,7 @@ def split_choice(argument: str | None, family: str, what: str) -> tuple[str, str
         What the choice selects (``"task"``, ``"head"``, ``"modal"``), for the messages.
     """
     if not argument:
-        raise CheckpointError(
-            f"{family}:<checkpoint> needs the path of a checkpoint file after '{family}:'"
-        )
+        raise _no_path(family)
     if "@" not in argument or Path(argument).expanduser().is_file():
         return argument, None
     path, choice = argument.rsplit("@", 1)
@@ -60,6 +65,94 @@ def checkpoint_file(path: str | os.PathLike, family: str) -> Path:
     return resolved
 
 
+def locate(argument: str | None, family: str, what: str | None = None) -> tuple[Path, str | None]:
+    """The checkpoint file of ``<family>:<argument>`` and its ``@<what>`` choice.
+
+    Parameters
+    ----------
+    argument : str or None
+        The text after ``"<family>:"``.
+    family : str
+        Family prefix, for the messages.
+    what : str, optional
+        What ``@<choice>`` selects (``"task"``, ``"head"``...); None: the family takes no
+        choice, and the whole argument is the path.
+
+    Returns
+    -------
+    path : Path
+        The absolute path of the existing file.
+    choice : str or None
+    """
+    if what is None:
+        if not argument:
+            raise _no_path(family)
+        text, choice = argument, None
+    else:
+        text, choice = split_choice(argument, family, what)
+    return checkpoint_file(text, family), choice
+
+
+def checkpoint_factory(
+    adapter: Callable[..., Any], family: str, what: str | None = None
+) -> Callable[..., Any]:
+    """A ``ModelSpec.factory`` for ``<family>:<file>[@<what>]``.
+
+    It builds ``adapter(path, dtype=..., device=...)``, or ``adapter(path, choice, ...)``
+    when the family takes an ``@<what>`` choice; ``path`` is the existing file's absolute
+    path (:func:`locate`).
+    """
+
+    def factory(argument: str | None = None, dtype: str = "float32", device: str = "cpu") -> Any:
+        path, choice = locate(argument, family, what)
+        chosen = () if what is None else (choice,)
+        return adapter(path, *chosen, dtype=dtype, device=device)
+
+    return factory
+
+
+def checkpoint_spec(
+    family: str,
+    adapter: Callable[..., Any],
+    description: str,
+    choice: str | None = None,
+    layers: dict[str, int] | None = None,
+    relative_cost: float = 1.0,
+    **card: Any,
+) -> ModelSpec:
+    """The spec of ``<family>:<checkpoint>[@<choice>]``, a family loading the user's file.
+
+    Parameters
+    ----------
+    family : str
+        The name prefix.
+    adapter : callable
+        ``adapter(path[, choice], dtype=..., device=...)`` (see :func:`checkpoint_factory`).
+    description : str
+        For ``mlipspace models``.
+    choice : str, optional
+        What ``@<choice>`` selects (``"task"``, ``"head"``...); None: the family takes none.
+    layers : dict, optional
+        The dimensions of the released architecture; none where they depend on the file.
+    relative_cost : float
+        Cost per atom relative to SevenNet-0.
+    **card
+        :class:`~mlipspace.models.base.ModelCard` fields (``architecture``, ``symmetry``,
+        ``environment``...). ``has_calculator`` defaults to True: every such adapter wraps
+        its package's own calculator. Training data and level of theory depend on the
+        file, so they stay empty. No weights ship with such a family: always available.
+    """
+    return ModelSpec(
+        name=f"{family}:",
+        factory=checkpoint_factory(adapter, family, choice),
+        layers=dict(layers or {}),
+        description=description,
+        weights_available=lambda: True,
+        relative_cost=relative_cost,
+        card=ModelCard(**{"has_calculator": True, **card}),
+    )
+
+
 def sha256(path: str | os.PathLike) -> str:
     """The full SHA-256 (64 hex digits) of a file."""
     digest = hashlib.sha256()
@@ -79,20 +172,91 @@ def provenance(path: Path, **extra: Any) -> dict[str, Any]:
     }
 
 
-def torch_load(path: Path, family: str, *, weights_only: bool = False) -> Any:
+def user_checkpoint_metadata(
+    adapter: Any, distribution: str, measure: bool = True, **extra: Any
+) -> dict[str, Any]:
+    """What the store records about an adapter on the user's file ``adapter.path``.
+
+    The package's and torch's versions, ``extra`` (dtype, task, head...), the file's path,
+    name and SHA-256 (:func:`provenance`), and with ``measure`` its symmetry as measured on
+    a probe cell (:func:`measure_symmetry`, once per adapter: a user's checkpoint's
+    symmetry is measured, not assumed). Families that record their own measurement (the
+    rotation sensitivity of Orb and PET) pass ``measure=False``.
+    """
+    import torch
+
+    from .torch_base import package_version
+
+    if measure and getattr(adapter, "_measured_symmetry", None) is None:
+        adapter._measured_symmetry = measure_symmetry(adapter)
+    return {
+        "package": distribution,
+        "package_version": package_version(distribution),
+        "torch_version": torch.__version__,
+        **extra,
+        **provenance(adapter.path),
+        **(adapter._measured_symmetry if measure else {}),
+    }
+
+
+def torch_load(
+    path: Path,
+    family: str,
+    *,
+    weights_only: bool = False,
+    expected: str = "",
+    gzipped: bool = False,
+) -> Any:
     """``torch.load`` on CPU, any failure a :class:`CheckpointError` naming the file.
 
     ``weights_only=False`` unpickles arbitrary objects: only load checkpoints you trust
     (the same rule as the packages' own loaders, which all call it this way).
+
+    Parameters
+    ----------
+    expected : str, optional
+        What the file should be (``"an Orb checkpoint"``): an unreadable file is then
+        reported as "not <expected>" (a file of another family often fails to unpickle).
+    gzipped : bool
+        Read the file through ``gzip`` (metatrain's ``.ckpt.gz``).
     """
+    import gzip
+
     import torch
 
     try:
+        if gzipped:
+            with gzip.open(path, "rb") as fh:
+                return torch.load(fh, map_location="cpu", weights_only=weights_only)
         return torch.load(path, map_location="cpu", weights_only=weights_only)
     except Exception as exc:
-        raise CheckpointError(
-            f"{family}:{path}: cannot read the checkpoint ({type(exc).__name__}: {exc})"
-        ) from exc
+        what = f"not {expected}" if expected else "cannot read the checkpoint"
+        detail = str(exc) if not expected else str(exc)[:200]
+        raise CheckpointError(f"{family}:{path}: {what} ({type(exc).__name__}: {detail})") from exc
+
+
+def weights_mismatch(
+    path: Path, family: str, architecture: str, exc: BaseException
+) -> CheckpointError:
+    """The error for weights that do not fit ``architecture`` (missing keys, shapes)."""
+    return CheckpointError(
+        f"{family}:{path}: the weights do not match the {architecture} ({str(exc)[:300]})"
+    )
+
+
+def read_checkpoint(
+    path: Path, family: str, kind: str, valid: Callable[[Any], bool], needs: str, **load: Any
+) -> Any:
+    """The object in ``path`` (:func:`torch_load` with ``load``), refused unless ``valid``.
+
+    A file that loads but is not ``valid(obj)`` is another family's (or no checkpoint at
+    all): the error says "not a ``kind`` checkpoint", what one ``needs`` and what it found.
+    """
+    obj = torch_load(path, family, **load)
+    if not valid(obj):
+        found = list(obj)[:5] if isinstance(obj, dict) else type(obj).__name__
+        raise wrong_family(path, family, kind, f"{needs}; found {found}")
+    return obj
 
 
 def wrong_family(path: Path, family: str, expected: str, found: str = "") -> CheckpointError:

@@ -35,13 +35,7 @@ import numpy as np
 from ase import Atoms
 
 from ..errors import CheckpointError, ModelError
-from ._checkpoint import (
-    checkpoint_file,
-    measure_symmetry,
-    provenance,
-    torch_load,
-    wrong_family,
-)
+from ._checkpoint import checkpoint_spec, read_checkpoint, user_checkpoint_metadata
 from .base import ModelCard, ModelSpec
 from .torch_base import (
     Capture,
@@ -82,12 +76,14 @@ def _load_user_checkpoint(path: Path) -> Any:
     loaded as ``CHGNet.from_file`` does; errors name the file."""
     from chgnet.model import CHGNet
 
-    raw = torch_load(path, "chgnet")
-    inner = raw.get("model") if isinstance(raw, dict) else None
-    if not isinstance(inner, dict) or not {"model_args", "state_dict"} <= set(inner):
-        raise wrong_family(path, "chgnet", "CHGNet", "no 'model' with 'model_args', 'state_dict'")
+    raw = read_checkpoint(
+        path, "chgnet", "CHGNet",
+        lambda raw: isinstance(raw, dict) and isinstance(raw.get("model"), dict)
+        and {"model_args", "state_dict"} <= set(raw["model"]),
+        "no 'model' with 'model_args', 'state_dict'",
+    )  # fmt: skip
     try:
-        return CHGNet.from_dict(inner)
+        return CHGNet.from_dict(raw["model"])
     except (RuntimeError, TypeError, KeyError, ValueError) as exc:
         raise CheckpointError(
             f"chgnet:{path}: the weights do not match the architecture in 'model_args': {exc}"
@@ -156,14 +152,7 @@ class CHGNetAdapter(TorchAdapter):
 
     def metadata(self) -> dict[str, Any]:
         if self.path is not None:
-            return checkpoint_metadata(
-                "chgnet",
-                self.path,
-                dtype=self.dtype,
-                cutoff=self.cutoff,
-                **provenance(self.path),
-                **measure_symmetry(self),
-            )
+            return user_checkpoint_metadata(self, "chgnet", dtype=self.dtype, cutoff=self.cutoff)
         return checkpoint_metadata(
             "chgnet", _checkpoint_path(self.checkpoint), dtype=self.dtype, cutoff=self.cutoff
         )
@@ -218,12 +207,7 @@ class CHGNetAdapter(TorchAdapter):
             return CHGNetCalculator(model=self.model, use_device=self.device)
 
 
-def _user_factory(
-    argument: str | None = None, dtype: str = "float32", device: str = "cpu"
-) -> CHGNetAdapter:
-    if not argument:
-        raise CheckpointError("chgnet:<checkpoint> needs the path of a checkpoint after 'chgnet:'")
-    path = checkpoint_file(argument, "chgnet")
+def _user_adapter(path: Path, dtype: str = "float32", device: str = "cpu") -> CHGNetAdapter:
     return CHGNetAdapter(dtype=dtype, device=device, path=path)
 
 
@@ -263,14 +247,14 @@ SPECS = [
     for name, checkpoint in CHECKPOINTS.items()
 ]
 SPECS.append(
-    ModelSpec(
-        name="chgnet:",
-        factory=_user_factory,
+    checkpoint_spec(
+        "chgnet",
+        _user_adapter,
+        "a CHGNet checkpoint (e.g. fine-tuned): chgnet:<file> as CHGNet.save or its Trainer "
+        "write it (dimensions of the released architecture)",
         layers=layer_dims(WIDTH, WIDTH, [WIDTH] * (N_CONV + 1)),
-        description="a CHGNet checkpoint (e.g. fine-tuned): chgnet:<file> as CHGNet.save or "
-        "its Trainer write it (dimensions of the released architecture)",
-        weights_available=lambda: True,
         relative_cost=0.8,
-        card=ModelCard(architecture="CHGNet", has_calculator=True, symmetry="O(3)"),
+        architecture="CHGNet",
+        symmetry="O(3)",
     )
 )

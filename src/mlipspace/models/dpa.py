@@ -40,7 +40,6 @@ source (see envs/uma-dpa.txt).
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -51,32 +50,27 @@ from ase import Atoms
 from ..errors import CheckpointError, ModelError
 from ._checkpoint import (
     check_choice,
-    checkpoint_file,
-    measure_symmetry,
-    provenance,
-    split_choice,
+    checkpoint_spec,
     torch_load,
+    user_checkpoint_metadata,
     wrong_family,
 )
-from .base import ModelCard, ModelSpec
-from .torch_base import ForwardResult, TorchAdapter, layer_dims, package_version, set_threads
+from .torch_base import (
+    ForwardResult,
+    TorchAdapter,
+    layer_dims,
+    not_importable,
+    quiet_loggers,
+    set_threads,
+)
 
 #: the worker environment DPA-3 shares with UMA (envs/uma-dpa.txt)
 ENVIRONMENT = "uma-dpa"
 
 
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
+def _quiet() -> contextlib.AbstractContextManager[None]:
     """deepmd logs its batch-size hint and load notes at INFO/WARNING on import and load."""
-    loggers = [logging.root, logging.getLogger("deepmd")]
-    previous = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        for lg, level in zip(loggers, previous, strict=True):
-            lg.setLevel(level)
+    return quiet_loggers("deepmd")
 
 
 def import_deepmd() -> Any:
@@ -87,10 +81,7 @@ def import_deepmd() -> Any:
         with _quiet():
             from deepmd.env import SHARED_LIB_DIR
     except ModuleNotFoundError as exc:
-        raise ModelError(
-            f"deepmd-kit is not importable here ({exc}); DPA-3 runs in the '{ENVIRONMENT}' "
-            f"environment: run `mlipspace env create {ENVIRONMENT}`"
-        ) from exc
+        raise not_importable(exc, "deepmd-kit", "DPA-3", ENVIRONMENT) from exc
     library = (Path(SHARED_LIB_DIR) / "libdeepmd_op_pt.so").resolve()
     torch.ops.loaded_libraries.add(str(library))
     with _quiet():
@@ -184,7 +175,6 @@ class DPAAdapter(TorchAdapter):
         ll, node, per_layer = self._raw(pair)
         self.ll_width, self.node_width = int(ll.shape[1]), int(node.shape[1])
         self.widths = [int(t.shape[1]) for t in per_layer]
-        self._symmetry: dict[str, float] | None = None
 
     # -- loading ---------------------------------------------------------------------
     def _check_weights(self, raw: dict[str, Any], heads: list[str]) -> None:
@@ -233,21 +223,14 @@ class DPAAdapter(TorchAdapter):
         return set(self.z_index)
 
     def metadata(self) -> dict[str, Any]:
-        import torch
-
-        if self._symmetry is None:
-            self._symmetry = measure_symmetry(self)
-        return {
-            "package": "deepmd-kit",
-            "package_version": package_version("deepmd-kit"),
-            "torch_version": torch.__version__,
-            "dtype": self.dtype,
-            "head": self.head or "",
-            "frozen": self.frozen,
-            "type_map": ",".join(self.type_map),
-            **provenance(self.path),
-            **self._symmetry,
-        }
+        return user_checkpoint_metadata(
+            self,
+            "deepmd-kit",
+            dtype=self.dtype,
+            head=self.head or "",
+            frozen=self.frozen,
+            type_map=",".join(self.type_map),
+        )
 
     # -- implementation --------------------------------------------------------------
     def types(self, atoms: Atoms) -> np.ndarray:
@@ -319,30 +302,18 @@ class DPAAdapter(TorchAdapter):
             return DP(str(self.path), **kwargs)
 
 
-def load_dpa(argument: str, dtype: str = "float32", device: str = "cpu") -> DPAAdapter:
-    """The adapter of ``dpa:<checkpoint>[@<head>]``."""
-    text, head = split_choice(argument, "dpa", "head")
-    path = checkpoint_file(text, "dpa")
-    return DPAAdapter(path, head=head, dtype=dtype, device=device)
-
-
-def _factory(argument: str | None = None, dtype: str = "float32", device: str = "cpu"):
-    return load_dpa(argument or "", dtype=dtype, device=device)
-
-
 SPECS = [
-    ModelSpec(
-        name="dpa:",
-        factory=_factory,
-        layers={},
-        description="a deepmd-kit DPA-3 checkpoint: dpa:<file.pt>[@head] or a frozen .pth "
+    checkpoint_spec(
+        "dpa",
+        DPAAdapter,
+        "a deepmd-kit DPA-3 checkpoint: dpa:<file.pt>[@head] or a frozen .pth "
         "(dimensions depend on the file)",
-        weights_available=lambda: True,
+        choice="head",
         relative_cost=6.0,
-        card=ModelCard(
-            architecture="DPA-3", has_calculator=True, symmetry="O(3)", environment=ENVIRONMENT
-        ),
+        architecture="DPA-3",
+        symmetry="O(3)",
+        environment=ENVIRONMENT,
     )
 ]
 
-__all__ = ["SPECS", "DPAAdapter", "import_deepmd", "load_dpa"]
+__all__ = ["SPECS", "DPAAdapter", "import_deepmd"]

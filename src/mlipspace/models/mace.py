@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import logging
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,10 +52,9 @@ from ase import Atoms
 
 from ..errors import CheckpointError, ModelError
 from ._checkpoint import (
-    checkpoint_file,
+    checkpoint_spec,
     measure_symmetry,
     provenance,
-    split_choice,
     torch_load,
     wrong_family,
 )
@@ -68,6 +66,7 @@ from .torch_base import (
     layer_dims,
     package_version,
     prepare_module,
+    quiet_loggers,
 )
 
 FAMILY = "mace"
@@ -99,12 +98,8 @@ def _quiet() -> Any:
         warnings.catch_warnings(),
     ):
         warnings.simplefilter("ignore")
-        previous = logging.root.level
-        logging.root.setLevel(logging.ERROR)
-        try:
+        with quiet_loggers():
             yield
-        finally:
-            logging.root.setLevel(previous)
 
 
 def import_mace() -> Any:
@@ -409,30 +404,21 @@ def model_from_checkpoint(obj: Any, path: Path) -> tuple[Any, str]:
     return model, "state dict"
 
 
-def load_mace_file(
-    argument: str | Path, dtype: str = "float32", device: str = "cpu"
+def load_mace_checkpoint(
+    path: Path, head: str | None = None, dtype: str = "float32", device: str = "cpu"
 ) -> MACEAdapter:
-    """The adapter of a MACE checkpoint ``<path>[@<head>]`` (see :func:`model_from_checkpoint`).
+    """The adapter of the MACE checkpoint file ``path`` (see :func:`model_from_checkpoint`).
 
-    ``@<head>`` picks the read-out head of a multi-head model (default: its only head, or
+    ``head`` picks the read-out head of a multi-head model (default: its only head, or
     the one named "default", as ``MACECalculator`` does).
     """
-    text, head = split_choice(str(argument), FAMILY, "head")
-    path = checkpoint_file(text, FAMILY)
     import_mace()
     with _quiet():
         obj = torch_load(path, FAMILY)
     model, fmt = model_from_checkpoint(obj, path)
     record = provenance(path, checkpoint_format=fmt)
-    return MACEAdapter(
-        model, f"mace:{argument}", dtype=dtype, device=device, provenance=record, head=head
-    )
-
-
-def _file_factory(
-    argument: str | None = None, dtype: str = "float32", device: str = "cpu"
-) -> MACEAdapter:
-    return load_mace_file(argument or "", dtype=dtype, device=device)
+    name = f"mace:{path}" + (f"@{head}" if head else "")
+    return MACEAdapter(model, name, dtype=dtype, device=device, provenance=record, head=head)
 
 
 def _random_factory(
@@ -450,16 +436,16 @@ def _random_factory(
 
 
 SPECS = [
-    ModelSpec(
-        name="mace:",
-        factory=_file_factory,
-        layers={},
-        description="a MACE checkpoint: mace:<file>[@head], a pickled .model (the foundation "
-        "models) or a state dict with its config (dimensions depend on the file)",
-        weights_available=lambda: True,
+    checkpoint_spec(
+        FAMILY,
+        load_mace_checkpoint,
+        "a MACE checkpoint: mace:<file>[@head], a pickled .model (the foundation models) or "
+        "a state dict with its config (dimensions depend on the file)",
+        choice="head",
         relative_cost=3.0,
-        # a user's file: its training data is not known here
-        card=ModelCard(architecture="MACE", symmetry="O(3)", environment=FAMILY),
+        architecture="MACE",
+        symmetry="O(3)",
+        environment=FAMILY,
     ),
     ModelSpec(
         name="mace-random:",
@@ -469,7 +455,17 @@ SPECS = [
         "random weights from the seed",
         weights_available=lambda: True,
         relative_cost=3.0,  # demo: about 100 s on one thread against SevenNet-0's 32 s
-        card=ModelCard(architecture="MACE", kind="control", symmetry="O(3)", environment=FAMILY),
+        # MACEAdapter.calculator() wraps the random model in mace's own MACECalculator.
+        # Parametrised names are never in calculator_models(), so the diagnostics do not
+        # run it on their own; diagnostics.calculator_for("mace-random:<seed>") works in
+        # the mace environment (tests/test_models_mace.py).
+        card=ModelCard(
+            architecture="MACE",
+            kind="control",
+            has_calculator=True,
+            symmetry="O(3)",
+            environment=FAMILY,
+        ),
     ),
 ]
 
@@ -478,6 +474,6 @@ __all__ = [
     "MACEAdapter",
     "build_random_mace",
     "import_mace",
-    "load_mace_file",
+    "load_mace_checkpoint",
     "model_from_checkpoint",
 ]

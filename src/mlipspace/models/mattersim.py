@@ -41,14 +41,20 @@ from typing import Any
 
 from ase import Atoms
 
-from ..errors import ModelError
-from .base import ModelCard, ModelSpec
+from ..errors import CheckpointError, ModelError
+from ._checkpoint import (
+    checkpoint_file,
+    checkpoint_spec,
+    read_checkpoint,
+    user_checkpoint_metadata,
+    weights_mismatch,
+)
 from .torch_base import (
     Capture,
     ForwardResult,
     TorchAdapter,
-    checkpoint_metadata,
     layer_dims,
+    not_importable,
     prepare_module,
     torch_dtype,
 )
@@ -72,41 +78,27 @@ def import_mattersim() -> Any:
 
         logger.disable("mattersim")  # its INFO lines on every load and calculator call
     except ModuleNotFoundError as exc:
-        raise ModelError(
-            f"mattersim is not importable here ({exc}); MatterSim models run in the "
-            f"'{FAMILY}' environment: run `mlipspace env create {FAMILY}`"
-        ) from exc
+        raise not_importable(exc, "mattersim", "MatterSim", FAMILY) from exc
     return potential
 
 
-def _read_checkpoint(path: Path) -> dict[str, Any]:
-    import torch
-
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise ModelError(
-            f"mattersim:{path}: not a MatterSim checkpoint ({type(exc).__name__}: {str(exc)[:200]})"
-        ) from exc
-    if not (
+def _is_mattersim(checkpoint: Any) -> bool:
+    return (
         isinstance(checkpoint, dict)
         and checkpoint.get("model_name") == "m3gnet"
         and isinstance(checkpoint.get("model"), dict)
         and isinstance(checkpoint.get("model_args"), dict)
-    ):
-        keys = list(checkpoint)[:6] if isinstance(checkpoint, dict) else type(checkpoint).__name__
-        raise ModelError(
-            f"mattersim:{path}: not a MatterSim checkpoint (needs model_name 'm3gnet', "
-            f"'model' and 'model_args'; found {keys}); an Orb, PET or other family's file "
-            "needs its own prefix"
-        )
-    return checkpoint
+    )
 
 
 def load_mattersim(path: Path, device: str) -> Any:
     """The ``M3Gnet`` of ``path`` through ``Potential.from_checkpoint``, keys checked."""
     potential = import_mattersim()
-    checkpoint = _read_checkpoint(path)
+    checkpoint = read_checkpoint(
+        path, "mattersim", "MatterSim", _is_mattersim, "needs model_name 'm3gnet', 'model' and "
+        "'model_args' (an Orb, PET or other family's file needs its own prefix)",
+        expected="a MatterSim checkpoint",
+    )  # fmt: skip
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -114,15 +106,12 @@ def load_mattersim(path: Path, device: str) -> Any:
                 load_path=str(path), device=device, load_training_state=False
             )
     except RuntimeError as exc:  # shapes that do not fit (strict=False still checks those)
-        raise ModelError(
-            f"mattersim:{path}: the weights do not match the M3GNet of its model_args "
-            f"({str(exc)[:300]})"
-        ) from exc
+        raise weights_mismatch(path, "mattersim", "M3GNet of its model_args", exc) from exc
     model = loaded.model
     expected, found = set(model.state_dict()), set(checkpoint["model"])
     if expected != found:
         missing, unexpected = sorted(expected - found), sorted(found - expected)
-        raise ModelError(
+        raise CheckpointError(
             f"mattersim:{path}: the weights do not match the M3GNet of its model_args "
             f"(missing {missing[:5]}{'...' if len(missing) > 5 else ''}, unexpected "
             f"{unexpected[:5]}{'...' if len(unexpected) > 5 else ''}); mattersim's loader "
@@ -148,10 +137,8 @@ class MatterSimAdapter(TorchAdapter):
     def __init__(self, path: str | Path, dtype: str = "float32", device: str = "cpu"):
         import_mattersim()
         super().__init__(dtype, device)
-        self.path = Path(path).expanduser().resolve()
+        self.path = checkpoint_file(path, "mattersim")
         self.name = f"mattersim:{path}"
-        if not self.path.is_file():
-            raise ModelError(f"mattersim:{path}: no such checkpoint file ({self.path})")
         self.potential = load_mattersim(self.path, device)
         self.model = prepare_module(self.potential.model, self.dtype, device)
         if self.dtype != "float32":
@@ -179,10 +166,10 @@ class MatterSimAdapter(TorchAdapter):
         return set(range(1, self.max_z + 1))
 
     def metadata(self) -> dict[str, Any]:
-        return checkpoint_metadata(
+        return user_checkpoint_metadata(
+            self,
             "mattersim",
-            self.path,
-            checkpoint_path=str(self.path),
+            measure=False,
             dtype=self.dtype,
             cutoff=self.cutoff,
             threebody_cutoff=self.threebody_cutoff,
@@ -245,29 +232,15 @@ class MatterSimAdapter(TorchAdapter):
         return MatterSimCalculator(potential=self.potential, device=self.device)
 
 
-def _factory(argument: str | None = None, dtype: str = "float32", device: str = "cpu") -> Any:
-    if not argument:
-        raise ModelError("mattersim:<checkpoint> needs the path of a MatterSim .pth file")
-    return MatterSimAdapter(argument, dtype=dtype, device=device)
-
-
 SPECS = [
-    ModelSpec(
-        name="mattersim:",
-        factory=_factory,
+    checkpoint_spec(
+        "mattersim",
+        MatterSimAdapter,
+        "a MatterSim (M3GNet) checkpoint: mattersim:<file.pth>",
         layers=layer_dims(2 * UNITS, UNITS, [UNITS] * (N_LAYERS + 1)),
-        description="a MatterSim (M3GNet) checkpoint: mattersim:<file.pth>",
-        weights_available=lambda: True,
-        relative_cost=1.0,
-        card=ModelCard(
-            architecture="MatterSim",
-            training_data="",
-            level_of_theory="",
-            kind="mlip",
-            has_calculator=True,
-            symmetry="O(3)",
-            environment=FAMILY,
-        ),
+        architecture="MatterSim",
+        symmetry="O(3)",
+        environment=FAMILY,
     )
 ]
 

@@ -45,14 +45,20 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
-from ..errors import ModelError
-from .base import ModelCard, ModelSpec
+from ..errors import CheckpointError
+from ._checkpoint import (
+    checkpoint_file,
+    checkpoint_spec,
+    read_checkpoint,
+    user_checkpoint_metadata,
+    weights_mismatch,
+)
 from .torch_base import (
     Capture,
     ForwardResult,
     TorchAdapter,
-    checkpoint_metadata,
     layer_dims,
+    not_importable,
     torch_dtype,
 )
 
@@ -77,10 +83,7 @@ def import_orb() -> Any:
             warnings.simplefilter("ignore")
             from orb_models.forcefield import pretrained
     except ModuleNotFoundError as exc:
-        raise ModelError(
-            f"orb-models is not importable here ({exc}); Orb models run in the "
-            f"'{FAMILY}' environment: run `mlipspace env create {FAMILY}`"
-        ) from exc
+        raise not_importable(exc, "orb-models", "Orb", FAMILY) from exc
     return pretrained
 
 
@@ -100,24 +103,15 @@ def loader_from_file_name(name: str) -> str | None:
 
 
 def _read_state_dict(path: Path) -> dict[str, Any]:
-    import torch
-
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ModelError(
-            f"orb:{path}: not an Orb checkpoint (a state_dict saved with torch.save): "
-            f"{type(exc).__name__}: {str(exc)[:200]}"
-        ) from exc
-    if not isinstance(state, dict) or not any(
-        str(k).startswith("model.gnn_stacks.") for k in state
-    ):
-        keys = list(state)[:5] if isinstance(state, dict) else type(state).__name__
-        raise ModelError(
-            f"orb:{path}: not an Orb-v3 checkpoint (no 'model.gnn_stacks.*' weights; found "
-            f"{keys}); a PET, MatterSim or other family's file needs its own prefix"
-        )
-    return state
+    return read_checkpoint(
+        path, "orb", "Orb-v3",
+        lambda state: isinstance(state, dict)
+        and any(str(k).startswith("model.gnn_stacks.") for k in state),
+        "no 'model.gnn_stacks.*' weights (a PET, MatterSim or other family's file needs its "
+        "own prefix)",
+        weights_only=True,
+        expected="an Orb checkpoint (a state_dict saved with torch.save)",
+    )  # fmt: skip
 
 
 def choose_loader(path: Path, state: dict[str, Any], loader: str | None) -> str:
@@ -125,7 +119,7 @@ def choose_loader(path: Path, state: dict[str, Any], loader: str | None) -> str:
     names = loader_names()
     if loader is not None:
         if loader not in names:
-            raise ModelError(f"orb:{path}@{loader}: unknown loader; orb-models has {names}")
+            raise CheckpointError(f"orb:{path}@{loader}: unknown loader; orb-models has {names}")
         return loader
     from_name = loader_from_file_name(path.name)
     if from_name in names:
@@ -177,10 +171,8 @@ class OrbAdapter(TorchAdapter):
 
         pretrained = import_orb()
         super().__init__(dtype, device)
-        self.path = Path(path).expanduser().resolve()
+        self.path = checkpoint_file(path, "orb")
         self.name = f"orb:{path}"
-        if not self.path.is_file():
-            raise ModelError(f"orb:{path}: no such checkpoint file ({self.path})")
         state = _read_state_dict(self.path)
         self.loader = choose_loader(self.path, state, loader)
         precision = "float64" if self.dtype == "float64" else "float32-highest"
@@ -190,10 +182,7 @@ class OrbAdapter(TorchAdapter):
                     weights_path=str(self.path), device=device, precision=precision, compile=False
                 )
         except RuntimeError as exc:  # load_state_dict(strict=True): keys or shapes differ
-            raise ModelError(
-                f"orb:{path}: the weights do not match the architecture of {self.loader} "
-                f"({str(exc)[:300]})"
-            ) from exc
+            raise weights_mismatch(self.path, "orb", f"architecture of {self.loader}", exc) from exc
         self.model = model.eval()
         self.system_config = model.system_config
         # widths differ between Orb variants: read them off one pass on a dimer
@@ -218,10 +207,10 @@ class OrbAdapter(TorchAdapter):
 
         if self._sensitivity is None:
             self._sensitivity = rotation_sensitivity(self, ("ll", "bb"))
-        return checkpoint_metadata(
+        return user_checkpoint_metadata(
+            self,
             "orb-models",
-            self.path,
-            checkpoint_path=str(self.path),
+            measure=False,
             loader=self.loader,
             training_data=self.training_data,
             dtype=self.dtype,
@@ -291,31 +280,19 @@ class OrbAdapter(TorchAdapter):
         return ORBCalculator(self.model, device=self.device)
 
 
-def _factory(argument: str | None = None, dtype: str = "float32", device: str = "cpu") -> Any:
-    if not argument:
-        raise ModelError("orb:<checkpoint> needs the path of an Orb-v3 .ckpt after 'orb:'")
-    path, _, loader = argument.partition("@")
-    return OrbAdapter(path, loader or None, dtype=dtype, device=device)
-
-
 SPECS = [
-    ModelSpec(
-        name="orb:",
-        factory=_factory,
-        layers=layer_dims(WIDTH, WIDTH, [WIDTH] * (N_LAYERS + 1)),
-        description="an Orb-v3 checkpoint: orb:<file.ckpt>[@<pretrained loader>] "
+    checkpoint_spec(
+        "orb",
+        OrbAdapter,
+        "an Orb-v3 checkpoint: orb:<file.ckpt>[@<pretrained loader>] "
         "(not rotation-invariant; +rot<N> averages)",
-        weights_available=lambda: True,
+        choice="loader",
+        layers=layer_dims(WIDTH, WIDTH, [WIDTH] * (N_LAYERS + 1)),
         relative_cost=2.0,
-        card=ModelCard(
-            architecture="Orb-v3",
-            training_data="",
-            level_of_theory="",  # a user's file: OMat24/MPA files are PBE(+U), OMol25 wB97M-V
-            kind="mlip",
-            has_calculator=True,
-            symmetry="none",
-            environment=FAMILY,
-        ),
+        # a user's file: OMat24/MPA files are PBE(+U), OMol25 wB97M-V
+        architecture="Orb-v3",
+        symmetry="none",
+        environment=FAMILY,
     )
 ]
 

@@ -33,7 +33,6 @@ by construction; ``metadata()`` records the rotation sensitivity measured, and
 
 from __future__ import annotations
 
-import gzip
 import sys
 import warnings
 from collections.abc import Sequence
@@ -43,13 +42,19 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
-from ..errors import ModelError
-from .base import ModelCard, ModelSpec
+from ..errors import CheckpointError, ModelError
+from ._checkpoint import (
+    checkpoint_file,
+    checkpoint_spec,
+    read_checkpoint,
+    user_checkpoint_metadata,
+    weights_mismatch,
+)
 from .torch_base import (
     Capture,
     ForwardResult,
     TorchAdapter,
-    checkpoint_metadata,
+    not_importable,
     package_version,
     torch_dtype,
 )
@@ -80,10 +85,7 @@ def import_metatomic() -> Any:
             import metatomic.torch
             import metatrain.utils.io  # noqa: F401
     except ModuleNotFoundError as exc:
-        raise ModelError(
-            f"metatrain/metatomic are not importable here ({exc}); PET models run in the "
-            f"'{FAMILY}' environment: run `mlipspace env create {FAMILY}`"
-        ) from exc
+        raise not_importable(exc, "metatrain/metatomic", "PET", FAMILY) from exc
     return metatomic.torch
 
 
@@ -98,28 +100,15 @@ def _is_exported(path: Path) -> bool:
 
 def _read_checkpoint(path: Path) -> dict[str, Any]:
     """The metatrain checkpoint dictionary of ``path`` (optionally gzip-compressed)."""
-    import torch
-
-    try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as fh:
-                checkpoint = torch.load(fh, map_location="cpu", weights_only=False)
-        else:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise ModelError(
-            f"pet:{path}: not a metatrain checkpoint or exported metatomic model "
-            f"({type(exc).__name__}: {str(exc)[:200]})"
-        ) from exc
-    if not isinstance(checkpoint, dict) or "architecture_name" not in checkpoint:
-        keys = list(checkpoint)[:5] if isinstance(checkpoint, dict) else type(checkpoint).__name__
-        raise ModelError(
-            f"pet:{path}: not a metatrain checkpoint (no 'architecture_name'; found {keys}); "
-            "an Orb, MatterSim or other family's file needs its own prefix"
-        )
+    checkpoint = read_checkpoint(
+        path, "pet", "metatrain", lambda c: isinstance(c, dict) and "architecture_name" in c,
+        "no 'architecture_name' (an Orb, MatterSim or other family's file needs its own prefix)",
+        expected="a metatrain checkpoint or exported metatomic model",
+        gzipped=path.suffix == ".gz",
+    )  # fmt: skip
     architecture = str(checkpoint["architecture_name"])
     if architecture.split(".")[-1] != "pet":
-        raise ModelError(
+        raise CheckpointError(
             f"pet:{path}: a metatrain checkpoint of architecture {architecture!r}, not PET"
         )
     return checkpoint
@@ -133,7 +122,7 @@ def load_pet(path: Path, dtype: str) -> tuple[Any, bool]:
         model = import_metatomic().load_atomistic_model(str(path))
         exported = model.capabilities().dtype
         if exported != dtype:
-            raise ModelError(
+            raise CheckpointError(
                 f"pet:{path}: an exported model in {exported}; it cannot run in {dtype} "
                 "(load the .ckpt for another dtype)"
             )
@@ -144,10 +133,7 @@ def load_pet(path: Path, dtype: str) -> tuple[Any, bool]:
             warnings.simplefilter("ignore")
             model = model_from_checkpoint(checkpoint, context="export")
     except RuntimeError as exc:  # load_state_dict: missing or unexpected keys, shapes
-        raise ModelError(
-            f"pet:{path}: the weights do not match the PET architecture of its hypers "
-            f"({str(exc)[:300]})"
-        ) from exc
+        raise weights_mismatch(path, "pet", "PET architecture of its hypers", exc) from exc
     model = model.to(torch_dtype(dtype)).eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -172,10 +158,8 @@ class PETAdapter(TorchAdapter):
 
         import_metatomic()
         super().__init__(dtype, device)
-        self.path = Path(path).expanduser().resolve()
+        self.path = checkpoint_file(path, "pet")
         self.name = f"pet:{path}"
-        if not self.path.is_file():
-            raise ModelError(f"pet:{path}: no such checkpoint file ({self.path})")
         self.model, self.exported = load_pet(self.path, self.dtype)
         self.model = self.model.to(device)
         if self.exported:
@@ -189,7 +173,9 @@ class PETAdapter(TorchAdapter):
             self.n_gnn_layers = len(self.model.backend.gnn_layers)
         missing = [k for k in (LL_OUTPUT, NODE_OUTPUT) if k not in outputs]
         if missing:
-            raise ModelError(f"pet:{path}: the model has no output {missing} (no energy target?)")
+            raise CheckpointError(
+                f"pet:{path}: the model has no output {missing} (no energy target?)"
+            )
         # widths depend on the hypers: read them off one pass on a dimer
         dimer = Atoms([min(self.elements)] * 2, positions=[[0, 0, 0], [0, 0, 1.5]])
         dimer.cell, dimer.pbc = np.eye(3) * 10.0, True
@@ -215,10 +201,10 @@ class PETAdapter(TorchAdapter):
         if self._sensitivity is None:
             layers = ("ll",) if self.exported else ("ll", "bb")
             self._sensitivity = rotation_sensitivity(self, layers)
-        return checkpoint_metadata(
+        return user_checkpoint_metadata(
+            self,
             "metatrain",
-            self.path,
-            checkpoint_path=str(self.path),
+            measure=False,
             format="exported metatomic model" if self.exported else "metatrain checkpoint",
             metatomic_torch_version=package_version("metatomic-torch"),
             dtype=self.dtype,
@@ -294,30 +280,16 @@ class PETAdapter(TorchAdapter):
         return MetatomicCalculator(model, device=self.device)
 
 
-def _factory(argument: str | None = None, dtype: str = "float32", device: str = "cpu") -> Any:
-    if not argument:
-        raise ModelError("pet:<checkpoint> needs the path of a metatrain .ckpt or exported .pt")
-    return PETAdapter(argument, dtype=dtype, device=device)
-
-
 SPECS = [
-    ModelSpec(
-        name="pet:",
-        factory=_factory,
-        layers=dict(DEFAULT_DIMS),
-        description="a PET model (PET-MAD, uPET): pet:<metatrain .ckpt or exported .pt> "
+    checkpoint_spec(
+        "pet",
+        PETAdapter,
+        "a PET model (PET-MAD, uPET): pet:<metatrain .ckpt or exported .pt> "
         "(not rotation-invariant; +rot<N> averages)",
-        weights_available=lambda: True,
-        relative_cost=1.0,
-        card=ModelCard(
-            architecture="PET",
-            training_data="",
-            level_of_theory="",
-            kind="mlip",
-            has_calculator=True,
-            symmetry="none",
-            environment=FAMILY,
-        ),
+        layers=DEFAULT_DIMS,
+        architecture="PET",
+        symmetry="none",
+        environment=FAMILY,
     )
 ]
 

@@ -44,15 +44,7 @@ from typing import Any
 from ase import Atoms
 
 from ..errors import CheckpointError, ModelError
-from ._checkpoint import (
-    check_choice,
-    checkpoint_file,
-    measure_symmetry,
-    provenance,
-    split_choice,
-    torch_load,
-    wrong_family,
-)
+from ._checkpoint import check_choice, checkpoint_spec, read_checkpoint, user_checkpoint_metadata
 from .base import ModelCard, ModelSpec
 from .torch_base import (
     ForwardResult,
@@ -114,10 +106,11 @@ def _load_user_checkpoint(path: Path) -> tuple[Any, Any]:
     """A SevenNet checkpoint of the user's and its model, errors naming the file."""
     import sevenn.util
 
-    raw = torch_load(path, "sevennet")
-    if not isinstance(raw, dict) or not {"config", "model_state_dict"} <= set(raw):
-        raise wrong_family(path, "sevennet", "SevenNet", "no 'config' and 'model_state_dict'")
-    del raw
+    read_checkpoint(
+        path, "sevennet", "SevenNet",
+        lambda raw: isinstance(raw, dict) and {"config", "model_state_dict"} <= set(raw),
+        "no 'config' and 'model_state_dict'",
+    )  # fmt: skip
     cp = sevenn.util.load_checkpoint(str(path))
     try:
         model = cp.build_model()
@@ -222,13 +215,11 @@ class SevenNetAdapter(TorchAdapter):
         return {int(z) for z in self.type_map}
 
     def metadata(self) -> dict[str, Any]:
-        meta = checkpoint_metadata(
-            "sevenn", self.path, dtype=self.dtype, cutoff=self.cutoff, modal=self.modal
-        )
+        settings = {"dtype": self.dtype, "cutoff": self.cutoff, "modal": self.modal}
         if self.user_checkpoint:
-            meta.update(provenance(self.path, is_parity=bool(self.config.get("is_parity"))))
-            meta.update(measure_symmetry(self))
-        return meta
+            is_parity = bool(self.config.get("is_parity"))
+            return user_checkpoint_metadata(self, "sevenn", **settings, is_parity=is_parity)
+        return checkpoint_metadata("sevenn", self.path, **settings)
 
     # -- implementation --------------------------------------------------------------
     def graph(self, atoms: Atoms) -> Any:
@@ -289,11 +280,9 @@ class SevenNetAdapter(TorchAdapter):
         return self._calculator
 
 
-def _user_factory(
-    argument: str | None = None, dtype: str = "float32", device: str = "cpu"
+def _user_adapter(
+    path: Path, modal: str | None, dtype: str = "float32", device: str = "cpu"
 ) -> SevenNetAdapter:
-    text, modal = split_choice(argument, "sevennet", "modal")
-    path = checkpoint_file(text, "sevennet")
     return SevenNetAdapter(None, modal=modal, dtype=dtype, device=device, path=path)
 
 
@@ -349,13 +338,14 @@ SPECS = [
     for modal in MF_MODALS
 ]
 SPECS.append(
-    ModelSpec(
-        name="sevennet:",
-        factory=_user_factory,
-        description="a SevenNet checkpoint: sevennet:<file>[@modal] (e.g. SevenNet-OMAT, "
-        "-MF-ompa@mpa, -omni; dimensions depend on the file)",
-        weights_available=lambda: True,
+    checkpoint_spec(
+        "sevennet",
+        _user_adapter,
+        "a SevenNet checkpoint: sevennet:<file>[@modal] (e.g. SevenNet-OMAT, -MF-ompa@mpa, "
+        "-omni; dimensions depend on the file)",
+        choice="modal",
         # a user's file: training data unknown here; SO(3) unless its config has is_parity
-        card=dataclasses.replace(_CARD, training_data="", level_of_theory=""),
+        architecture=_CARD.architecture,
+        symmetry=_CARD.symmetry,
     )
 )

@@ -28,6 +28,7 @@ import abc
 import contextlib
 import functools
 import hashlib
+import logging
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -86,6 +87,23 @@ def default_dtype(dtype: str) -> Iterator[None]:
         yield
     finally:
         torch.set_default_dtype(previous)
+
+
+@contextlib.contextmanager
+def quiet_loggers(*names: str) -> Iterator[None]:
+    """Temporarily raise the root logger (and the loggers ``names``) to ERROR.
+
+    For packages that log notes at INFO/WARNING while they import or load a model.
+    """
+    loggers = [logging.root, *(logging.getLogger(n) for n in names)]
+    previous = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, previous, strict=True):
+            lg.setLevel(level)
 
 
 def prepare_module(module: Any, dtype: str, device: str) -> Any:
@@ -232,6 +250,26 @@ def package_file(package: str, *parts: str, install: str) -> Path:
     if spec is None or spec.origin is None:
         raise ModelError(f"{package} is not installed ({install})")
     return Path(spec.origin).parent.joinpath(*parts)
+
+
+def not_importable(exc: ImportError, package: str, models: str, environment: str) -> ModelError:
+    """The error for a family's package missing here: its models run in ``environment``.
+
+    Parameters
+    ----------
+    exc : ImportError
+        What the import raised.
+    package : str
+        The distribution(s) that could not be imported, e.g. ``"orb-models"``.
+    models : str
+        Whose models they are, e.g. ``"Orb"``.
+    environment : str
+        The worker environment that has them (``mlipspace env create <environment>``).
+    """
+    return ModelError(
+        f"{package} cannot be imported here ({exc}); {models} models run in the "
+        f"'{environment}' environment: run `mlipspace env create {environment}`"
+    )
 
 
 def file_sha256(path: str | os.PathLike, length: int = 16) -> str:
@@ -534,10 +572,12 @@ __all__ = [
     "default_dtype",
     "file_sha256",
     "layer_dims",
+    "not_importable",
     "pack_by_atoms",
     "package_file",
     "package_version",
     "prepare_module",
+    "quiet_loggers",
     "set_threads",
     "split_rows",
     "torch_dtype",

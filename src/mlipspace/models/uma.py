@@ -35,28 +35,21 @@ composition.
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ase import Atoms
 
-from ..errors import CheckpointError, ModelError
-from ._checkpoint import (
-    check_choice,
-    checkpoint_file,
-    measure_symmetry,
-    provenance,
-    split_choice,
-)
-from .base import ModelCard, ModelSpec
+from ..errors import CheckpointError
+from ._checkpoint import check_choice, checkpoint_spec, user_checkpoint_metadata
 from .torch_base import (
     Capture,
     ForwardResult,
     TorchAdapter,
     layer_dims,
-    package_version,
+    not_importable,
+    quiet_loggers,
     torch_dtype,
 )
 
@@ -69,15 +62,9 @@ RADIUS = 6.0
 BATCH_SIZE = 8
 
 
-@contextlib.contextmanager
-def _quiet() -> Any:
+def _quiet() -> contextlib.AbstractContextManager[None]:
     """fairchem logs warnings on the root logger while loading (device, settings)."""
-    previous = logging.root.level
-    logging.root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logging.root.setLevel(previous)
+    return quiet_loggers()
 
 
 def _load_error(path: Path, exc: Exception) -> CheckpointError:
@@ -92,6 +79,14 @@ def _load_error(path: Path, exc: Exception) -> CheckpointError:
             f"uma:{path}: not a fairchem inference checkpoint (MLIPInferenceCheckpoint): {text}"
         )
     return CheckpointError(f"uma:{path}: fairchem cannot load the checkpoint: {text}")
+
+
+def import_fairchem() -> None:
+    """Check that fairchem-core imports here; a clear error naming the environment if not."""
+    try:
+        import fairchem.core  # noqa: F401
+    except ModuleNotFoundError as exc:
+        raise not_importable(exc, "fairchem-core", "UMA", ENVIRONMENT) from exc
 
 
 class UMAAdapter(TorchAdapter):
@@ -113,6 +108,8 @@ class UMAAdapter(TorchAdapter):
         self, path: Path, task: str | None = None, dtype: str = "float32", device: str = "cpu"
     ):
         import torch
+
+        import_fairchem()
         from fairchem.core.units.mlip_unit import load_predict_unit
         from fairchem.core.units.mlip_unit.api.inference import InferenceSettings
 
@@ -140,7 +137,6 @@ class UMAAdapter(TorchAdapter):
         self.task = check_choice(path, "uma", "task", task, self.tasks, lambda _: DEFAULT_TASK)
         self.hydra = self.unit.model.module
         self._prepared = False
-        self._symmetry: dict[str, float] | None = None
         backbone = self.hydra.backbone
         self.n_layers = int(backbone.num_layers)
         self.width = int(backbone.sphere_channels)
@@ -155,25 +151,14 @@ class UMAAdapter(TorchAdapter):
         return set(range(1, self.max_z + 1))
 
     def metadata(self) -> dict[str, Any]:
-        import torch
-
-        return {
-            "package": "fairchem-core",
-            "package_version": package_version("fairchem-core"),
-            "torch_version": torch.__version__,
-            "dtype": self.dtype,
-            "task": self.task,
-            "tasks": ",".join(self.tasks),
-            "backbone": self.backbone_class,
-            **provenance(self.path),
-            **self.symmetry(),
-        }
-
-    def symmetry(self) -> dict[str, float]:
-        """Measured permutation, rotation and mirror sensitivity of ``ll`` (cached)."""
-        if self._symmetry is None:
-            self._symmetry = measure_symmetry(self)
-        return self._symmetry
+        return user_checkpoint_metadata(
+            self,
+            "fairchem-core",
+            dtype=self.dtype,
+            task=self.task,
+            tasks=",".join(self.tasks),
+            backbone=self.backbone_class,
+        )
 
     # -- implementation --------------------------------------------------------------
     def data(self, atoms: Atoms) -> Any:
@@ -237,37 +222,18 @@ class UMAAdapter(TorchAdapter):
             return FAIRChemCalculator(unit, task_name=self.task)
 
 
-def load_uma(argument: str, dtype: str = "float32", device: str = "cpu") -> UMAAdapter:
-    """The adapter of ``uma:<checkpoint>[@<task>]``."""
-    text, task = split_choice(argument, "uma", "task")
-    path = checkpoint_file(text, "uma")
-    try:
-        import fairchem.core  # noqa: F401
-    except ModuleNotFoundError as exc:
-        raise ModelError(
-            f"fairchem-core is not importable here ({exc}); UMA runs in the "
-            f"'{ENVIRONMENT}' environment: run `mlipspace env create {ENVIRONMENT}`"
-        ) from exc
-    return UMAAdapter(path, task=task, dtype=dtype, device=device)
-
-
-def _factory(argument: str | None = None, dtype: str = "float32", device: str = "cpu"):
-    return load_uma(argument or "", dtype=dtype, device=device)
-
-
 SPECS = [
-    ModelSpec(
-        name="uma:",
-        factory=_factory,
-        layers={},
-        description="a fairchem UMA / eSEN inference checkpoint: uma:<file>[@task] "
+    checkpoint_spec(
+        "uma",
+        UMAAdapter,
+        "a fairchem UMA / eSEN inference checkpoint: uma:<file>[@task] "
         "(task omat by default; dimensions depend on the file)",
-        weights_available=lambda: True,
+        choice="task",
         relative_cost=4.0,
-        card=ModelCard(
-            architecture="UMA", has_calculator=True, symmetry="SO(3)", environment=ENVIRONMENT
-        ),
+        architecture="UMA",
+        symmetry="SO(3)",
+        environment=ENVIRONMENT,
     )
 ]
 
-__all__ = ["SPECS", "UMAAdapter", "load_uma"]
+__all__ = ["SPECS", "UMAAdapter", "import_fairchem"]
