@@ -22,6 +22,7 @@ from typing import Any
 
 from ..errors import CheckpointError
 from .base import ModelCard, ModelSpec
+from .torch_base import TorchAdapter, package_version
 
 
 def _no_path(family: str) -> CheckpointError:
@@ -185,8 +186,6 @@ def user_checkpoint_metadata(
     """
     import torch
 
-    from .torch_base import package_version
-
     if measure and getattr(adapter, "_measured_symmetry", None) is None:
         adapter._measured_symmetry = measure_symmetry(adapter)
     return {
@@ -332,3 +331,38 @@ def measure_symmetry(adapter: Any, layer: str = "ll", random_state: int = 0) -> 
         "rotation_sensitivity": deviation[1],
         "mirror_sensitivity": deviation[2],
     }
+
+
+class CheckpointAdapter(TorchAdapter):
+    """A torch adapter on the user's checkpoint file, ``<family>:<path>[@<choice>]``.
+
+    It checks and resolves the path (:attr:`path`), names the adapter and records the
+    file's provenance in :meth:`metadata`. A subclass sets :attr:`family` and
+    :attr:`distribution`, calls ``super().__init__(path, dtype, device[, choice])`` and
+    returns what else the store should record from :meth:`settings`.
+    """
+
+    #: the name prefix, e.g. ``"orb"``
+    family: str = ""
+    #: the package whose version the metadata records
+    distribution: str = ""
+    #: whether :meth:`metadata` measures the symmetry (:func:`measure_symmetry`)
+    measure: bool = True
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        dtype: str = "float32",
+        device: str = "cpu",
+        choice: str | None = None,
+    ) -> None:
+        super().__init__(dtype, device)
+        self.path = checkpoint_file(path, self.family)
+        self.name = f"{self.family}:{path}" + (f"@{choice}" if choice else "")
+
+    def settings(self) -> dict[str, Any]:
+        """What the store records besides the file's provenance (dtype, task, cutoff...)."""
+        return {"dtype": self.dtype}
+
+    def metadata(self) -> dict[str, Any]:
+        return user_checkpoint_metadata(self, self.distribution, self.measure, **self.settings())

@@ -48,21 +48,8 @@ import numpy as np
 from ase import Atoms
 
 from ..errors import CheckpointError, ModelError
-from ._checkpoint import (
-    check_choice,
-    checkpoint_spec,
-    torch_load,
-    user_checkpoint_metadata,
-    wrong_family,
-)
-from .torch_base import (
-    ForwardResult,
-    TorchAdapter,
-    layer_dims,
-    not_importable,
-    quiet_loggers,
-    set_threads,
-)
+from ._checkpoint import CheckpointAdapter, check_choice, checkpoint_spec, torch_load, wrong_family
+from .torch_base import ForwardResult, layer_dims, not_importable, quiet_loggers, set_threads
 
 #: the worker environment DPA-3 shares with UMA (envs/uma-dpa.txt)
 ENVIRONMENT = "uma-dpa"
@@ -120,7 +107,7 @@ def _choose_head(path: Path, head: str | None, heads: list[str], aliases: dict[s
     return check_choice(path, "dpa", "head", head, heads)  # raises: absent or unknown
 
 
-class DPAAdapter(TorchAdapter):
+class DPAAdapter(CheckpointAdapter):
     """Per-atom features of a deepmd-kit DPA-3 model.
 
     Parameters
@@ -134,6 +121,8 @@ class DPAAdapter(TorchAdapter):
     device : str
     """
 
+    family = "dpa"
+    distribution = "deepmd-kit"
     #: one structure per pass: deepmd evaluates frames of equal size together
     atoms_per_pass = 1
 
@@ -141,9 +130,7 @@ class DPAAdapter(TorchAdapter):
         self, path: Path, head: str | None = None, dtype: str = "float32", device: str = "cpu"
     ):
         infer = import_deepmd()
-        super().__init__(dtype, device)
-        self.path = path
-        self.name = f"dpa:{path}" + (f"@{head}" if head else "")
+        super().__init__(path, dtype, device, head)
         self.frozen = path.suffix == ".pth"
         self.head = None
         if self.frozen:
@@ -222,15 +209,13 @@ class DPAAdapter(TorchAdapter):
     def supported_elements(self) -> set[int]:
         return set(self.z_index)
 
-    def metadata(self) -> dict[str, Any]:
-        return user_checkpoint_metadata(
-            self,
-            "deepmd-kit",
-            dtype=self.dtype,
-            head=self.head or "",
-            frozen=self.frozen,
-            type_map=",".join(self.type_map),
-        )
+    def settings(self) -> dict[str, Any]:
+        return {
+            "dtype": self.dtype,
+            "head": self.head or "",
+            "frozen": self.frozen,
+            "type_map": ",".join(self.type_map),
+        }
 
     # -- implementation --------------------------------------------------------------
     def types(self, atoms: Atoms) -> np.ndarray:

@@ -51,13 +51,7 @@ import numpy as np
 from ase import Atoms
 
 from ..errors import CheckpointError, ModelError
-from ._checkpoint import (
-    checkpoint_spec,
-    measure_symmetry,
-    provenance,
-    torch_load,
-    wrong_family,
-)
+from ._checkpoint import checkpoint_spec, measure_symmetry, provenance, torch_load, wrong_family
 from .base import ModelCard, ModelSpec
 from .torch_base import (
     Capture,

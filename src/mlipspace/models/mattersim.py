@@ -42,17 +42,10 @@ from typing import Any
 from ase import Atoms
 
 from ..errors import CheckpointError, ModelError
-from ._checkpoint import (
-    checkpoint_file,
-    checkpoint_spec,
-    read_checkpoint,
-    user_checkpoint_metadata,
-    weights_mismatch,
-)
+from ._checkpoint import CheckpointAdapter, checkpoint_spec, read_checkpoint, weights_mismatch
 from .torch_base import (
     Capture,
     ForwardResult,
-    TorchAdapter,
     layer_dims,
     not_importable,
     prepare_module,
@@ -120,7 +113,7 @@ def load_mattersim(path: Path, device: str) -> Any:
     return loaded
 
 
-class MatterSimAdapter(TorchAdapter):
+class MatterSimAdapter(CheckpointAdapter):
     """Per-atom features of a MatterSim (M3GNet) checkpoint.
 
     Parameters
@@ -132,13 +125,14 @@ class MatterSimAdapter(TorchAdapter):
     device : str
     """
 
+    family = "mattersim"
+    distribution = "mattersim"
+    measure = False  # O(3) by construction, measured in tests/test_models_mattersim.py
     batch_size = BATCH_SIZE
 
     def __init__(self, path: str | Path, dtype: str = "float32", device: str = "cpu"):
         import_mattersim()
-        super().__init__(dtype, device)
-        self.path = checkpoint_file(path, "mattersim")
-        self.name = f"mattersim:{path}"
+        super().__init__(path, dtype, device)
         self.potential = load_mattersim(self.path, device)
         self.model = prepare_module(self.potential.model, self.dtype, device)
         if self.dtype != "float32":
@@ -165,16 +159,13 @@ class MatterSimAdapter(TorchAdapter):
     def supported_elements(self) -> set[int]:
         return set(range(1, self.max_z + 1))
 
-    def metadata(self) -> dict[str, Any]:
-        return user_checkpoint_metadata(
-            self,
-            "mattersim",
-            measure=False,
-            dtype=self.dtype,
-            cutoff=self.cutoff,
-            threebody_cutoff=self.threebody_cutoff,
-            symmetry="O(3) (measured in tests/test_models_mattersim.py)",
-        )
+    def settings(self) -> dict[str, Any]:
+        return {
+            "dtype": self.dtype,
+            "cutoff": self.cutoff,
+            "threebody_cutoff": self.threebody_cutoff,
+            "symmetry": "O(3) (measured in tests/test_models_mattersim.py)",
+        }
 
     # -- implementation --------------------------------------------------------------
     def build_batch(self, structures: Sequence[Atoms]) -> dict[str, Any]:

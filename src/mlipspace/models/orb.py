@@ -46,21 +46,8 @@ import numpy as np
 from ase import Atoms
 
 from ..errors import CheckpointError
-from ._checkpoint import (
-    checkpoint_file,
-    checkpoint_spec,
-    read_checkpoint,
-    user_checkpoint_metadata,
-    weights_mismatch,
-)
-from .torch_base import (
-    Capture,
-    ForwardResult,
-    TorchAdapter,
-    layer_dims,
-    not_importable,
-    torch_dtype,
-)
+from ._checkpoint import CheckpointAdapter, checkpoint_spec, read_checkpoint, weights_mismatch
+from .torch_base import Capture, ForwardResult, layer_dims, not_importable, torch_dtype
 
 FAMILY = "orb-pet-mattersim"
 #: orb-v3's released width and depth (orb_v3_*_architecture defaults)
@@ -144,7 +131,7 @@ def _keep_torch_defaults() -> Iterator[None]:
         torch.set_float32_matmul_precision(precision)
 
 
-class OrbAdapter(TorchAdapter):
+class OrbAdapter(CheckpointAdapter):
     """Per-atom features of an Orb-v3 forcefield.
 
     Parameters
@@ -157,6 +144,9 @@ class OrbAdapter(TorchAdapter):
     device : str
     """
 
+    family = "orb"
+    distribution = "orb-models"
+    measure = False  # the rotation sensitivity is recorded per layer instead
     batch_size = BATCH_SIZE
     atoms_per_pass = ATOMS_PER_PASS
 
@@ -170,9 +160,7 @@ class OrbAdapter(TorchAdapter):
         import torch
 
         pretrained = import_orb()
-        super().__init__(dtype, device)
-        self.path = checkpoint_file(path, "orb")
-        self.name = f"orb:{path}"
+        super().__init__(path, dtype, device, loader)
         state = _read_state_dict(self.path)
         self.loader = choose_loader(self.path, state, loader)
         precision = "float64" if self.dtype == "float64" else "float32-highest"
@@ -202,23 +190,20 @@ class OrbAdapter(TorchAdapter):
     def supported_elements(self) -> set[int]:
         return set(ELEMENTS)
 
-    def metadata(self) -> dict[str, Any]:
+    def settings(self) -> dict[str, Any]:
         from .rotations import rotation_sensitivity
 
         if self._sensitivity is None:
             self._sensitivity = rotation_sensitivity(self, ("ll", "bb"))
-        return user_checkpoint_metadata(
-            self,
-            "orb-models",
-            measure=False,
-            loader=self.loader,
-            training_data=self.training_data,
-            dtype=self.dtype,
-            radius=float(self.system_config.radius),
-            max_num_neighbors=int(self.system_config.max_num_neighbors),
-            symmetry="none (not rotation-invariant by construction)",
-            rotation_sensitivity=self._sensitivity,
-        )
+        return {
+            "loader": self.loader,
+            "training_data": self.training_data,
+            "dtype": self.dtype,
+            "radius": float(self.system_config.radius),
+            "max_num_neighbors": int(self.system_config.max_num_neighbors),
+            "symmetry": "none (not rotation-invariant by construction)",
+            "rotation_sensitivity": self._sensitivity,
+        }
 
     # -- implementation --------------------------------------------------------------
     def graph(self, atoms: Atoms) -> Any:

@@ -43,21 +43,8 @@ import numpy as np
 from ase import Atoms
 
 from ..errors import CheckpointError, ModelError
-from ._checkpoint import (
-    checkpoint_file,
-    checkpoint_spec,
-    read_checkpoint,
-    user_checkpoint_metadata,
-    weights_mismatch,
-)
-from .torch_base import (
-    Capture,
-    ForwardResult,
-    TorchAdapter,
-    not_importable,
-    package_version,
-    torch_dtype,
-)
+from ._checkpoint import CheckpointAdapter, checkpoint_spec, read_checkpoint, weights_mismatch
+from .torch_base import Capture, ForwardResult, not_importable, package_version, torch_dtype
 
 FAMILY = "orb-pet-mattersim"
 LL_OUTPUT = "mtt::aux::energy_last_layer_features"
@@ -140,7 +127,7 @@ def load_pet(path: Path, dtype: str) -> tuple[Any, bool]:
     return model, False
 
 
-class PETAdapter(TorchAdapter):
+class PETAdapter(CheckpointAdapter):
     """Per-atom features of a PET model (metatrain ``.ckpt`` or exported ``.pt``).
 
     Parameters
@@ -151,15 +138,16 @@ class PETAdapter(TorchAdapter):
     device : str
     """
 
+    family = "pet"
+    distribution = "metatrain"
+    measure = False  # the rotation sensitivity is recorded per layer instead
     batch_size = BATCH_SIZE
 
     def __init__(self, path: str | Path, dtype: str = "float32", device: str = "cpu"):
         import torch
 
         import_metatomic()
-        super().__init__(dtype, device)
-        self.path = checkpoint_file(path, "pet")
-        self.name = f"pet:{path}"
+        super().__init__(path, dtype, device)
         self.model, self.exported = load_pet(self.path, self.dtype)
         self.model = self.model.to(device)
         if self.exported:
@@ -195,22 +183,19 @@ class PETAdapter(TorchAdapter):
     def supported_elements(self) -> set[int]:
         return set(self.elements)
 
-    def metadata(self) -> dict[str, Any]:
+    def settings(self) -> dict[str, Any]:
         from .rotations import rotation_sensitivity
 
         if self._sensitivity is None:
             layers = ("ll",) if self.exported else ("ll", "bb")
             self._sensitivity = rotation_sensitivity(self, layers)
-        return user_checkpoint_metadata(
-            self,
-            "metatrain",
-            measure=False,
-            format="exported metatomic model" if self.exported else "metatrain checkpoint",
-            metatomic_torch_version=package_version("metatomic-torch"),
-            dtype=self.dtype,
-            symmetry="none (not rotation-invariant by construction)",
-            rotation_sensitivity=self._sensitivity,
-        )
+        return {
+            "format": "exported metatomic model" if self.exported else "metatrain checkpoint",
+            "metatomic_torch_version": package_version("metatomic-torch"),
+            "dtype": self.dtype,
+            "symmetry": "none (not rotation-invariant by construction)",
+            "rotation_sensitivity": self._sensitivity,
+        }
 
     # -- implementation --------------------------------------------------------------
     def build_batch(self, structures: Sequence[Atoms]) -> list[Any]:

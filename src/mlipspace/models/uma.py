@@ -42,11 +42,10 @@ from typing import Any
 from ase import Atoms
 
 from ..errors import CheckpointError
-from ._checkpoint import check_choice, checkpoint_spec, user_checkpoint_metadata
+from ._checkpoint import CheckpointAdapter, check_choice, checkpoint_spec
 from .torch_base import (
     Capture,
     ForwardResult,
-    TorchAdapter,
     layer_dims,
     not_importable,
     quiet_loggers,
@@ -89,7 +88,7 @@ def import_fairchem() -> None:
         raise not_importable(exc, "fairchem-core", "UMA", ENVIRONMENT) from exc
 
 
-class UMAAdapter(TorchAdapter):
+class UMAAdapter(CheckpointAdapter):
     """Per-atom features of a fairchem UMA / eSEN checkpoint.
 
     Parameters
@@ -102,6 +101,8 @@ class UMAAdapter(TorchAdapter):
     device : str
     """
 
+    family = "uma"
+    distribution = "fairchem-core"
     batch_size = BATCH_SIZE
 
     def __init__(
@@ -113,10 +114,8 @@ class UMAAdapter(TorchAdapter):
         from fairchem.core.units.mlip_unit import load_predict_unit
         from fairchem.core.units.mlip_unit.api.inference import InferenceSettings
 
-        super().__init__(dtype, device)
+        super().__init__(path, dtype, device, task)
         threads = torch.get_num_threads()
-        self.path = path
-        self.name = f"uma:{path}" + (f"@{task}" if task else "")
         self.settings = InferenceSettings(
             tf32=False,
             activation_checkpointing=False,
@@ -150,15 +149,13 @@ class UMAAdapter(TorchAdapter):
     def supported_elements(self) -> set[int]:
         return set(range(1, self.max_z + 1))
 
-    def metadata(self) -> dict[str, Any]:
-        return user_checkpoint_metadata(
-            self,
-            "fairchem-core",
-            dtype=self.dtype,
-            task=self.task,
-            tasks=",".join(self.tasks),
-            backbone=self.backbone_class,
-        )
+    def settings(self) -> dict[str, Any]:
+        return {
+            "dtype": self.dtype,
+            "task": self.task,
+            "tasks": ",".join(self.tasks),
+            "backbone": self.backbone_class,
+        }
 
     # -- implementation --------------------------------------------------------------
     def data(self, atoms: Atoms) -> Any:
