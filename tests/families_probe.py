@@ -8,8 +8,8 @@ loader a real checkpoint takes), then writes every number the tests assert on to
 environment's pytest (``tests/test_models_{orb,pet,mattersim}.py``), which also loads the
 saved checkpoints through ``mlipspace.featurize`` and its worker.
 
-Importing this module is light (numpy, ase, scipy): the test files use :func:`run_probe` and
-:func:`structures`.
+Importing this module is light (numpy, ase, scipy): the test files run it through
+``family_checks.probe_fixture`` and use :func:`structures`.
 """
 
 from __future__ import annotations
@@ -257,16 +257,6 @@ def _other_family_files(out: Path, family: str) -> dict[str, Path]:
             built = build(folder)
             files[other] = built.get("ckpt") or built["conservative"]
     return files
-
-
-# -- used by the test files (main environment) ----------------------------------------------
-
-
-def run_probe(family: str, out: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Run this script for ``family`` in the worker environment; its arrays and record."""
-    from family_checks import run_probe_script
-
-    return run_probe_script(ENV, "families_probe.py", out, family, timeout=1800)
 
 
 if __name__ == "__main__":

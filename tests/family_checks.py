@@ -75,6 +75,36 @@ def run_probe_script(
     return read_probe(out)
 
 
+def probe_fixture(
+    environment: str, script: str, *args: str, timeout: int = 900, folder: bool = False
+) -> Any:
+    """A module-scoped ``probe`` fixture: ``script [args] <tmp>`` run in ``environment``.
+
+    The fixture gives the probe's ``(arrays, record)``, with ``folder`` also the folder
+    it wrote to. Assign it in the test module: ``probe = probe_fixture(...)``.
+    """
+    import pytest
+
+    @pytest.fixture(scope="module")
+    def probe(tmp_path_factory: Any) -> tuple:
+        out = tmp_path_factory.mktemp(Path(script).stem)
+        arrays, record = run_probe_script(environment, script, out, *args, timeout=timeout)
+        return (arrays, record, out) if folder else (arrays, record)
+
+    return probe
+
+
+def kind_fixture(kinds: tuple[str, ...]) -> Any:
+    """A ``kind`` fixture parametrised over a probe's loaded checkpoints."""
+    import pytest
+
+    @pytest.fixture(params=kinds)
+    def kind(request: Any) -> str:
+        return request.param
+
+    return kind
+
+
 def read_probe(out: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The arrays and the record a probe saved into ``out``."""
     with np.load(out / "probe.npz") as data:

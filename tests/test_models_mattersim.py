@@ -13,8 +13,15 @@ import os
 import numpy as np
 import pytest
 
-from families_probe import run_probe
-from family_checks import N_STRUCTURES, FamilyProbeChecks, rotation_change, scale
+from families_probe import ENV
+from family_checks import (
+    N_STRUCTURES,
+    FamilyProbeChecks,
+    kind_fixture,
+    probe_fixture,
+    rotation_change,
+    scale,
+)
 from mlipspace.featurization.envs import parse_requirements, repo_root
 
 pytestmark = pytest.mark.models
@@ -23,14 +30,8 @@ KEY = "ckpt"
 DIMS = {KEY: {"ll": 256, "node": 128, "bb": 512, **{f"layer:{i}": 128 for i in range(5)}}}
 
 
-@pytest.fixture(scope="module")
-def probe(tmp_path_factory):
-    return run_probe("mattersim", tmp_path_factory.mktemp("mattersim_probe"))
-
-
-@pytest.fixture
-def kind():
-    return KEY
+probe = probe_fixture(ENV, "families_probe.py", "mattersim", timeout=1800)
+kind = kind_fixture((KEY,))
 
 
 class TestMatterSimProbe(FamilyProbeChecks):

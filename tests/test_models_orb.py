@@ -13,8 +13,8 @@ import os
 import numpy as np
 import pytest
 
-from families_probe import run_probe
-from family_checks import NotRotationInvariantChecks
+from families_probe import ENV
+from family_checks import NotRotationInvariantChecks, kind_fixture, probe_fixture
 
 pytestmark = pytest.mark.models
 
@@ -23,14 +23,8 @@ KINDS = ("conservative", "direct")
 DIMS = {"ll": 256, "node": 256, "bb": 1280, **{f"layer:{i}": 256 for i in range(6)}}
 
 
-@pytest.fixture(scope="module")
-def probe(tmp_path_factory):
-    return run_probe("orb", tmp_path_factory.mktemp("orb_probe"))
-
-
-@pytest.fixture(params=KINDS)
-def kind(request):
-    return request.param
+probe = probe_fixture(ENV, "families_probe.py", "orb", timeout=1800)
+kind = kind_fixture(KINDS)
 
 
 class TestOrbProbe(NotRotationInvariantChecks):

@@ -14,8 +14,8 @@ import os
 import numpy as np
 import pytest
 
-from families_probe import run_probe
-from family_checks import NotRotationInvariantChecks, scale
+from families_probe import ENV
+from family_checks import NotRotationInvariantChecks, kind_fixture, probe_fixture, scale
 
 pytestmark = pytest.mark.models
 
@@ -27,14 +27,8 @@ DIMS = {
 }
 
 
-@pytest.fixture(scope="module")
-def probe(tmp_path_factory):
-    return run_probe("pet", tmp_path_factory.mktemp("pet_probe"))
-
-
-@pytest.fixture(params=KINDS)
-def kind(request):
-    return request.param
+probe = probe_fixture(ENV, "families_probe.py", "pet", timeout=1800)
+kind = kind_fixture(KINDS)
 
 
 class TestPETProbe(NotRotationInvariantChecks):

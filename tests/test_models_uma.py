@@ -10,12 +10,10 @@ by test_model_contract.py.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-from family_checks import check_featurized_by_name, check_named_error, run_probe_script
+from family_checks import check_featurized_by_name, check_named_error, probe_fixture
 from mlipspace.models import model_card
 
 pytestmark = pytest.mark.models
@@ -23,10 +21,7 @@ pytestmark = pytest.mark.models
 ENVIRONMENT = "uma-dpa"
 
 
-@pytest.fixture(scope="module")
-def probe(tmp_path_factory) -> tuple[dict[str, np.ndarray], dict, Path]:
-    out = tmp_path_factory.mktemp("uma_probe")
-    return (*run_probe_script(ENVIRONMENT, "uma_probe.py", out), out)
+probe = probe_fixture(ENVIRONMENT, "uma_probe.py", folder=True)
 
 
 def test_layers_of_the_test_built_checkpoint(probe):

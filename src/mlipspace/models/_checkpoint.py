@@ -181,8 +181,8 @@ def user_checkpoint_metadata(
     The package's and torch's versions, ``extra`` (dtype, task, head...), the file's path,
     name and SHA-256 (:func:`provenance`), and with ``measure`` its symmetry as measured on
     a probe cell (:func:`measure_symmetry`, once per adapter: a user's checkpoint's
-    symmetry is measured, not assumed). Families that record their own measurement (the
-    rotation sensitivity of Orb and PET) pass ``measure=False``.
+    symmetry is measured, not assumed). Families that record their symmetry otherwise
+    (Orb's and PET's rotation sensitivity per layer) pass ``measure=False``.
     """
     import torch
 
@@ -337,17 +337,21 @@ class CheckpointAdapter(TorchAdapter):
     """A torch adapter on the user's checkpoint file, ``<family>:<path>[@<choice>]``.
 
     It checks and resolves the path (:attr:`path`), names the adapter and records the
-    file's provenance in :meth:`metadata`. A subclass sets :attr:`family` and
-    :attr:`distribution`, calls ``super().__init__(path, dtype, device[, choice])`` and
-    returns what else the store should record from :meth:`settings`.
+    file's provenance and symmetry in :meth:`metadata`. A subclass sets :attr:`family`,
+    :attr:`distribution` and :attr:`symmetry_record`, calls
+    ``super().__init__(path, dtype, device[, choice])`` and returns what else the store
+    should record from :meth:`extra_metadata`.
     """
 
     #: the name prefix, e.g. ``"orb"``
     family: str = ""
     #: the package whose version the metadata records
     distribution: str = ""
-    #: whether :meth:`metadata` measures the symmetry (:func:`measure_symmetry`)
-    measure: bool = True
+    #: how :meth:`metadata` records the symmetry: ``"probe"`` measures permutations,
+    #: rotations and mirrors on a probe cell (:func:`measure_symmetry`); ``"rotations"``
+    #: (not rotation-invariant by construction) the rotation sensitivity of ``ll`` and
+    #: ``bb`` (:meth:`rotation_sensitivity`); ``"own"`` leaves it to :meth:`extra_metadata`
+    symmetry_record: str = "probe"
 
     def __init__(
         self,
@@ -359,10 +363,26 @@ class CheckpointAdapter(TorchAdapter):
         super().__init__(dtype, device)
         self.path = checkpoint_file(path, self.family)
         self.name = f"{self.family}:{path}" + (f"@{choice}" if choice else "")
+        self._rotation_sensitivity: dict[str, float] | None = None
 
-    def settings(self) -> dict[str, Any]:
+    def extra_metadata(self) -> dict[str, Any]:
         """What the store records besides the file's provenance (dtype, task, cutoff...)."""
         return {"dtype": self.dtype}
 
+    def rotation_sensitivity(self) -> dict[str, float]:
+        """``{layer: sensitivity}`` of ``ll`` and ``bb`` (those offered) under rotations,
+        measured once (:func:`mlipspace.models.rotations.rotation_sensitivity`)."""
+        from .rotations import rotation_sensitivity
+
+        if self._rotation_sensitivity is None:
+            layers = tuple(layer for layer in ("ll", "bb") if layer in self.layer_dims())
+            self._rotation_sensitivity = rotation_sensitivity(self, layers)
+        return self._rotation_sensitivity
+
     def metadata(self) -> dict[str, Any]:
-        return user_checkpoint_metadata(self, self.distribution, self.measure, **self.settings())
+        extra = self.extra_metadata()
+        if self.symmetry_record == "rotations":
+            extra["symmetry"] = "none (not rotation-invariant by construction)"
+            extra["rotation_sensitivity"] = self.rotation_sensitivity()
+        probe = self.symmetry_record == "probe"
+        return user_checkpoint_metadata(self, self.distribution, probe, **extra)

@@ -209,7 +209,7 @@ class DPAAdapter(CheckpointAdapter):
     def supported_elements(self) -> set[int]:
         return set(self.z_index)
 
-    def settings(self) -> dict[str, Any]:
+    def extra_metadata(self) -> dict[str, Any]:
         return {
             "dtype": self.dtype,
             "head": self.head or "",

@@ -127,7 +127,7 @@ class MatterSimAdapter(CheckpointAdapter):
 
     family = "mattersim"
     distribution = "mattersim"
-    measure = False  # O(3) by construction, measured in tests/test_models_mattersim.py
+    symmetry_record = "own"  # O(3) by construction, measured in the tests
     batch_size = BATCH_SIZE
 
     def __init__(self, path: str | Path, dtype: str = "float32", device: str = "cpu"):
@@ -159,7 +159,7 @@ class MatterSimAdapter(CheckpointAdapter):
     def supported_elements(self) -> set[int]:
         return set(range(1, self.max_z + 1))
 
-    def settings(self) -> dict[str, Any]:
+    def extra_metadata(self) -> dict[str, Any]:
         return {
             "dtype": self.dtype,
             "cutoff": self.cutoff,

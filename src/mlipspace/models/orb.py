@@ -146,7 +146,7 @@ class OrbAdapter(CheckpointAdapter):
 
     family = "orb"
     distribution = "orb-models"
-    measure = False  # the rotation sensitivity is recorded per layer instead
+    symmetry_record = "rotations"
     batch_size = BATCH_SIZE
     atoms_per_pass = ATOMS_PER_PASS
 
@@ -181,7 +181,6 @@ class OrbAdapter(CheckpointAdapter):
         self.training_data = next(
             (v for k, v in _TRAINING_DATA.items() if self.loader.endswith(k)), ""
         )
-        self._sensitivity: dict[str, float] | None = None
 
     # -- interface -------------------------------------------------------------------
     def layer_dims(self) -> dict[str, int]:
@@ -190,19 +189,13 @@ class OrbAdapter(CheckpointAdapter):
     def supported_elements(self) -> set[int]:
         return set(ELEMENTS)
 
-    def settings(self) -> dict[str, Any]:
-        from .rotations import rotation_sensitivity
-
-        if self._sensitivity is None:
-            self._sensitivity = rotation_sensitivity(self, ("ll", "bb"))
+    def extra_metadata(self) -> dict[str, Any]:
         return {
             "loader": self.loader,
             "training_data": self.training_data,
             "dtype": self.dtype,
             "radius": float(self.system_config.radius),
             "max_num_neighbors": int(self.system_config.max_num_neighbors),
-            "symmetry": "none (not rotation-invariant by construction)",
-            "rotation_sensitivity": self._sensitivity,
         }
 
     # -- implementation --------------------------------------------------------------

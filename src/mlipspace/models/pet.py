@@ -140,7 +140,7 @@ class PETAdapter(CheckpointAdapter):
 
     family = "pet"
     distribution = "metatrain"
-    measure = False  # the rotation sensitivity is recorded per layer instead
+    symmetry_record = "rotations"
     batch_size = BATCH_SIZE
 
     def __init__(self, path: str | Path, dtype: str = "float32", device: str = "cpu"):
@@ -174,7 +174,6 @@ class PETAdapter(CheckpointAdapter):
             widths = [int(t.shape[1]) for t in result.per_layer]
             self._dims.update({f"layer:{i}": w for i, w in enumerate(widths)})
             self._dims["bb"] = sum(widths[1:])
-        self._sensitivity: dict[str, float] | None = None
 
     # -- interface -------------------------------------------------------------------
     def layer_dims(self) -> dict[str, int]:
@@ -183,18 +182,11 @@ class PETAdapter(CheckpointAdapter):
     def supported_elements(self) -> set[int]:
         return set(self.elements)
 
-    def settings(self) -> dict[str, Any]:
-        from .rotations import rotation_sensitivity
-
-        if self._sensitivity is None:
-            layers = ("ll",) if self.exported else ("ll", "bb")
-            self._sensitivity = rotation_sensitivity(self, layers)
+    def extra_metadata(self) -> dict[str, Any]:
         return {
             "format": "exported metatomic model" if self.exported else "metatrain checkpoint",
             "metatomic_torch_version": package_version("metatomic-torch"),
             "dtype": self.dtype,
-            "symmetry": "none (not rotation-invariant by construction)",
-            "rotation_sensitivity": self._sensitivity,
         }
 
     # -- implementation --------------------------------------------------------------

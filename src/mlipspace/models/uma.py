@@ -149,7 +149,7 @@ class UMAAdapter(CheckpointAdapter):
     def supported_elements(self) -> set[int]:
         return set(range(1, self.max_z + 1))
 
-    def settings(self) -> dict[str, Any]:
+    def extra_metadata(self) -> dict[str, Any]:
         return {
             "dtype": self.dtype,
             "task": self.task,
