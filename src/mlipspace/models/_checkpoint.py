@@ -1,20 +1,22 @@
 """Names of the form ``family:<checkpoint>[@<choice>]``: the user's checkpoint files.
 
 Every family that loads a user's checkpoint (``mace:``, ``sevennet:``, ``chgnet:``,
-``uma:``, ``dpa:``) parses its argument, finds the file and records its provenance the
-same way:
+``orb:``, ``pet:``, ``mattersim:``, ``uma:``, ``dpa:``) parses its argument, finds the
+file, reads it and records its provenance the same way:
 
 * ``<checkpoint>`` is a path, relative to the working directory or starting with ``~``;
-* ``@<choice>`` (optional) picks a task (UMA), a head (DPA-3, MACE) or a fidelity
-  (SevenNet multi-fidelity). A path that itself contains ``@`` is taken whole when that
-  file exists.
+* ``@<choice>`` (optional) picks a task (UMA), a head (DPA-3, MACE), a fidelity
+  (SevenNet multi-fidelity) or a loader (Orb). A path that itself contains ``@`` is
+  taken whole when that file exists.
 
-No function here downloads anything: a name that is not a file is an error.
+Its spec comes from :func:`checkpoint_spec`; an adapter of a family that only loads user
+files subclasses :class:`CheckpointAdapter`. Every error names the file and is a
+:class:`~mlipspace.errors.CheckpointError`. No function here downloads anything: a name
+that is not a file is an error.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +24,7 @@ from typing import Any
 
 from ..errors import CheckpointError
 from .base import ModelCard, ModelSpec
-from .torch_base import TorchAdapter, package_version
+from .torch_base import TorchAdapter, file_sha256, package_version
 
 
 def _no_path(family: str) -> CheckpointError:
@@ -156,11 +158,7 @@ def checkpoint_spec(
 
 def sha256(path: str | os.PathLike) -> str:
     """The full SHA-256 (64 hex digits) of a file."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_sha256(path, length=64)
 
 
 def provenance(path: Path, **extra: Any) -> dict[str, Any]:

@@ -34,8 +34,13 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
-from ..errors import CheckpointError, ModelError
-from ._checkpoint import checkpoint_spec, read_checkpoint, user_checkpoint_metadata
+from ..errors import ModelError
+from ._checkpoint import (
+    checkpoint_spec,
+    read_checkpoint,
+    user_checkpoint_metadata,
+    weights_mismatch,
+)
 from .base import ModelCard, ModelSpec
 from .torch_base import (
     Capture,
@@ -85,9 +90,7 @@ def _load_user_checkpoint(path: Path) -> Any:
     try:
         return CHGNet.from_dict(raw["model"])
     except (RuntimeError, TypeError, KeyError, ValueError) as exc:
-        raise CheckpointError(
-            f"chgnet:{path}: the weights do not match the architecture in 'model_args': {exc}"
-        ) from exc
+        raise weights_mismatch(path, "chgnet", "architecture in 'model_args'", exc) from exc
 
 
 class CHGNetAdapter(TorchAdapter):

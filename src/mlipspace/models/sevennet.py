@@ -44,7 +44,13 @@ from typing import Any
 from ase import Atoms
 
 from ..errors import CheckpointError, ModelError
-from ._checkpoint import check_choice, checkpoint_spec, read_checkpoint, user_checkpoint_metadata
+from ._checkpoint import (
+    check_choice,
+    checkpoint_spec,
+    read_checkpoint,
+    user_checkpoint_metadata,
+    weights_mismatch,
+)
 from .base import ModelCard, ModelSpec
 from .torch_base import (
     ForwardResult,
@@ -115,9 +121,7 @@ def _load_user_checkpoint(path: Path) -> tuple[Any, Any]:
     try:
         model = cp.build_model()
     except (RuntimeError, AssertionError, KeyError, ValueError) as exc:
-        raise CheckpointError(
-            f"sevennet:{path}: the weights do not match the architecture in its config: {exc}"
-        ) from exc
+        raise weights_mismatch(path, "sevennet", "architecture in its config", exc) from exc
     return cp, model
 
 
