@@ -121,6 +121,13 @@ def test_cumulants_command_writes_tables(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "Φ(1)" in result.stdout
     table = pd.read_csv(tmp_path / "out" / "m1" / "orders_ll.csv")
+    # each printed table names its measure, preprocessing and split (rows are structures)
+    caption = " ".join(result.stdout.split())
+    assert caption.count("GFRE (global linear reconstruction error, ridge)") == 2
+    assert (
+        f"split: {table['n_train'].iloc[0]} training / {table['n_test'].iloc[0]} test "
+        "structures, stratified by subset, seed 0" in caption
+    )
     assert len(table) == 3 * 2 * 2 and table["value"].notna().all()
     assert (tmp_path / "out" / "m1" / "orders_ll_gfre.png").exists()
     assert (tmp_path / "out" / "models" / "models_ll.html").exists()

@@ -221,6 +221,22 @@ def test_heatmaps_hold_the_values_of_the_tables(report, results):
     assert np.isnan(decode(trace["z"])[0, 0])  # no Φ(m) → Φ(m) entry
 
 
+def test_every_pair_table_names_its_measure_and_split(report, results):
+    html = report.read_text(encoding="utf-8")
+    section = html[html.index('<section id="cumulants">') : html.index('<section id="pca">')]
+    orders = pd.read_csv(results / "cumulants" / "model-a" / "orders_ll.csv")
+    split = (
+        f"split: {orders['n_train'].iloc[0]} training / {orders['n_test'].iloc[0]} test "
+        "structures, stratified by subset, seed 3"
+    )
+    # the order table and the cross-model table each name GFRE and LFRE with the split
+    assert section.count("GFRE (global linear reconstruction error, ridge)") == 2
+    assert section.count("LFRE (local linear reconstruction error") == 2
+    assert section.count(split) == 4
+    compare = html[html.index('<section id="compare">') : html.index('<section id="cumulants">')]
+    assert "test atoms, stratified by subset, seed 3" in compare
+
+
 def test_atypical_structures_are_shown_in_3d(report, results):
     figures = plotly_figures(report.read_text(encoding="utf-8"))
     atypical = pd.read_csv(results / "platonic" / "atypical_structures.csv")

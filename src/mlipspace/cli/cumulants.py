@@ -135,7 +135,9 @@ def _print_matrix(df, title: str, measure: str) -> None:
     matrix = sub.pivot(index="source", columns="target", values="value").reindex(
         index=names, columns=names
     )
-    table = Table(title=title)
+    from ..metrics.registry import describe_measure
+
+    table = Table(title=title, caption=describe_measure(sub, measure, "structures"))
     table.add_column("")
     for name in names:
         table.add_column(name, justify="right")

@@ -54,10 +54,10 @@ MEASURES = (*ASYMMETRIC, *SYMMETRIC)
 _ALPHAS = rr.DEFAULT_ALPHAS
 _RECONSTRUCTION_PREP = (
     "each side centred and divided by the square root of its total variance on the training "
-    "atoms (StandardFlexibleScaler); ridge with relative singular-value cutoffs "
+    "rows (StandardFlexibleScaler); ridge with relative singular-value cutoffs "
     f"geomspace({_ALPHAS[0]:g}, {_ALPHAS[-1]:g}, {len(_ALPHAS)}) chosen by 2-fold CV "
-    f"(random_state {rr.SKMATTER_RANDOM_STATE:#x}) on the training atoms; error on the test "
-    "atoms; no clipping"
+    f"(random_state {rr.SKMATTER_RANDOM_STATE:#x}) on the training rows; error on the test "
+    "rows; no clipping"
 )
 _SIMILARITY_PREP = "rows L2-normalised (cosine kernels); no clipping; test atoms only"
 
@@ -230,28 +230,29 @@ def measure_name(fn: Callable) -> str | None:
     return _FUNCTION_NAMES.get(fn)
 
 
-def describe_measure(table, measure: str) -> str:
+def describe_measure(table, measure: str, rows: str = "atoms") -> str:
     """One line naming a measure of a comparison table and everything done before it.
 
     The header of every printed table of ``measure`` (terminal, report, ``summary.md``): its
     :attr:`MeasureInfo.label` and :attr:`MeasureInfo.preprocessing`, then the split and the
     calibration read from the table's columns (``n_train``, ``n_test``, ``seed``,
-    ``common_dim``, ``n_bootstrap`` and ``bootstrap_unit``, ``n_permutations``,
-    ``common_width``) where present.
+    ``common_dim``, ``n_local_points``, ``n_bootstrap`` and ``bootstrap_unit``,
+    ``n_permutations``, ``common_width``) where present. ``rows`` says what the table's rows
+    are (``"atoms"`` for :func:`mlipspace.compare`, ``"structures"`` for the cumulant tables).
     """
     info = measure_info(measure)
-    rows = table[table["measure"] == measure] if "measure" in table else table
+    cells = table[table["measure"] == measure] if "measure" in table else table
 
     def first(column):
-        if column not in rows or rows[column].dropna().empty:
+        if column not in cells or cells[column].dropna().empty:
             return None
-        return rows[column].dropna().iloc[0]
+        return cells[column].dropna().iloc[0]
 
     parts = [f"{info.label}; {info.preprocessing}"]
     if first("n_test") is not None:
         parts.append(
-            f"split: {first('n_train')} training / {first('n_test')} test atoms, stratified by "
-            f"subset, seed {first('seed')}"
+            f"split: {first('n_train')} training / {first('n_test')} test {rows}, stratified "
+            f"by subset, seed {first('seed')}"
         )
     if first("common_dim") is not None:
         parts.append(f"every model first projected on {int(first('common_dim'))} PCs")

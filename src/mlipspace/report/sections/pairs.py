@@ -78,12 +78,13 @@ def compare(ctx: ReportContext) -> Section:
     return sec
 
 
-def _measure_descriptions(df: pd.DataFrame, measures: list[str]) -> str:
-    """Each measure's precise name, preprocessing, split and calibration (one line each)."""
+def _measure_descriptions(df: pd.DataFrame, measures: list[str], rows: str = "atoms") -> str:
+    """Each measure's precise name, preprocessing, split and calibration (one line each);
+    ``rows``: what the table's rows are (atoms, or structures for the cumulant tables)."""
     known = [m for m in measures if m in MEASURE_INFO]
     if not known:
         return ""
-    items = "".join(f"<li>{escape(describe_measure(df, m))}</li>" for m in known)
+    items = "".join(f"<li>{escape(describe_measure(df, m, rows))}</li>" for m in known)
     return f'<ul class="lead">{items}</ul>'
 
 
@@ -149,6 +150,7 @@ def cumulants(ctx: ReportContext) -> Section:
         if "seed" in df:
             ctx.seed("cumulants", df["seed"].dropna())
         sec.heading(f"{model}: {stem}")
+        sec.add(_measure_descriptions(df, list(dict.fromkeys(df["measure"])), "structures"))
         labels = [f"Φ({k})" for k in sorted({*df.source_order, *df.target_order})]
         figs = []
         for measure in dict.fromkeys(df["measure"]):
@@ -174,6 +176,7 @@ def cumulants(ctx: ReportContext) -> Section:
             ctx.seed("cumulants", df["seed"].dropna())
         order = f" on Φ({int(df['order'].iloc[0])})" if "order" in df else ""
         sec.heading(f"Across models{order}: {stem}")
+        sec.add(_measure_descriptions(df, list(dict.fromkeys(df["measure"])), "structures"))
         names = list(dict.fromkeys([*df["source"], *df["target"]]))
         figs = [
             ctx.figures.heatmap(
