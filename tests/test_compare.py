@@ -418,6 +418,25 @@ def test_cli_calibration_columns(store, tmp_path):
         assert df[column].notna().all(), column
 
 
+def test_structures_of_unique_size_stay_paired_and_are_flagged(store, caplog):
+    # one structure per atom count: no structure can move, every permutation is the identity,
+    # so every null value is the score itself and every p-value is 1
+    fs, structures = store
+    by_size = {len(a): a for a in structures[:-5]}
+    with caplog.at_level("WARNING"):
+        df = compare(
+            fs,
+            ["wide", "noise"],
+            measures=("gfre", "cka"),
+            n_test=20,
+            n_permutations=19,
+            structures=list(by_size.values()),
+        )
+    assert "only 0% of the atoms are in structures that share their atom count" in caplog.text
+    assert (df["null_movable"] == 0).all() and (df["p_value"] == 1).all()
+    np.testing.assert_allclose(df["null_mean"], df["value"], rtol=1e-10, atol=1e-15)
+
+
 def test_too_few_permutations_are_flagged(store, caplog):
     fs, _ = store
     with caplog.at_level("WARNING"):

@@ -623,7 +623,8 @@ def test_compare_section_marks_cells_that_do_not_beat_their_null(calibrated, tmp
     # the bootstrap and the width control are reported beside each cell, and in the header
     assert "95% interval from 10 resamples of test structures" in html
     assert "width control: source replaced by Gaussian features of its width" in html
-    for header in ("CI low", "CI high", "null mean", "random-source baseline", "at common width"):
+    headers = ("CI low", "CI high", "null mean", "movable atoms", "random-source baseline")
+    for header in (*headers, "at common width"):
         assert f"<th>{header}</th>" in html, header
     assert "each cell against its null and controls (18 cells)" in html
 

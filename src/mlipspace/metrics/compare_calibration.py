@@ -39,6 +39,8 @@ EvaluateNull = Callable[[str, np.ndarray, np.ndarray, Sequence[np.ndarray]], lis
 
 # permutations handed to one call of ``evaluate_null``: at most this many, and permuted copies
 # of the target of at most _NULL_BYTES in all
+# below this fraction of movable atoms the structure null is mostly the real pairing: say so
+_MOVABLE_WARNING = 0.5
 _NULL_BATCH = 16
 _NULL_BYTES = 2**28
 
@@ -99,6 +101,13 @@ class ComparisonCalibration:
             self._movable = iter_permutations(
                 len(self.groups), self.n_permutations, self._perm_seed, self.groups
             )[0]
+            if self._movable < _MOVABLE_WARNING:
+                log.warning(
+                    "only %.0f%% of the atoms are in structures that share their atom count "
+                    "with another structure: the rest keep their pairing in every permutation, "
+                    "so the p-values are conservative (column null_movable)",
+                    100 * self._movable,
+                )
         if self.n_bootstrap:
             percentile_interval([0.0, 1.0], self.confidence)  # validates the level up front
         self._boot_seed = seeds[1]

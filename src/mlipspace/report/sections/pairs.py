@@ -96,6 +96,7 @@ _CALIBRATION_COLUMNS = {
     "null_mean": "null mean",
     "null_std": "null std",
     "p_value": "p",
+    "null_movable": "movable atoms",
     "random_baseline": "random-source baseline",
     "value_common_width": "at common width",
 }
@@ -112,7 +113,9 @@ def _calibration(df: pd.DataFrame) -> str:
             f"<b>ns</b> in a cell: it does not beat its permutation null (p &gt; {NULL_ALPHA:g}; "
             "the target's structures permuted among structures of equal atom count). The level "
             "is per cell, with no correction for the number of cells; a GFRE/LFRE null lies "
-            "above the score (lower is better), a similarity's below."
+            "above the score (lower is better), a similarity's below. Movable atoms: the "
+            "fraction in structures that share their atom count with another; the rest keep "
+            "their pairing in every permutation, which makes the test conservative."
         )
     if "ci_low" in df:
         notes.append("CI: percentile interval over resamples of the test structures (not atoms).")
