@@ -15,6 +15,7 @@ from mlipspace.metrics import (
     stratified_split,
 )
 from mlipspace.metrics.compare import compare
+from mlipspace.metrics.compare_calibration import below_random_baseline
 
 
 def _descriptor(atoms, dim, seed):
@@ -358,6 +359,25 @@ def test_every_measure_gets_its_null_interval_and_width_control(store):
     np.testing.assert_allclose(merged["value_common_width"], merged["value_cut"], rtol=1e-9)
 
 
+def test_cells_below_their_random_baseline_follow_the_measures_direction():
+    table = pd.DataFrame(
+        {
+            "measure": ["gfre", "gfre", "cka", "cka", "procrustes", "cka"],
+            "source": ["a", "b", "a", "b", "a", "a"],
+            "target": ["b", "a", "b", "a", "b", "a"],
+            "value": [0.5, 0.99, 0.3, 0.1, 1.2, 1.0],
+            "random_baseline": [0.98, 0.97, 0.2, 0.2, 1.1, 1.0],
+        }
+    )
+    # an error must lie below its baseline, a similarity above; the diagonal is not a cell
+    assert below_random_baseline(table) == [
+        "gfre: b → a (0.99; random source 0.97)",
+        "cka: b → a (0.1; random source 0.2)",
+        "procrustes: a → b (1.2; random source 1.1)",
+    ]
+    assert below_random_baseline(table.drop(columns="random_baseline")) == []
+
+
 def test_common_width_above_the_narrowest_model_is_named(store):
     fs, _ = store
     with pytest.raises(MetricInputError, match=r"common width 7 exceeds the width of noise \(6\)"):
@@ -414,6 +434,12 @@ def test_cli_calibration_columns(store, tmp_path):
     assert result.exit_code == 0, result.output
     assert "mutual kNN (k=10, cosine)" in result.output and " ns" in result.output
     df = pd.read_csv(tmp_path / "out" / "compare.csv")
+    # the cells a random source of the same width matches are named (noise is such a model)
+    below = below_random_baseline(df)
+    assert below and all(cell.startswith(("gfre: noise", "mknn:")) for cell in below), below
+    output = " ".join(result.output.split())
+    assert f"{len(below)} cell(s) do no better than a random source of the same width" in output
+    assert below[0] in output
     for column in ("p_value", "null_mean", "ci_low", "random_baseline", "measure_label"):
         assert df[column].notna().all(), column
 

@@ -623,6 +623,12 @@ def test_compare_section_marks_cells_that_do_not_beat_their_null(calibrated, tmp
     # the bootstrap and the width control are reported beside each cell, and in the header
     assert "95% interval from 10 resamples of test structures" in html
     assert "width control: source replaced by Gaussian features of its width" in html
+    from mlipspace.metrics.compare_calibration import below_random_baseline
+
+    below = below_random_baseline(df)
+    assert (
+        below and f"No better than a random source of the same width: {'; '.join(below)}." in html
+    )
     headers = ("CI low", "CI high", "null mean", "movable atoms", "random-source baseline")
     for header in (*headers, "at common width"):
         assert f"<th>{header}</th>" in html, header

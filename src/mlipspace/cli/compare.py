@@ -79,6 +79,7 @@ def compare_command(
     from ..errors import MetricInputError
     from ..metrics.calibration import beats_null
     from ..metrics.compare import compare
+    from ..metrics.compare_calibration import below_random_baseline
     from ..metrics.registry import describe_measure
     from ..report import write_heatmaps
     from ..results import write_table
@@ -165,4 +166,10 @@ def compare_command(
     )
     for note in notes:
         console.print(f"[bold yellow]warning:[/] {note}")
+    unremarkable = below_random_baseline(df)
+    if unremarkable:
+        console.print(
+            f"[bold yellow]width control:[/] {len(unremarkable)} cell(s) do no better than a "
+            "random source of the same width: " + "; ".join(unremarkable[:10])
+        )
     console.print(f"wrote {len(written)} files to {out}")

@@ -29,7 +29,7 @@ from .calibration import (
 )
 from .registry import KNN_K, SYMMETRIC, measure_info
 
-__all__ = ["ComparisonCalibration"]
+__all__ = ["ComparisonCalibration", "below_random_baseline"]
 
 log = logging.getLogger(__name__)
 
@@ -240,3 +240,27 @@ class ComparisonCalibration:
             mode, groups, self.n_bootstrap, rng, pointwise=pointwise, fn=fn, X=At, Y=Bt
         )
         return summarize_draws(value, draws, self.confidence)
+
+
+def below_random_baseline(table) -> list[str]:
+    """The off-diagonal cells of a comparison table that do no better than their random source.
+
+    A cell whose score is not beyond ``random_baseline`` in the measure's direction (an error
+    at or above the baseline's, a similarity at or below it) owes its score to width and sample
+    count alone. Returns one line per such cell (``"cka: a → b (0.21; random source 0.23)"``),
+    empty when the table has no width control.
+    """
+    if "random_baseline" not in table:
+        return []
+    out = []
+    for row in table.itertuples(index=False):
+        if row.source == row.target or not np.isfinite(row.random_baseline):
+            continue
+        higher = measure_info(row.measure).higher_is_similar
+        beyond = row.value > row.random_baseline if higher else row.value < row.random_baseline
+        if not beyond:
+            out.append(
+                f"{row.measure}: {row.source} → {row.target} ({row.value:.3g}; random source "
+                f"{row.random_baseline:.3g})"
+            )
+    return out

@@ -7,6 +7,7 @@ from html import escape
 import pandas as pd
 
 from ...metrics.calibration import NULL_ALPHA
+from ...metrics.compare_calibration import below_random_baseline
 from ...metrics.registry import MEASURE_INFO, describe_measure
 from ..context import ReportContext, absent_note, missing
 from ..figures import fmt, null_marks, pair_matrix
@@ -124,6 +125,12 @@ def _calibration(df: pd.DataFrame) -> str:
             "Random-source baseline: the same measure with the source replaced by Gaussian "
             "features of its width on the same atoms (what width alone gives); at common width: "
             "every model on the same number of principal components."
+        )
+        below = below_random_baseline(df)
+        notes.append(
+            f"No better than a random source of the same width: {escape('; '.join(below))}."
+            if below
+            else "Every cell does better than a random source of its width."
         )
     cells = df[["measure", "source", "target", "value", *present]].rename(
         columns=_CALIBRATION_COLUMNS
