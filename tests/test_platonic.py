@@ -267,9 +267,13 @@ def test_tiny_data_runs_what_it_can_and_names_what_it_skipped(tmp_path):
         ot_atoms=40,
     )
     skipped = summary["skipped"]
+    # one crystal trains, the other tests: one element each, so the group probe is skipped;
+    # the rattled crystal has two coordination numbers, so that label is learnt (and judged
+    # undecided below: 29 test atoms)
     assert "single class" in skipped["stitching of element_group"]
-    assert "single class" in skipped["stitching of coordination"]
-    assert "optimal transport on bulk crystals" in skipped  # no ideal bulk crystals here
+    stitched = pd.read_csv(out / "stitching.csv")
+    assert set(stitched.label) == {"coordination"} and (stitched.n_train < 10).all()
+    assert "the sample has 0" in skipped["optimal transport on bulk crystals"]  # none here
     assert "embedding arithmetic" in skipped
     # what could run, ran
     for name in ("agreement.csv", "transport.csv", "w2.csv", "bias_map.csv", "robustness.csv"):
@@ -355,6 +359,11 @@ def test_stitching_uses_each_models_own_statistics(synthetic_store):
     train, test = group_split(space.evaluation_rows(1200), groups)
     assert not set(groups[train]) & set(groups[test])
     assert abs(len(train) - len(test)) < 0.3 * (len(train) + len(test))
+    # two parents, the larger over half the atoms: neither side is left empty
+    few = np.array(["big"] * 30 + ["small"] * 8)
+    for random_state in range(4):
+        train, test = group_split(np.arange(38), few, random_state)
+        assert set(few[train]) == {"small"} and set(few[test]) == {"big"}
     test_rows = np.asarray(df.attrs["rows"])
     copies = space.atoms.structures["parent"].astype(str).to_numpy()[space.atoms.structure_index]
     trained_parents = set(groups[np.setdiff1d(space.evaluation_rows(1200), test_rows)])

@@ -226,6 +226,10 @@ def transport_agreement(
     from .equivalence import equivalence_classes
 
     rows_idx = space.evaluation_rows(n_atoms, random_state, rows)
+    if len(rows_idx) < 2:
+        raise MetricInputError(
+            f"transport needs at least two non-anchor atoms to match; the sample has {len(rows_idx)}"
+        )
     if raw_from is not None and not np.array_equal(raw_from.attrs.get("rows"), rows_idx):
         raise MetricInputError("raw_from was computed on other atoms than this comparison")
     shared = {

@@ -100,13 +100,19 @@ def group_split(
     """Split ``rows`` in halves (by atom count, roughly) with no group on both sides.
 
     ``groups`` holds one label per row of the space (e.g. the parent structure), so that
-    copies of a crystal never sit on both sides.
+    copies of a crystal never sit on both sides. Groups are drawn in random order into the
+    training side while it holds at most half the atoms; with two groups or more, neither
+    side is left empty.
     """
     labels = groups[rows]
     unique = np.unique(labels)
     order = np.random.default_rng(random_state).permutation(len(unique))
     counts = pd.Series(labels).value_counts().reindex(unique[order]).to_numpy()
     train_groups = unique[order][np.cumsum(counts) <= len(rows) / 2]
+    if len(train_groups) == 0 and len(unique) > 1:
+        # the first group drawn holds over half the atoms (few parents): the smallest group
+        # trains, so that both sides hold atoms
+        train_groups = unique[order][[int(np.argmin(counts))]]
     in_train = np.isin(labels, train_groups)
     return rows[in_train], rows[~in_train]
 
