@@ -37,15 +37,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 DEFAULT_MODELS = ("chgnet-0.3.0", "sevennet-0", "hienet-v3")
 
 
-def synthetic(n: int, dx: int, dy: int, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((n, dx)) @ rng.standard_normal((dx, dx)) / np.sqrt(dx)
-    Y = np.tanh(X @ rng.standard_normal((dx, dy)) / np.sqrt(dx)) + 0.1 * rng.standard_normal(
-        (n, dy)
-    )
-    return X, Y
-
-
 class Device:
     """Synchronised timing and memory peaks on the torch device under test."""
 
@@ -131,6 +122,7 @@ def bench_featurize(dev: Device, models: list[str], n: int, repeats: int) -> Non
 def bench_lfre(dev: Device, n_train: int, n_test: int, d: int, n_skmatter: int) -> None:
     from skmatter.metrics import pointwise_local_reconstruction_error as sk_plre
 
+    from metrics import synthetic  # benchmarks/metrics.py: the same data as the CPU benchmark
     from mlipspace.metrics import pointwise_lfre
 
     k = d

@@ -24,8 +24,9 @@ import numpy as np
 from mlipspace.metrics import gfrd, gfre, gfre_streamed, pointwise_lfre
 
 
-def synthetic(n: int, dx: int, dy: int, seed: int = 0):
-    rng = np.random.default_rng(seed)
+def synthetic(n: int, dx: int, dy: int, random_state: int = 0):
+    """A source ``X`` (correlated columns) and a noisy nonlinear target ``Y`` of it."""
+    rng = np.random.default_rng(random_state)
     X = rng.standard_normal((n, dx)) @ rng.standard_normal((dx, dx)) / np.sqrt(dx)
     Y = np.tanh(X @ rng.standard_normal((dx, dy)) / np.sqrt(dx)) + 0.1 * rng.standard_normal(
         (n, dy)
@@ -124,7 +125,7 @@ def bench_lfre_store(store_path: str, pair: str, n_skmatter: int, n_jobs: int) -
     source, target = pair.split(",")
     tables = list(FeatureStore(store_path).aligned([(source, "ll"), (target, "ll")]).values())
     X, Y = (np.asarray(t.X, dtype=np.float64) for t in tables)
-    train, test = stratified_split(tables[0].subset, n_test=1000, seed=0)
+    train, test = stratified_split(tables[0].subset, n_test=1000, random_state=0)
     k = min(X.shape[1], Y.shape[1])
     compare_lfre(X, Y, k, train, test, n_skmatter, n_jobs, f"{source} -> {target} (ll)")
 

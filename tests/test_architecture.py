@@ -374,21 +374,24 @@ def test_imports_are_resolved():
 # -- the rules -----------------------------------------------------------------------------
 
 
-def test_no_import_cycles_between_units():
-    assert unit_cycles() == []
-
-
-def test_no_import_cycles_inside_a_unit():
-    assert module_cycles() == []
-
-
-def test_every_unit_has_a_layer():
-    """A new subpackage or top-level module must be placed in :data:`LAYERS`."""
-    assert unplaced_units() == []
-
-
-def test_modules_import_only_from_their_layer_or_lower():
-    assert upward_imports() == []
+@pytest.mark.parametrize(
+    "breaches",
+    [
+        pytest.param(unit_cycles, id="no import cycles between units"),
+        pytest.param(module_cycles, id="no import cycles inside a unit"),
+        # a new subpackage or top-level module must be placed in LAYERS
+        pytest.param(unplaced_units, id="every unit has a layer"),
+        pytest.param(upward_imports, id="modules import only from their layer or lower"),
+        pytest.param(cli_imports, id="only the CLI imports the CLI"),
+        pytest.param(private_uses, id="no private names across units"),
+        pytest.param(long_files, id="no source file over 700 lines"),
+        # analyses write tables; every figure is drawn by mlipspace.report from them
+        pytest.param(drawing_modules, id="only the report draws"),
+        pytest.param(error_classes_elsewhere, id="every error class lives in errors.py"),
+    ],
+)
+def test_rule_holds(breaches):
+    assert breaches() == []
 
 
 def test_the_report_takes_the_version_from_its_module():
@@ -403,30 +406,9 @@ def test_the_report_takes_the_version_from_its_module():
     assert version == ["mlipspace.version"]
 
 
-def test_only_the_cli_imports_the_cli():
-    assert cli_imports() == []
-
-
 @pytest.mark.parametrize("unit", ["mlipspace.featurization", "mlipspace.store"])
 def test_featurization_and_store_use_no_private_names_of_others(unit):
     assert [u for u in private_uses() if u.startswith(unit)] == []
-
-
-def test_no_private_names_across_units():
-    assert private_uses() == []
-
-
-def test_no_source_file_over_700_lines():
-    assert long_files() == []
-
-
-def test_only_the_report_draws():
-    """Analyses write tables; every figure is drawn by ``mlipspace.report`` from them."""
-    assert drawing_modules() == []
-
-
-def test_every_error_class_lives_in_errors_py():
-    assert error_classes_elsewhere() == []
 
 
 def test_py_typed_ships():

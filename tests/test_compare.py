@@ -80,14 +80,17 @@ def test_compare_matches_direct_measure_and_seed_changes_split(store):
     fs, _ = store
     tables = fs.aligned([("wide", "ll"), ("narrow", "ll")])
     by_name = {k[0]: v for k, v in tables.items()}
-    df = compare_tables(by_name, measures=("gfre",), n_test=200, seed=3)
-    train, test = stratified_split(by_name["wide"].subset, n_test=200, seed=3)
+    df = compare_tables(by_name, measures=("gfre",), n_test=200, random_state=3)
+    train, test = stratified_split(by_name["wide"].subset, n_test=200, random_state=3)
     direct = gfre(by_name["wide"].X, by_name["narrow"].X, train_idx=train, test_idx=test)
     got = df.set_index(["source", "target"]).loc[("wide", "narrow"), "value"]
     assert got == pytest.approx(direct, rel=1e-12)
-    other = compare_tables(by_name, measures=("gfre",), n_test=200, seed=4)
+    other = compare_tables(by_name, measures=("gfre",), n_test=200, random_state=4)
     assert not np.allclose(df["value"], other["value"])
     assert set(df["seed"]) == {3}
+    with pytest.warns(DeprecationWarning, match=r"compare_tables\(seed=\.\.\.\) is deprecated"):
+        old = compare_tables(by_name, measures=("gfre",), n_test=200, seed=3)
+    pd.testing.assert_frame_equal(old, df)
 
 
 def test_common_dim_control(store):
@@ -102,12 +105,15 @@ def test_common_dim_control(store):
 
 def test_stratified_split_proportions():
     labels = np.array(["a"] * 800 + ["b"] * 200 + ["c"])
-    train, test = stratified_split(labels, n_test=100, seed=0)
+    train, test = stratified_split(labels, n_test=100, random_state=0)
     assert len(test) == 100 and len(train) == 901
     assert np.intersect1d(train, test).size == 0
     assert np.sum(labels[test] == "a") == 80
     with pytest.raises(MetricInputError):
         stratified_split(labels, n_test=1000)
+    with pytest.warns(DeprecationWarning, match="use random_state="):
+        old_train, old_test = stratified_split(labels, n_test=100, seed=0)
+    assert np.array_equal(old_test, test) and np.array_equal(old_train, train)
 
 
 def test_effective_rank():
@@ -123,33 +129,23 @@ def test_unknown_measure(store):
         compare(fs, ["wide"], measures=("gfre", "bogus"))
 
 
-def test_cli(store, tmp_path):
+def _compare_cli(fs, out, models, *options):
+    """``mlipspace compare`` of gfre and mknn on 100 test atoms, run in-process."""
     from typer.testing import CliRunner
 
     from mlipspace.cli import _import_commands
     from mlipspace.cli.app import app
 
     _import_commands()  # with one command only, typer would treat the app as that command
-
-    fs, _ = store
-    result = CliRunner().invoke(
-        app,
-        [
-            "compare",
-            "--store",
-            str(fs.path),
-            "--models",
-            "wide,narrow",
-            "--measures",
-            "gfre,mknn",
-            "--out",
-            str(tmp_path / "out"),
-            "--n-test",
-            "100",
-            "--bootstrap",
-            "5",
-        ],
+    common = ["--measures", "gfre,mknn", "--out", str(out), "--n-test", "100"]
+    return CliRunner().invoke(
+        app, ["compare", "--store", str(fs.path), "--models", models, *common, *options]
     )
+
+
+def test_cli(store, tmp_path):
+    fs, _ = store
+    result = _compare_cli(fs, tmp_path / "out", "wide,narrow", "--bootstrap", "5")
     assert result.exit_code == 0, result.output
     df = pd.read_csv(tmp_path / "out" / "compare.csv")
     assert len(df) == 8 and set(df["n_bootstrap"]) == {5}
@@ -237,7 +233,7 @@ def test_compare_permutation_null(store):
     tables = {
         k[0]: v for k, v in fs.aligned([(m, "ll") for m in ("wide", "narrow", "noise")]).items()
     }
-    train, test = stratified_split(tables["wide"].subset, n_test=200, seed=0)
+    train, test = stratified_split(tables["wide"].subset, n_test=200, random_state=0)
     perms, _ = permutation_indices(
         len(train) + len(test),
         19,
@@ -258,10 +254,10 @@ def test_compare_p_values_follow_each_measures_direction(store):
 
     fs, _ = store
     names = ["narrow", "noise"]
-    df = compare(fs, names, measures=("gfrd", "cka"), n_test=150, n_permutations=19, seed=2)
+    df = compare(fs, names, measures=("gfrd", "cka"), n_test=150, n_permutations=19, random_state=2)
     tables = {k[0]: v for k, v in fs.aligned([(m, "ll") for m in names]).items()}
     A, B = tables["narrow"].X, tables["noise"].X
-    train, test = stratified_split(tables["narrow"].subset, n_test=150, seed=2)
+    train, test = stratified_split(tables["narrow"].subset, n_test=150, random_state=2)
     perms, _ = permutation_indices(
         len(A), 19, np.random.SeedSequence(2).spawn(3)[0], tables["narrow"].structure_hash
     )
@@ -332,7 +328,7 @@ def test_every_measure_gets_its_null_interval_and_width_control(store):
 
     fs, _ = store
     names = ["wide", "mid"]
-    kwargs = dict(measures=MEASURES, n_test=150, seed=1)
+    kwargs = dict(measures=MEASURES, n_test=150, random_state=1)
     df = compare(fs, names, n_permutations=19, n_bootstrap=20, width_control=True, **kwargs)
     assert set(df["measure"]) == set(MEASURES)
     assert set(df["bootstrap_unit"]) == {"structure"} and set(df["null_unit"]) == {"structure"}
@@ -403,34 +399,9 @@ def test_errors_name_the_cell_and_the_calibration_step(store):
 
 
 def test_cli_calibration_columns(store, tmp_path):
-    from typer.testing import CliRunner
-
-    from mlipspace.cli import _import_commands
-    from mlipspace.cli.app import app
-
-    _import_commands()
     fs, _ = store
-    result = CliRunner().invoke(
-        app,
-        [
-            "compare",
-            "--store",
-            str(fs.path),
-            "--models",
-            "wide,noise",
-            "--measures",
-            "gfre,mknn",
-            "--out",
-            str(tmp_path / "out"),
-            "--n-test",
-            "100",
-            "--permutations",
-            "9",
-            "--bootstrap",
-            "5",
-            "--width-control",
-        ],
-    )
+    options = ["--permutations", "9", "--bootstrap", "5", "--width-control"]
+    result = _compare_cli(fs, tmp_path / "out", "wide,noise", *options)
     assert result.exit_code == 0, result.output
     assert "mutual kNN (k=10, cosine)" in result.output and " ns" in result.output
     df = pd.read_csv(tmp_path / "out" / "compare.csv")

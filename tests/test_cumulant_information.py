@@ -54,7 +54,7 @@ def synthetic_atoms(n_structures=120, d=4, seed=0, shared=None):
 
 
 def test_order_table_directions():
-    df = cumulant_order_table(synthetic_atoms(), max_order=4, n_test=1000, seed=0)
+    df = cumulant_order_table(synthetic_atoms(), max_order=4, n_test=1000, random_state=0)
     assert len(df) == 4 * 3 * 2
     gfre = df[df.measure == "gfre"].set_index(["source_order", "target_order"])["value"]
     # higher orders contain the lower ones exactly
@@ -69,11 +69,13 @@ def test_order_table_directions():
 
 def test_structure_split_is_stratified_and_capped():
     structures = synthetic_atoms().structures
-    train, test = structure_split(structures, n_test=1000, seed=0)
+    train, test = structure_split(structures, n_test=1000, random_state=0)
     assert len(test) == 30 and len(train) == 90
     assert not set(train) & set(test)
     labels = structures["subset"].to_numpy()
     assert abs((labels[test] == "a").mean() - (labels == "a").mean()) < 0.05
+    with pytest.warns(DeprecationWarning, match=r"structure_split\(seed=\.\.\.\)"):
+        assert np.array_equal(structure_split(structures, n_test=1000, seed=0)[1], test)
 
 
 def test_model_table_identical_and_linear_models_reconstruct_each_other():

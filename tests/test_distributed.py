@@ -22,7 +22,12 @@ from ase import Atoms
 import mlipspace
 from mlipspace import distributed as dd
 from mlipspace.features import drop_outlier_structures
+from mlipspace.metrics import gfr
+from mlipspace.metrics import neighbours as nb
 from mlipspace.metrics import reconstruction as rec
+from mlipspace.metrics import split as sp
+from mlipspace.metrics import streamed as st
+from mlipspace.metrics import validation as va
 from mlipspace.pooling import cumulants
 from mlipspace.store import FeatureStore
 from mlipspace.store.zarr_store import MARKER_SUFFIX
@@ -81,18 +86,18 @@ def test_gfre_gfrd_tree_reduction_matches_one_process(client):
     X, Y = _pair()
     chunks = 700
     for fn, streamed, exact in (
-        (dd.gfre, rec.gfre_streamed, rec.gfre),
-        (dd.gfrd, rec.gfrd_streamed, rec.gfrd),
+        (dd.gfre, st.gfre_streamed, gfr.gfre),
+        (dd.gfrd, st.gfrd_streamed, gfr.gfrd),
     ):
-        one = streamed(rec.iter_row_chunks(X, Y, chunks), len(X))
+        one = streamed(st.iter_row_chunks(X, Y, chunks), len(X))
         on_dask = fn(X, Y, scheduler=client, chunk_rows=chunks)
         in_process = fn(X, Y, chunk_rows=chunks)
         assert _close(on_dask, one) and on_dask == in_process  # a fixed tree: same bits
         assert abs(on_dask - exact(X, Y)) < 1e-7
     # the test-row values of the streamed fit give the same RMS (bootstraps of compare)
     stats = dd.reconstruction_stats(X, Y, scheduler=client, chunk_rows=chunks)
-    _, test = rec.resolve_split(len(X))
-    assert _close(rec._rms(stats.pointwise(X[test], Y[test])), rec.gfre_streamed(stats, 0))
+    _, test = sp.resolve_split(len(X))
+    assert _close(va.rms(stats.pointwise(X[test], Y[test])), st.gfre_streamed(stats, 0))
 
 
 def test_sharded_neighbours_and_lfre_match_one_process(client):
@@ -102,7 +107,7 @@ def test_sharded_neighbours_and_lfre_match_one_process(client):
     rng = np.random.default_rng(1)
     train = rng.permutation(train)  # positions follow the given training order
     neighbours = dd.nearest_rows(X, X[test], 25, rows=train, scheduler=client)
-    assert np.array_equal(neighbours, rec.nearest_train_rows(X[train], X[test], 25))
+    assert np.array_equal(neighbours, nb.nearest_train_rows(X[train], X[test], 25))
     one = rec.pointwise_lfre(X, Y, 30, train_idx=train, test_idx=test)
     on_dask = dd.pointwise_lfre(
         X, Y, 30, train_idx=train, test_idx=test, scheduler=client, chunk_rows=500
@@ -180,7 +185,7 @@ def test_store_measures_match_one_process(client, synthetic_store):
     X, Y = (np.asarray(aligned[p].X, dtype=np.float64) for p in pairs)
     bounds = np.cumsum((0, *sa.arrays[pairs[0]].chunks[0]))
     blocks = [(X[a:b], Y[a:b]) for a, b in itertools.pairwise(bounds)]
-    one = rec.gfre_streamed(rec.reconstruction_stats(blocks, len(X)), 0)
+    one = st.gfre_streamed(st.reconstruction_stats(blocks, len(X)), 0)
     assert _close(dd.gfre(*sa.arrays.values(), scheduler=client), one)
 
     pooled, excluded = dd.store_cumulants(synthetic_store, pairs, 3, scheduler=client)

@@ -9,8 +9,11 @@ import numpy as np
 import pytest
 
 from mlipspace.errors import MetricInputError
+from mlipspace.metrics import gfr
+from mlipspace.metrics import neighbours as nb
 from mlipspace.metrics import reconstruction as rec
 from mlipspace.metrics import similarity as sim
+from mlipspace.metrics import streamed as st
 from mlipspace.pooling import cumulants
 
 
@@ -43,8 +46,8 @@ def _overlap_cases(n):
 def test_streamed_overlap_equals_in_memory(case):
     X, Y = _pair()
     train, test = _overlap_cases(len(X))[case]
-    for streamed, in_memory in ((rec.gfre_streamed, rec.gfre), (rec.gfrd_streamed, rec.gfrd)):
-        value = streamed(rec.iter_row_chunks(X, Y, 70), len(X), train, test)
+    for streamed, in_memory in ((st.gfre_streamed, gfr.gfre), (st.gfrd_streamed, gfr.gfrd)):
+        value = streamed(st.iter_row_chunks(X, Y, 70), len(X), train, test)
         assert value == pytest.approx(in_memory(X, Y, train, test), rel=1e-7)
 
 
@@ -54,10 +57,10 @@ def test_dask_overlap_equals_in_memory():
     X, Y = _pair()
     for train, test in _overlap_cases(len(X))[:2]:
         assert dd.gfre(X, Y, train, test, chunk_rows=70) == pytest.approx(
-            rec.gfre(X, Y, train, test), rel=1e-7
+            gfr.gfre(X, Y, train, test), rel=1e-7
         )
         assert dd.gfrd(X, Y, train, test, chunk_rows=70) == pytest.approx(
-            rec.gfrd(X, Y, train, test), rel=1e-7
+            gfr.gfrd(X, Y, train, test), rel=1e-7
         )
     train, test = _overlap_cases(len(X))[0]
     np.testing.assert_allclose(
@@ -105,10 +108,10 @@ def test_neighbour_ties_go_to_the_lowest_row():
     # five training rows at the same distance from the query: the two kept are rows 0 and 1
     X_train = np.array([[1.0, 0], [0, 1], [-1, 0], [0, -1], [3, 0]])
     for k in (1, 2, 3, 4):
-        assert rec.nearest_train_rows(X_train, np.zeros((1, 2)), k)[0].tolist() == list(range(k))
+        assert nb.nearest_train_rows(X_train, np.zeros((1, 2)), k)[0].tolist() == list(range(k))
     tied = np.repeat(np.eye(3), 300, axis=0)  # 900 rows, three values
     for k in (7, 25, 60):
-        assert rec.nearest_train_rows(tied, tied[:1], k)[0].tolist() == list(range(k))
+        assert nb.nearest_train_rows(tied, tied[:1], k)[0].tolist() == list(range(k))
 
 
 def test_knn_ties_go_to_the_lowest_row():
@@ -124,7 +127,7 @@ def test_dask_neighbours_tie_like_in_memory():
 
     X, _ = _repeated(n_distinct=60, copies=4)
     queries = X[::7] + 0.0
-    expected = rec.nearest_train_rows(X, queries, 9)
+    expected = nb.nearest_train_rows(X, queries, 9)
     np.testing.assert_array_equal(dd.nearest_rows(X, queries, 9, scheduler=None), expected)
 
 
@@ -142,7 +145,7 @@ BAD_PARAMETERS = [
     ("sigma", lambda: sim.cka(X0, Y0, kernel="rbf", sigma=0.0)),
     ("max_samples", lambda: sim.rsa(X0, Y0, max_samples=1)),
     ("chunk_size", lambda: rec.pointwise_lfre(X0, Y0, 10, chunk_size=0)),
-    ("chunk_size", lambda: list(rec.iter_row_chunks(X0, Y0, chunk_size=0))),
+    ("chunk_size", lambda: list(st.iter_row_chunks(X0, Y0, chunk_size=0))),
     ("chunk_size", lambda: sim.knn_indices(X0, 3, chunk_size=0)),
     ("normalize", lambda: sim.cka(X0, Y0, normalize="yes")),
     ("q", lambda: sim.clip_outliers(X0, q=1.5)),
@@ -229,15 +232,15 @@ TOO_FEW_ROWS_CALLS = [
         r"LFRE: X has 5 samples but n_local_points=6\. Must have at least n_local_points samples",
     ),
     (
-        lambda X, Y: rec.gfre(X, Y, train_idx=[0]),
+        lambda X, Y: gfr.gfre(X, Y, train_idx=[0]),
         r"GFRE needs at least 2 training samples, got 1 of 5",
     ),
     (
-        lambda X, Y: rec.gfrd(X, Y, train_idx=np.arange(5)),
+        lambda X, Y: gfr.gfrd(X, Y, train_idx=np.arange(5)),
         r"GFRD: the test set is empty \(5 training of 5\)",
     ),
     (
-        lambda X, Y: rec.gfre_streamed(rec.iter_row_chunks(X[:3], Y[:3], 2), 3),
+        lambda X, Y: st.gfre_streamed(st.iter_row_chunks(X[:3], Y[:3], 2), 3),
         r"GFRE/GFRD needs at least 4 samples for the default 50/50 split, got 3",
     ),
 ]
@@ -258,7 +261,7 @@ def test_streamed_chunks_of_unequal_width():
     X, Y = _pair(100)
     chunks = [(X[:50], Y[:50]), (X[50:, :5], Y[50:])]
     with pytest.raises(MetricInputError, match="chunk at row 50 has 5 X"):
-        rec.gfre_streamed(iter(chunks), 100)
+        st.gfre_streamed(iter(chunks), 100)
 
 
 # -- 4. degenerate input: a named error or the right number ------------------------------------
@@ -292,7 +295,7 @@ def test_constant_features_without_normalisation(measure):
 
 def test_huge_features_give_the_unscaled_numbers():
     X, Y = _pair(200)
-    for measure in (rec.gfre, rec.gfrd):
+    for measure in (gfr.gfre, gfr.gfrd):
         assert measure(X * 1e200, Y) == pytest.approx(measure(X, Y), rel=1e-12)
         assert measure(X, Y * 1e-200) == pytest.approx(measure(X, Y), rel=1e-12)
     assert rec.lfre(X * 1e200, Y, 20) == pytest.approx(rec.lfre(X, Y, 20), rel=1e-10)
@@ -303,7 +306,7 @@ def test_huge_features_give_the_unscaled_numbers():
 def test_huge_streamed_features_are_named():
     X, Y = _pair(200)
     with pytest.raises(MetricInputError, match="overflow"):
-        rec.gfre_streamed(rec.iter_row_chunks(X * 1e200, Y, 50), 200)
+        st.gfre_streamed(st.iter_row_chunks(X * 1e200, Y, 50), 200)
 
 
 def test_complex_input_is_named():
@@ -311,7 +314,7 @@ def test_complex_input_is_named():
     for call in (
         lambda: sim.cka(X + 1j, Y),
         lambda: sim.mutual_knn(X, Y + 0j),
-        lambda: rec.gfre(X + 0j, Y),
+        lambda: gfr.gfre(X + 0j, Y),
         lambda: cumulants(X + 0j, 2, np.repeat(np.arange(6), 10)),
     ):
         with pytest.raises(MetricInputError, match="real"):

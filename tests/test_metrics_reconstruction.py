@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 import skmatter.metrics as sk
 
 from mlipspace.errors import MetricInputError
-from mlipspace.metrics import _ridge as rr
-from mlipspace.metrics import (
-    gfrd,
-    gfrd_streamed,
-    gfre,
-    gfre_streamed,
-    lfre,
-    pointwise_gfrd,
-    pointwise_gfre,
-    pointwise_lfre,
-)
+from mlipspace.metrics import neighbours as nb
 from mlipspace.metrics import reconstruction as rec
+from mlipspace.metrics import ridge as rr
+from mlipspace.metrics import scaling as sc
+from mlipspace.metrics import split as sp
+from mlipspace.metrics import streamed as st
+from mlipspace.metrics.gfr import gfrd, gfre, pointwise_gfrd, pointwise_gfre
+from mlipspace.metrics.reconstruction import lfre, pointwise_lfre
+from mlipspace.metrics.streamed import gfrd_streamed, gfre_streamed
 
 RTOL = 1e-6
 
@@ -44,12 +39,8 @@ CASES = [  # n, dx, dy, noise, rank
 ]
 
 
-@pytest.fixture(autouse=True)
-def _quiet():
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=FutureWarning)
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        yield
+# scikit-learn and scikit-matter warn about their own futures; not what is tested here
+pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning")
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -108,33 +99,33 @@ def test_lfre_equals_skmatter(case, k):
 def test_lfre_default_split_and_fast_path_equal_exact_path():
     X, Y = _data(300, 10, 14, 0.2, seed=5)
     assert lfre(X, Y, 25) == pytest.approx(sk.local_reconstruction_error(X, Y, 25), rel=RTOL)
-    train, test = rec.resolve_split(len(X))
-    Xtr, Xte, Ytr, Yte = rec._prepare(X, Y, train, test)
+    train, test = sp.resolve_split(len(X))
+    Xtr, Xte, Ytr, Yte = sc.prepare(X, Y, train, test)
     k = 25
-    fast = rec._LocalProblem(folds=rr.fold_indices(k), rcond=rr.rcond_for((k, 10)))
-    exact = rec._LocalProblem(folds=fast.folds, rcond=fast.rcond, exact=True)
-    a = rec._pointwise_lfre_scaled(Xtr, Xte, Ytr, Yte, k, fast, None, 1, 64)
-    b = rec._pointwise_lfre_scaled(Xtr, Xte, Ytr, Yte, k, exact, None, 1, 64)
+    fast = rec.LocalProblem(folds=rr.fold_indices(k), rcond=rr.rcond_for((k, 10)))
+    exact = rec.LocalProblem(folds=fast.folds, rcond=fast.rcond, exact=True)
+    a = rec.pointwise_lfre_scaled(Xtr, Xte, Ytr, Yte, k, fast, None, 1, 64)
+    b = rec.pointwise_lfre_scaled(Xtr, Xte, Ytr, Yte, k, exact, None, 1, 64)
     np.testing.assert_allclose(a, b, rtol=1e-8)
 
 
 def _neighbourhoods(X, Y, k):
     """Scaled default split, the local problem and each test row's neighbours (fold order)."""
-    train, test = rec.resolve_split(len(X))
-    Xtr, Xte, Ytr, Yte = rec._prepare(X, Y, train, test)
-    order, prob = rec._LocalProblem(
+    train, test = sp.resolve_split(len(X))
+    Xtr, Xte, Ytr, Yte = sc.prepare(X, Y, train, test)
+    order, prob = rec.LocalProblem(
         folds=rr.fold_indices(k), rcond=rr.rcond_for((k, X.shape[1]))
     ).contiguous()
-    neigh = rec.nearest_train_rows(Xtr, Xte, k)[:, order]
+    neigh = nb.nearest_train_rows(Xtr, Xte, k)[:, order]
     return Xtr, Xte, Ytr, Yte, prob, neigh
 
 
 def _exact_local_errors(Xtr, Xte, Ytr, Yte, prob, neigh):
     """Every test row on the per-point SVD path (what scikit-matter computes)."""
-    exact = rec._LocalProblem(folds=prob.folds, rcond=prob.rcond, exact=True)
+    exact = rec.LocalProblem(folds=prob.folds, rcond=prob.rcond, exact=True)
     return np.array(
         [
-            rec._local_error(Xtr[r], Ytr[r], x, y, exact)
+            rec.local_error(Xtr[r], Ytr[r], x, y, exact)
             for r, x, y in zip(neigh, Xte, Yte, strict=True)
         ]
     )
@@ -145,7 +136,7 @@ def test_batched_local_fits_decide_most_points_and_equal_the_exact_path(d, k):
     # both branches of the batched path: one k × k Gram (k <= d) and feature-side Grams (k > d)
     X, Y = _data(400, d, 9, 0.2, seed=11)
     Xtr, Xte, Ytr, Yte, prob, neigh = _neighbourhoods(X, Y, k)
-    batched = rec._local_errors_batched(Xtr[neigh], Ytr[neigh], Xte, Yte, prob)
+    batched = rec.local_errors_batched(Xtr[neigh], Ytr[neigh], Xte, Yte, prob)
     decided = ~np.isnan(batched)
     assert decided.mean() > 0.9
     reference = _exact_local_errors(Xtr, Xte, Ytr, Yte, prob, neigh)
@@ -177,8 +168,8 @@ def test_svd_path_decides_rank_deficient_neighbourhoods_and_equals_skmatter(d, k
     Xtr, Xte, Ytr, Yte, prob, neigh = _neighbourhoods(X, Y, k)
     args = (Xtr[neigh], Ytr[neigh], Xte, Yte, prob)
     # the Gram path cannot resolve these spectra; stacked SVDs decide nearly all of them
-    assert np.isnan(rec._local_errors_batched(*args)).mean() > 0.5
-    by_svd = rec._local_errors_batched(*args, svd=True)
+    assert np.isnan(rec.local_errors_batched(*args)).mean() > 0.5
+    by_svd = rec.local_errors_batched(*args, svd=True)
     decided = ~np.isnan(by_svd)
     assert decided.mean() > 0.9
     reference = _exact_local_errors(Xtr, Xte, Ytr, Yte, prob, neigh)
@@ -200,9 +191,9 @@ def test_nearly_perfect_local_fits_leave_the_gram_path(monkeypatch):
     reference = _exact_local_errors(Xtr, Xte, Ytr, Yte, prob, neigh)
     assert np.median(reference) < 1e-10
     # the accuracy test sends them to the SVD path (without it the Gram path decides them)
-    assert np.isnan(rec._local_errors_batched(*args)).mean() > 0.9
+    assert np.isnan(rec.local_errors_batched(*args)).mean() > 0.9
     monkeypatch.setattr(rec, "_GRAM_ACCURACY", np.inf)
-    assert not np.isnan(rec._local_errors_batched(*args)).any()
+    assert not np.isnan(rec.local_errors_batched(*args)).any()
     monkeypatch.undo()
     # equal to scikit-matter down to the rounding of O(1) numbers (no SVD does better here)
     ours = pointwise_lfre(X, Y, 30)
@@ -302,7 +293,7 @@ def test_streamed_equals_in_memory(shape):
     X, Y = _data(n, dx, dy, 0.2, seed=8)
     X, Y = X.astype(np.float32), Y.astype(np.float32)
     test = np.random.default_rng(0).choice(n, 400, replace=False)
-    chunks = lambda: rec.iter_row_chunks(X, Y, chunk_size=333)  # noqa: E731
+    chunks = lambda: st.iter_row_chunks(X, Y, chunk_size=333)  # noqa: E731
     assert gfre_streamed(chunks(), n, test_idx=test) == pytest.approx(
         gfre(X, Y, test_idx=test), rel=1e-7
     )
@@ -315,7 +306,7 @@ def test_streamed_equals_in_memory(shape):
 def test_streamed_row_count_checked():
     X, Y = _data(100, 4, 4, 0.1, seed=9)
     with pytest.raises(MetricInputError, match="expected n_samples=120"):
-        gfre_streamed(rec.iter_row_chunks(X, Y, 30), 120)
+        gfre_streamed(st.iter_row_chunks(X, Y, 30), 120)
 
 
 # -- bad input ------------------------------------------------------------------------------

@@ -7,8 +7,6 @@ runs on a machine with a GPU and ``make test`` deselects).
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 import skmatter.metrics as sk
@@ -34,12 +32,8 @@ DEVICES = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _quiet():
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=FutureWarning)
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        yield
+# scikit-learn and scikit-matter warn about their own futures; not what is tested here
+pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning")
 
 
 def _data(n, dx, dy, seed, rank=None, copies=0):

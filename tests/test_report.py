@@ -73,13 +73,17 @@ def make_results(root: Path, n_structures: int = 40) -> Path:
         meta = {"package": "synthetic", "package_version": "1.0", "checkpoint": f"{name}.pt"}
         for layer in ("ll", "node"):
             store.write(name, layer, structures, feats, metadata=meta)
-    df = compare(store, MODELS, layer="ll", measures=("gfre", "lfre", "cka", "mknn"), seed=3)
+    df = compare(
+        store, MODELS, layer="ll", measures=("gfre", "lfre", "cka", "mknn"), random_state=3
+    )
     results.compare.write(df, results.compare.stem("ll"))
-    orders = cumulant_order_table(store.read("model-a", "ll"), max_order=3, n_test=15, seed=3)
+    orders = cumulant_order_table(
+        store.read("model-a", "ll"), max_order=3, n_test=15, random_state=3
+    )
     results.cumulants.write_orders(orders, "model-a", "ll")
     aligned = store.aligned([(m, "ll") for m in MODELS[:2]])
     cross = cumulant_model_table(
-        {m: t for (m, _), t in aligned.items()}, order=3, n_test=15, seed=3
+        {m: t for (m, _), t in aligned.items()}, order=3, n_test=15, random_state=3
     )
     results.cumulants.write_models(cross, "ll")
     run_platonic(

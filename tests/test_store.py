@@ -100,6 +100,18 @@ def test_aligned_uses_identity_not_position(tmp_path, structures):
     np.testing.assert_array_equal(a.site, b.site)
 
 
+def test_feature_array_problem_names_shape_width_and_non_finite_values():
+    from mlipspace.features import feature_array_problem
+
+    assert feature_array_problem(np.zeros((3, 4)), 3) is None
+    assert feature_array_problem(np.zeros((3, 4)), 3, width=4) is None
+    assert feature_array_problem(np.zeros((3, 4)), 3, width=5) == (
+        "3 atoms but features of shape (3, 4), expected (3, 5)"
+    )
+    assert feature_array_problem(np.zeros(3), 3) == "3 atoms but features of shape (3,)"
+    assert feature_array_problem(np.full((3, 4), np.inf), 3) == "NaN or inf features"
+
+
 def test_bad_writes_are_refused_with_names(tmp_path, structures):
     store = FeatureStore(tmp_path / "s.zarr")
     feats = fake_features(structures[:2])

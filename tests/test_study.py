@@ -16,7 +16,7 @@ from mlipspace.study import StudyError, demo_study_text, load_study, parse_study
 STUDY = """
 [study]
 out = "{out}"
-seed = 1
+random_state = 1
 
 [structures]
 sources = ["{data}"]
@@ -60,6 +60,15 @@ def test_bad_study_files_are_named(tmp_path):
         parse_study('[analysis]\n[structures]\nsources=["x"]\n[featurize]\nmodels=["soap"]\n')
     with pytest.raises(StudyError, match="needs sources"):
         parse_study('[featurize]\nmodels=["soap"]\n')
+
+
+def test_old_seed_key_still_sets_random_state_with_a_warning():
+    text = '[study]\nseed = 7\n[structures]\nsources=["x"]\n[featurize]\nmodels=["soap"]\n'
+    study = parse_study(text)
+    with pytest.warns(DeprecationWarning, match=r"\[study\] seed is deprecated"):
+        assert study.random_state == 7
+    new = parse_study(text.replace("seed", "random_state"))
+    assert new.random_state == 7
 
 
 def test_bundled_demo_study_parses():

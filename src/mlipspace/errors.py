@@ -2,9 +2,12 @@
 
 Every error a user can cause derives from :class:`MlipspaceError`, so a caller can
 catch one type. Messages name the file, frame, structure, element or model at fault.
+:func:`random_state_or_seed` is the one place an old ``seed=`` keyword is still accepted.
 """
 
 from __future__ import annotations
+
+import warnings
 
 
 class MlipspaceError(Exception):
@@ -113,3 +116,17 @@ class ResultsError(MlipspaceError):
 
 class ReportError(ResultsError):
     """The results folder cannot be reported on (absent, or a file in it is unreadable)."""
+
+
+def random_state_or_seed(random_state: int | None, seed: int | None, where: str) -> int | None:
+    """``random_state``, or ``seed`` where a caller still passes that old keyword.
+
+    ``seed`` was the name of ``random_state`` in ``where`` (a function name); passing it warns
+    with a :class:`DeprecationWarning` pointing at the caller's caller.
+    """
+    if seed is None:
+        return random_state
+    warnings.warn(
+        f"{where}(seed=...) is deprecated; use random_state=", DeprecationWarning, stacklevel=3
+    )
+    return seed

@@ -169,6 +169,22 @@ class AtomFeatures:
         )
 
 
+def feature_array_problem(array: np.ndarray, n_atoms: int, width: int | None = None) -> str | None:
+    """What is wrong with one structure's per-atom feature array, in words; None if nothing.
+
+    The array must have one row per atom (and ``width`` columns when given) and hold finite
+    numbers only. The featurizer (checking a model's output) and the store (checking what it
+    is asked to write) both ask this, and each names the model, layer and structure.
+    """
+    array = np.asarray(array)
+    if array.ndim != 2 or array.shape[0] != n_atoms or width not in (None, array.shape[1]):
+        expected = "" if width is None else f", expected {(n_atoms, width)}"
+        return f"{n_atoms} atoms but features of shape {array.shape}{expected}"
+    if not np.isfinite(array).all():
+        return "NaN or inf features"
+    return None
+
+
 def align(tables: Mapping[Any, AtomFeatures]) -> dict[Any, AtomFeatures]:
     """Restrict several tables to the atoms they all hold, in one shared row order.
 

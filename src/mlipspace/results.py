@@ -40,7 +40,7 @@ that is absent and raise :class:`~mlipspace.errors.ResultsError` for one that is
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -414,6 +414,20 @@ class DiagnosticsFiles:
 # ----------------------------------------------------------------------------- the folder
 
 
+class _InFolder:
+    """An attribute of a :class:`ResultsFolder` naming what lies at ``root / name``.
+
+    ``folder.summary_path`` is ``folder.root / "summary.md"``; with ``kind``, the path is
+    handed to it (``folder.compare`` is ``CompareFiles(folder.root / "compare")``).
+    """
+
+    def __init__(self, name: str, kind: Callable[[Path], Any] = Path):
+        self.name, self.kind = name, kind
+
+    def __get__(self, folder: Any, owner: Any = None) -> Any:
+        return self if folder is None else self.kind(folder.root / self.name)
+
+
 class ResultsFolder:
     """A results folder: where each file goes, and reading it back.
 
@@ -450,38 +464,14 @@ class ResultsFolder:
         self._structures: dict[str, Any] | None = None
 
     # paths
-    @property
-    def structures_path(self) -> Path:
-        return self.root / self.STRUCTURES
-
-    @property
-    def stages_path(self) -> Path:
-        return self.root / self.STAGES
-
-    @property
-    def summary_path(self) -> Path:
-        return self.root / self.SUMMARY
-
-    @property
-    def report_path(self) -> Path:
-        return self.root / self.REPORT
-
-    @property
-    def compare(self) -> CompareFiles:
-        return CompareFiles(self.root / "compare")
-
-    @property
-    def cumulants(self) -> CumulantFiles:
-        return CumulantFiles(self.root / "cumulants")
-
-    @property
-    def platonic(self) -> PlatonicFiles:
-        return PlatonicFiles(self.root / "platonic")
-
-    @property
-    def diagnostics(self) -> DiagnosticsFiles:
-        """``diagnostics/``, where the diagnostics stage writes."""
-        return DiagnosticsFiles(self.root / "diagnostics")
+    structures_path = _InFolder(STRUCTURES)
+    stages_path = _InFolder(STAGES)
+    summary_path = _InFolder(SUMMARY)
+    report_path = _InFolder(REPORT)
+    compare = _InFolder("compare", CompareFiles)
+    cumulants = _InFolder("cumulants", CumulantFiles)
+    platonic = _InFolder("platonic", PlatonicFiles)
+    diagnostics = _InFolder("diagnostics", DiagnosticsFiles)  # where the diagnostics stage writes
 
     def find_diagnostics(self) -> DiagnosticsFiles:
         """The diagnostics to read: ``diagnostics/``, else ``platonic/diagnostics/`` (where

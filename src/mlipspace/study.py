@@ -287,7 +287,7 @@ def run_study(
                 layer=layer,
                 measures=tuple(ccfg.get("measures", ("gfre", "lfre", "cka", "mknn"))),
                 n_test=int(ccfg.get("n_test", 1000)),
-                seed=seed,
+                random_state=seed,
                 common_dim=ccfg.get("common_dim"),
                 n_bootstrap=int(ccfg.get("bootstrap", 0)),
                 confidence=float(ccfg.get("confidence", 0.95)),
@@ -310,7 +310,7 @@ def run_study(
         kcfg = study.section("cumulants")
 
         def cumulant_stage():
-            from .distributed.measures import cumulant_input
+            from .distributed.pooled import cumulant_input
             from .pooling.information import cumulant_model_table, cumulant_order_table
 
             layer, order = kcfg.get("layer", "ll"), int(kcfg.get("max_order", 8))
@@ -321,7 +321,7 @@ def run_study(
             for model in names:
                 atoms = cumulant_input(store, [(model, layer)], structures, order, scheduler)[0]
                 table = cumulant_order_table(
-                    atoms, max_order=order, measures=order_measures, seed=seed
+                    atoms, max_order=order, measures=order_measures, random_state=seed
                 )
                 width = atoms.n_features if hasattr(atoms, "n_features") else 0
                 orders = table[["source_order", "target_order"]].max(axis=1)
@@ -338,7 +338,7 @@ def run_study(
                     dict(zip(names, aligned, strict=True)),
                     order=order,
                     measures=model_measures,
-                    seed=seed,
+                    random_state=seed,
                 )
                 paths = results.cumulants.write_models(table, layer)
                 _write_heatmaps(table, paths[0].parent, paths[0].stem)

@@ -29,6 +29,14 @@ SchedulerOption = Annotated[
 ]
 
 
+def random_state_option(what: str) -> object:
+    """The ``--random-state`` option of a command (``--seed``: its old name), seeding ``what``."""
+    return Annotated[
+        int,
+        typer.Option("--random-state", "--seed", help=f"Seed of {what} (--seed is the old name)."),
+    ]
+
+
 def progress_bars(**kwargs) -> Progress:
     """The progress display of long work: description, bar, done/total, elapsed (on stderr)."""
     return Progress(

@@ -9,7 +9,7 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
-from .app import SchedulerOption, app, console
+from .app import SchedulerOption, app, console, random_state_option
 
 
 def _split_list(value: str) -> list[str]:
@@ -60,14 +60,7 @@ def compare_command(
         ),
     ] = None,
     n_test: Annotated[int, typer.Option("--n-test", help="Test atoms (stratified).")] = 1000,
-    random_state: Annotated[
-        int,
-        typer.Option(
-            "--random-state",
-            "--seed",
-            help="Seed of the split and bootstrap (--seed is the old name).",
-        ),
-    ] = 0,
+    random_state: random_state_option("the split and bootstrap") = 0,
     n_local_points: Annotated[
         int | None, typer.Option("--n-local-points", help="LFRE neighbours (default min(dA, dB)).")
     ] = None,
@@ -109,7 +102,7 @@ def compare_command(
                 layer=layer,
                 measures=_split_list(measures),
                 n_test=n_test,
-                seed=random_state,
+                random_state=random_state,
                 common_dim=common_dim,
                 n_bootstrap=bootstrap,
                 confidence=confidence,

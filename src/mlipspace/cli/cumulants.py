@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from .app import SchedulerOption, app, console, out
+from .app import SchedulerOption, app, console, out, random_state_option
 
 
 @app.command("cumulants")
@@ -23,12 +23,7 @@ def cumulants_command(
     max_order: Annotated[int, typer.Option(help="Highest cumulant order.")] = 8,
     measures: Annotated[str, typer.Option(help="gfre and/or lfre, comma-separated.")] = "gfre,lfre",
     n_test: Annotated[int, typer.Option(help="Test structures (capped at a quarter).")] = 1000,
-    random_state: Annotated[
-        int,
-        typer.Option(
-            "--random-state", "--seed", help="Seed of the split (--seed is the old name)."
-        ),
-    ] = 0,
+    random_state: random_state_option("the split") = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("cumulants"),
     scheduler: SchedulerOption = None,
 ) -> None:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from .app import app, console, out
+from .app import app, console, out, random_state_option
 from .inputs import SkipBadOption, check_names, check_stored, read_input, split_names
 
 
@@ -60,12 +60,7 @@ def platonic_command(
         typer.Option(help="Comma-separated models of the PCA maps (default: first three trained)."),
     ] = None,
     pca_atoms: Annotated[int, typer.Option(help="Atoms subsampled for the PCA maps.")] = 3000,
-    random_state: Annotated[
-        int,
-        typer.Option(
-            "--random-state", "--seed", help="Seed of anchors and samples (--seed is the old name)."
-        ),
-    ] = 0,
+    random_state: random_state_option("anchors and samples") = 0,
     diagnostics: Annotated[
         bool,
         typer.Option(

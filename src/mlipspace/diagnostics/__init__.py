@@ -10,33 +10,10 @@ Heavy dependencies (torch, the model packages, phonopy) are imported on use.
 
 from __future__ import annotations
 
+from . import physics, symmetry
 from .calculators import CALCULATOR_MODELS, calculator_for
-from .physics import auroc, auroc_with_note, phonon_check, relax_symmetry_loss, symmetry_lost
-from .symmetry import (
-    cosine_distance,
-    displacement_series,
-    equivalent_sites,
-    mirror_gap,
-    mirror_image,
-    orbit_spread,
-    symmetry_dataset,
-    symmetry_scores,
-)
+from .physics import *  # noqa: F403
+from .symmetry import *  # noqa: F403
 
-__all__ = [
-    "CALCULATOR_MODELS",
-    "auroc",
-    "auroc_with_note",
-    "calculator_for",
-    "cosine_distance",
-    "displacement_series",
-    "equivalent_sites",
-    "mirror_gap",
-    "mirror_image",
-    "orbit_spread",
-    "phonon_check",
-    "relax_symmetry_loss",
-    "symmetry_dataset",
-    "symmetry_lost",
-    "symmetry_scores",
-]
+# the public names of physics and symmetry are listed once, in their own ``__all__``
+__all__ = ["CALCULATOR_MODELS", "calculator_for", *physics.__all__, *symmetry.__all__]

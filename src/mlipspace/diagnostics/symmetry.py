@@ -12,7 +12,6 @@ Distances between feature vectors are cosine distances, ``1 - cos(a, b)``, compu
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,6 +21,7 @@ from ase import Atoms
 
 from ..errors import MetricInputError
 from ..features import AtomFeatures
+from ..structures.symmetry import spglib_dataset
 
 __all__ = [
     "cosine_distance",
@@ -56,21 +56,13 @@ def symmetry_dataset(atoms: Atoms, symprec: float = 1e-3) -> Any:
     spglib.SpglibDataset
         With ``number``, ``international``, ``rotations`` and ``equivalent_atoms``.
     """
-    import spglib
-
     if not isinstance(atoms, Atoms) or len(atoms) == 0:
         raise MetricInputError("symmetry needs a non-empty ase.Atoms")
     if abs(atoms.cell.volume) < 1e-8:
         raise MetricInputError(
             f"{atoms.get_chemical_formula()}: spglib needs a cell of non-zero volume"
         )
-    cell = (atoms.cell.array, atoms.get_scaled_positions(wrap=True), atoms.numbers)
-    with warnings.catch_warnings():  # spglib 2.x deprecates its None-on-failure mode
-        warnings.simplefilter("ignore", DeprecationWarning)
-        try:
-            dataset = spglib.get_symmetry_dataset(cell, symprec=float(symprec))
-        except Exception:  # spglib.error.SpglibError when OLD_ERROR_HANDLING is off
-            dataset = None
+    dataset = spglib_dataset(atoms, symprec)
     if dataset is None:
         raise MetricInputError(
             f"{atoms.get_chemical_formula()}: spglib found no symmetry at symprec={symprec} "

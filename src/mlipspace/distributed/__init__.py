@@ -14,42 +14,23 @@ started with dask-jobqueue, a cloud cluster, ...), a :class:`distributed.Client`
 * :class:`DaskEngine`: the measures of :func:`mlipspace.compare` on a cluster.
 """
 
-from .arrays import StoreArrays, store_arrays
+from . import measures
+from .arrays import StoreArrays, as_dask, store_arrays
 from .client import SchedulerError, close_clients, get_client, tree_reduce
 from .featurize import featurize_distributed
-from .measures import (
-    DaskEngine,
-    as_dask,
-    cumulants,
-    engine_for,
-    gfrd,
-    gfre,
-    lfre,
-    nearest_rows,
-    pointwise_lfre,
-    reconstruction_stats,
-    store_cumulants,
-    take_rows,
-)
+from .measures import *  # noqa: F403  (the measures and their engine: measures.__all__)
+from .pooled import cumulants, store_cumulants
 
 __all__ = [
-    "DaskEngine",
+    *measures.__all__,
     "SchedulerError",
     "StoreArrays",
     "as_dask",
     "close_clients",
     "cumulants",
-    "engine_for",
     "featurize_distributed",
     "get_client",
-    "gfrd",
-    "gfre",
-    "lfre",
-    "nearest_rows",
-    "pointwise_lfre",
-    "reconstruction_stats",
     "store_arrays",
     "store_cumulants",
-    "take_rows",
     "tree_reduce",
 ]

@@ -37,7 +37,6 @@ from ..metrics.split import resolve_split
 from ..metrics.validation import check_finite_result, rms
 from .arrays import CHUNK_ROWS, as_dask, compute_one, row_blocks, row_bounds
 from .client import SPLIT_EVERY, ProgressCallback, compute_all, get_client, tree_reduce
-from .pooled import cumulant_input, cumulants, store_cumulants
 
 if TYPE_CHECKING:
     import dask.array as da
@@ -45,16 +44,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DaskEngine",
-    "as_dask",
-    "cumulant_input",
-    "cumulants",
+    "engine_for",
     "gfrd",
     "gfre",
     "lfre",
     "nearest_rows",
     "pointwise_lfre",
     "reconstruction_stats",
-    "store_cumulants",
     "take_rows",
 ]
 
@@ -123,8 +119,8 @@ def reconstruction_stats(
     Returns
     -------
     ReconstructionStats
-        Pass it to :func:`~mlipspace.metrics.reconstruction.gfre_streamed`; equal (to
-        rounding) to :func:`~mlipspace.metrics.reconstruction.reconstruction_stats` read with
+        Pass it to :func:`~mlipspace.metrics.streamed.gfre_streamed`; equal (to
+        rounding) to :func:`~mlipspace.metrics.streamed.reconstruction_stats` read with
         the same blocks, the first block giving the shift.
     """
     import dask
@@ -148,7 +144,7 @@ def reconstruction_stats(
 def gfre(X: Any, Y: Any, train_idx: Any = None, test_idx: Any = None, **kwargs: Any) -> float:
     """GFRE of ``Y`` from ``X`` by tree reduction (see :func:`reconstruction_stats`).
 
-    Equal to :func:`mlipspace.metrics.reconstruction.gfre_streamed` to rounding; keywords go
+    Equal to :func:`mlipspace.metrics.streamed.gfre_streamed` to rounding; keywords go
     to :func:`reconstruction_stats` (``scheduler``, ``chunk_rows``, ...).
     """
     stats = reconstruction_stats(X, Y, train_idx, test_idx, **kwargs)
@@ -378,8 +374,8 @@ def lfre(X: Any, Y: Any, n_local_points: int = 100, **kwargs: Any) -> float:
 class DaskEngine:
     """GFRE, GFRD and LFRE on a Dask cluster, for :func:`mlipspace.compare` (``engine=``).
 
-    Has the signatures of :func:`~mlipspace.metrics.reconstruction.pointwise_gfre`,
-    :func:`~mlipspace.metrics.reconstruction.pointwise_gfrd` and
+    Has the signatures of :func:`~mlipspace.metrics.gfr.pointwise_gfre`,
+    :func:`~mlipspace.metrics.gfr.pointwise_gfrd` and
     :func:`~mlipspace.metrics.reconstruction.pointwise_lfre`: every feature array is put on
     the cluster once (``persist``; a lost block is recomputed), GFRE/GFRD come from the tree
     reduction of :func:`reconstruction_stats` (one reduction serves both measures of a pair)

@@ -18,7 +18,7 @@ import pandas as pd
 from ase import Atoms
 
 from ..errors import ModelError, ParameterError
-from ..features import AtomFeatures
+from ..features import AtomFeatures, feature_array_problem
 from ..models.base import ModelAdapter
 from ..structures import has_no_cell
 
@@ -205,16 +205,12 @@ def _check_batch(
         if arrays is None or len(arrays) != len(batch):
             raise ModelError(f"{adapter.name} returned no {layer!r} features for every structure")
         for atoms, array in zip(batch, arrays, strict=True):
-            if array.shape != (len(atoms), dims[layer]):
+            problem = feature_array_problem(array, len(atoms), dims[layer])
+            if problem:
                 raise ModelError(
-                    f"{adapter.name}/{layer}: got shape {array.shape} for {atoms.info.get('source')}, "
-                    f"expected {(len(atoms), dims[layer])}"
-                )
-            if not np.isfinite(array).all():
-                raise ModelError(
-                    f"{adapter.name}/{layer}: non-finite features for structure "
+                    f"{adapter.name}/{layer}: structure "
                     f"{atoms.info.get('source') or atoms.info['structure_hash']} "
-                    f"({atoms.get_chemical_formula()})"
+                    f"({atoms.get_chemical_formula()}) has {problem}"
                 )
 
 

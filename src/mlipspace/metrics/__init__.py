@@ -24,19 +24,8 @@ from .compare import (
     effective_rank,
     pca_projection,
 )
-from .reconstruction import (
-    gfrd,
-    gfrd_streamed,
-    gfre,
-    gfre_streamed,
-    lfre,
-    pointwise_gfrd,
-    pointwise_gfre,
-    pointwise_gfre_targets,
-    pointwise_lfre,
-    reconstruction_stats,
-    resolve_split,
-)
+from .gfr import gfrd, gfre, pointwise_gfrd, pointwise_gfre, pointwise_gfre_targets
+from .reconstruction import lfre, pointwise_lfre
 from .registry import MEASURE_INFO, higher_is_similar
 from .similarity import (
     cka,
@@ -49,7 +38,8 @@ from .similarity import (
     svcca,
     unbiased_cka,
 )
-from .split import stratified_split
+from .split import resolve_split, stratified_split
+from .streamed import gfrd_streamed, gfre_streamed, reconstruction_stats
 
 __all__ = [
     "MEASURES",

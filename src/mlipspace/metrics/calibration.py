@@ -479,8 +479,9 @@ def structure_bootstrap(
     -------
     BootstrapResult
     """
-    from . import reconstruction as rec
     from . import similarity as sim
+    from .gfr import pointwise_gfrd, pointwise_gfre
+    from .reconstruction import pointwise_lfre
     from .registry import KNN_K
 
     X, Y = _check_xy(X, Y, groups)
@@ -489,11 +490,11 @@ def structure_bootstrap(
     name = measure if isinstance(measure, str) else None
     mode = measure_info(name).bootstrap if name else "rows"
     if mode == "rms":
-        train, test = rec.resolve_split(len(X))
-        pointwise = {"gfre": rec.pointwise_gfre, "gfrd": rec.pointwise_gfrd}.get(name)
+        train, test = resolve_split(len(X))
+        pointwise = {"gfre": pointwise_gfre, "gfrd": pointwise_gfrd}.get(name)
         if pointwise is None:
             k = max(2, min(X.shape[1], Y.shape[1], len(train)))
-            v = rec.pointwise_lfre(X, Y, k, train_idx=train, test_idx=test)
+            v = pointwise_lfre(X, Y, k, train_idx=train, test_idx=test)
         else:
             v = pointwise(X, Y, train_idx=train, test_idx=test)
         score = float(np.sqrt(np.mean(v**2)))

@@ -12,19 +12,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..errors import MetricInputError
+from ..errors import MetricInputError, random_state_or_seed
 from ..features import OUTLIER_FACTOR, AtomFeatures, align, drop_outlier_structures
-from . import reconstruction as rec
 from .calibration import common_width as common_width_of
 from .compare_calibration import ComparisonCalibration
+from .gfr import pointwise_gfrd, pointwise_gfre, pointwise_gfre_targets
+from .reconstruction import pointwise_lfre
 from .registry import MEASURES, SYMMETRIC
 from .split import stratified_split
+from .validation import rms
 
 __all__ = [
     "MEASURES",
@@ -35,6 +37,15 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: The default ``engine`` of :func:`compare_tables`: GFRE, GFRD and LFRE in this process
+#: (:class:`mlipspace.distributed.DaskEngine` has the same four functions on a cluster).
+IN_MEMORY = SimpleNamespace(
+    pointwise_gfre=pointwise_gfre,
+    pointwise_gfrd=pointwise_gfrd,
+    pointwise_gfre_targets=pointwise_gfre_targets,
+    pointwise_lfre=pointwise_lfre,
+)
 
 COLUMNS = [
     "source",
@@ -97,11 +108,11 @@ def _evaluator(engine, train, test, n_local_points, n_jobs):
         if measure in ("gfre", "gfrd"):
             fn = engine.pointwise_gfre if measure == "gfre" else engine.pointwise_gfrd
             v = fn(A, B, train_idx=train, test_idx=test)
-            return rec._rms(v), v
+            return rms(v), v
         if measure == "lfre":
             k = _lfre_k(n_local_points, A, B, len(train))
             v = engine.pointwise_lfre(A, B, k, train_idx=train, test_idx=test, n_jobs=n_jobs)
-            return rec._rms(v), v
+            return rms(v), v
         return float(SYMMETRIC[measure](A[test], B[test])), None
 
     def evaluate_null(measure: str, A: np.ndarray, B: np.ndarray, perms) -> list[float]:
@@ -111,7 +122,7 @@ def _evaluator(engine, train, test, n_local_points, n_jobs):
             out = engine.pointwise_gfre_targets(
                 A, {i: B[p] for i, p in enumerate(perms)}, train_idx=train, test_idx=test
             )
-            return [rec._rms(out[i]) for i in range(len(perms))]
+            return [rms(out[i]) for i in range(len(perms))]
         if measure in SYMMETRIC:  # only the test rows are needed: copy only those
             return [float(SYMMETRIC[measure](A[test], B[p[test]])) for p in perms]
         return [evaluate(measure, A, B[p])[0] for p in perms]
@@ -123,7 +134,7 @@ def compare_tables(
     tables: Mapping[str, AtomFeatures],
     measures: Sequence[str] = ("gfre", "lfre", "cka", "mknn"),
     n_test: int = 1000,
-    seed: int = 0,
+    random_state: int = 0,
     common_dim: int | None = None,
     n_bootstrap: int = 0,
     n_local_points: int | None = None,
@@ -135,6 +146,7 @@ def compare_tables(
     confidence: float = 0.95,
     width_control: bool = False,
     common_width: int | None = None,
+    seed: int | None = None,
 ) -> pd.DataFrame:
     """Asymmetric all-pairs comparison of feature tables.
 
@@ -147,7 +159,7 @@ def compare_tables(
     n_test : int, default=1000
         Test atoms, stratified by subset (:func:`~mlipspace.metrics.stratified_split`); capped
         at half the atoms.
-    seed : int, default=0
+    random_state : int, default=0
         Seed of the split, of the permutations, of the bootstrap and of the random sources.
     common_dim : int, optional
         Project every model on its first ``common_dim`` principal components (fitted on the
@@ -171,8 +183,9 @@ def compare_tables(
         with a warning naming them; ``None`` keeps everything.
     engine : object, optional
         Where GFRE, GFRD and LFRE run: anything with ``pointwise_gfre``, ``pointwise_gfrd``
-        and ``pointwise_lfre`` of the signatures of :mod:`mlipspace.metrics.reconstruction`
-        (the default), e.g. :class:`mlipspace.distributed.DaskEngine` for a Dask cluster.
+        and ``pointwise_lfre`` of the signatures of :mod:`mlipspace.metrics.gfr` and
+        :mod:`mlipspace.metrics.reconstruction` (default :data:`IN_MEMORY`), e.g.
+        :class:`mlipspace.distributed.DaskEngine` for a Dask cluster.
     n_permutations : int, default=0
         Permutation null of every cell (:func:`mlipspace.metrics.permutation_test`): the
         target's structures are permuted among structures of the same atom count, the measure
@@ -187,6 +200,8 @@ def compare_tables(
     common_width : int, optional
         Width of the width control's PCA (default: the smallest width compared); giving it
         turns the width control on.
+    seed : int, optional
+        Deprecated name of ``random_state``.
 
     Returns
     -------
@@ -196,6 +211,7 @@ def compare_tables(
         calibration columns asked for; ``attrs["excluded_structures"]`` lists the outliers
         left out.
     """
+    random_state = random_state_or_seed(random_state, seed, "compare_tables")
     unknown = [m for m in measures if m not in MEASURES]
     if unknown:
         raise MetricInputError(f"unknown measures {unknown}; choose from {list(MEASURES)}")
@@ -223,7 +239,7 @@ def compare_tables(
         log.warning(
             "only %d shared atoms: using %d test atoms instead of %d", n, n_test_eff, n_test
         )
-    train, test = stratified_split(first.subset, n_test=n_test_eff, seed=seed)
+    train, test = stratified_split(first.subset, n_test=n_test_eff, random_state=random_state)
     feats: dict[str, np.ndarray] = {}
     for name in names:
         X = np.asarray(tables[name].X, dtype=np.float64)
@@ -231,7 +247,7 @@ def compare_tables(
     dims = {k: v.shape[1] for k, v in feats.items()}
     eff = {k: effective_rank(v[train]) for k, v in feats.items()}
     layer = first.layer
-    engine = rec if engine is None else engine
+    engine = IN_MEMORY if engine is None else engine
     evaluate, evaluate_null = _evaluator(engine, train, test, n_local_points, n_jobs)
     width = None
     if width_control or common_width is not None:
@@ -248,7 +264,7 @@ def compare_tables(
         common_feats=(
             {k: pca_projection(v, train, width) for k, v in feats.items()} if width else None
         ),
-        random_state=seed,
+        random_state=random_state,
     )
     rows: list[dict[str, Any]] = []
 
@@ -262,7 +278,7 @@ def compare_tables(
                 uncertainty=unc,
                 n_train=len(train),
                 n_test=len(test),
-                seed=seed,
+                seed=random_state,
                 dim_source=dims[src],
                 dim_target=dims[tgt],
                 effective_rank_source=eff[src],
@@ -299,7 +315,7 @@ def compare_tables(
                 try:
                     if measure == "gfre" and tgt in shared:
                         v = shared[tgt]
-                        value = rec._rms(v)
+                        value = rms(v)
                     else:
                         value, v = evaluate(measure, A, B)
                     extra, unc = calibration.cell(
@@ -337,22 +353,24 @@ def compare(
     layer: str = "ll",
     measures: Sequence[str] = ("gfre", "lfre", "cka", "mknn"),
     n_test: int = 1000,
-    seed: int = 0,
+    random_state: int = 0,
     common_dim: int | None = None,
     n_bootstrap: int = 0,
     structures: Any = None,
+    seed: int | None = None,
     **kwargs: Any,
 ) -> pd.DataFrame:
     """All-pairs comparison of ``models`` (one ``layer``) read from a feature store.
 
     ``store`` is a :class:`mlipspace.FeatureStore` or a path to one. Works on the atoms every
     model holds (``store.aligned``), restricted to ``structures`` (hashes or ``Atoms``) when
-    given. Other keyword arguments go to :func:`compare_tables`.
+    given. Other keyword arguments go to :func:`compare_tables`; ``seed`` is the deprecated
+    name of ``random_state``.
     """
-    if isinstance(store, str | Path):
-        from ..store import FeatureStore
+    from ..store import open_store
 
-        store = FeatureStore(store)
+    random_state = random_state_or_seed(random_state, seed, "compare")
+    store = open_store(store)
     models = list(models)
     if not models:
         raise MetricInputError("no models given")
@@ -362,7 +380,7 @@ def compare(
         by_name,
         measures=measures,
         n_test=n_test,
-        seed=seed,
+        random_state=random_state,
         common_dim=common_dim,
         n_bootstrap=n_bootstrap,
         **kwargs,

@@ -1,6 +1,7 @@
 """Global feature reconstruction in memory: GFRE and GFRD (Goscinski et al. 2021).
 
-The definitions are in :mod:`mlipspace.metrics.reconstruction`; the streamed and Dask paths
+The definitions and the differences from scikit-matter are described in
+:mod:`mlipspace.metrics.reconstruction` (the home of LFRE); the streamed and Dask paths
 compute the same fit from sufficient statistics (:mod:`mlipspace.metrics.streamed`).
 """
 

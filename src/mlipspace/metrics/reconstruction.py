@@ -32,11 +32,10 @@ Differences from scikit-matter (all documented in ``docs/metrics.md``):
   takes the per-point SVD path. Results agree with scikit-matter to rounding.
 * Bad input raises :class:`~mlipspace.errors.MetricInputError` (a ``ValueError``), never a NaN.
 
-This module is the public face of the three measures and the home of the local one:
+The three measures live in three modules, each the one home of its code:
 :mod:`~mlipspace.metrics.gfr` (GFRE/GFRD in memory), this module (LFRE: the local fits,
-batched and exact), :mod:`~mlipspace.metrics.streamed` (GFRE/GFRD from sufficient
-statistics), on the shared
-kernels of :mod:`~mlipspace.metrics.ridge`, :mod:`~mlipspace.metrics.scaling`,
+batched and exact) and :mod:`~mlipspace.metrics.streamed` (GFRE/GFRD from sufficient
+statistics); :mod:`mlipspace.metrics` gathers them. They stand on the shared kernels of :mod:`~mlipspace.metrics.ridge`, :mod:`~mlipspace.metrics.scaling`,
 :mod:`~mlipspace.metrics.split`, :mod:`~mlipspace.metrics.neighbours` and
 :mod:`~mlipspace.metrics.validation`.
 """
@@ -47,6 +46,7 @@ import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy.linalg import cho_solve, lapack
@@ -54,43 +54,19 @@ from scipy.linalg import cho_solve, lapack
 from ..errors import MetricInputError
 from . import backend as bk
 from . import ridge as rr
-from .gfr import gfrd, gfre, pointwise_gfrd, pointwise_gfre, pointwise_gfre_targets
 from .neighbours import duplicate_representatives, nearest_train_rows
 from .scaling import prepare
 from .split import resolve_split
-from .streamed import (
-    ReconstructionStats,
-    add_chunk,
-    gfrd_streamed,
-    gfre_streamed,
-    iter_row_chunks,
-    reconstruction_stats,
-    row_groups,
-)
 from .validation import check_finite_result, check_pair, rms, validate_params
 
 __all__ = [
     "LocalProblem",
-    "ReconstructionStats",
-    "add_chunk",
-    "gfrd",
-    "gfrd_streamed",
-    "gfre",
-    "gfre_streamed",
-    "iter_row_chunks",
     "lfre",
     "local_error",
     "local_errors_batched",
     "local_points",
-    "nearest_train_rows",
-    "pointwise_gfrd",
-    "pointwise_gfre",
-    "pointwise_gfre_targets",
     "pointwise_lfre",
     "pointwise_lfre_scaled",
-    "reconstruction_stats",
-    "resolve_split",
-    "row_groups",
 ]
 
 
@@ -561,29 +537,11 @@ def _local_error_estimator(Xn, Yn, x, y, estimator) -> float:
     return float(np.linalg.norm(y[None, :] - pred))
 
 
-def lfre(
-    X,
-    Y,
-    n_local_points: int = 100,
-    train_idx=None,
-    test_idx=None,
-    scaler=None,
-    estimator=None,
-    n_jobs: int | None = None,
-    device: str | None = None,
-) -> float:
-    """Local feature reconstruction error (RMS of :func:`pointwise_lfre`)."""
-    return rms(
-        pointwise_lfre(
-            X, Y, n_local_points, train_idx, test_idx, scaler, estimator, n_jobs, device=device
-        )
-    )
+def lfre(X, Y, n_local_points: int = 100, *args: Any, **kwargs: Any) -> float:
+    """Local feature reconstruction error: the RMS of :func:`pointwise_lfre`.
 
-
-# Former private names, kept so that code written against them (the tests among it) runs on.
-_LocalProblem = LocalProblem
-_local_error = local_error
-_local_errors_batched = local_errors_batched
-_pointwise_lfre_scaled = pointwise_lfre_scaled
-_prepare = prepare
-_rms = rms
+    The parameters are those of :func:`pointwise_lfre`: ``X, Y, n_local_points=100,
+    train_idx=None, test_idx=None, scaler=None, estimator=None, n_jobs=None, chunk_size=None,
+    device=None``.
+    """
+    return rms(pointwise_lfre(X, Y, n_local_points, *args, **kwargs))

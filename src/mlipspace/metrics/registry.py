@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import MetricInputError
+from . import gfr
 from . import reconstruction as rec
 from . import ridge as rr
 from . import similarity as sim
@@ -194,9 +195,9 @@ def measure_function(measure: str) -> Callable[[np.ndarray, np.ndarray], float]:
     if measure in SYMMETRIC:
         return SYMMETRIC[measure]
     if measure == "gfre":
-        return rec.gfre
+        return gfr.gfre
     if measure == "gfrd":
-        return rec.gfrd
+        return gfr.gfrd
 
     def lfre(X, Y):
         k = max(2, min(np.shape(X)[1], np.shape(Y)[1], len(X) // 2))
@@ -206,8 +207,8 @@ def measure_function(measure: str) -> Callable[[np.ndarray, np.ndarray], float]:
 
 
 _FUNCTION_NAMES = {
-    rec.gfre: "gfre",
-    rec.gfrd: "gfrd",
+    gfr.gfre: "gfre",
+    gfr.gfrd: "gfrd",
     rec.lfre: "lfre",
     sim.cka: "cka",
     sim.unbiased_cka: "cka_unbiased",

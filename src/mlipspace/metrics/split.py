@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import MetricInputError
+from ..errors import MetricInputError, random_state_or_seed
 from .ridge import SKMATTER_RANDOM_STATE
 from .validation import check_index
 
@@ -64,11 +64,13 @@ def resolve_split(
     return np.asarray(train), np.asarray(test)
 
 
-def stratified_split(subsets, n_test: int = 1000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(
+    subsets, n_test: int = 1000, random_state: int = 0, seed: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Split rows into train and test, the test rows stratified by subset label.
 
-    ``sklearn.model_selection.train_test_split(arange(n), test_size=n_test, random_state=seed,
-    stratify=subsets)``: each subset is represented in the test set in proportion to its size;
+    ``sklearn.model_selection.train_test_split(arange(n), test_size=n_test,
+    random_state=random_state, stratify=subsets)``: each subset is represented in the test set in proportion to its size;
     every row not in the test set is a training row. Subsets with a single row cannot be
     stratified and are pooled into one stratum.
 
@@ -78,8 +80,10 @@ def stratified_split(subsets, n_test: int = 1000, seed: int = 0) -> tuple[np.nda
         Subset label of every row (e.g. :attr:`mlipspace.AtomFeatures.subset`).
     n_test : int, default=1000
         Number of test rows; must leave at least 2 training rows.
-    seed : int, default=0
+    random_state : int, default=0
         Random state of the split.
+    seed : int, optional
+        Deprecated name of ``random_state``.
 
     Returns
     -------
@@ -87,6 +91,7 @@ def stratified_split(subsets, n_test: int = 1000, seed: int = 0) -> tuple[np.nda
     """
     from sklearn.model_selection import train_test_split
 
+    random_state = random_state_or_seed(random_state, seed, "stratified_split")
     labels = np.asarray(subsets).astype(str)
     n = len(labels)
     n_test = int(n_test)
@@ -104,10 +109,14 @@ def stratified_split(subsets, n_test: int = 1000, seed: int = 0) -> tuple[np.nda
     )
     try:
         train, test = train_test_split(
-            np.arange(n), test_size=n_test, random_state=seed, shuffle=True, stratify=stratify
+            np.arange(n),
+            test_size=n_test,
+            random_state=random_state,
+            shuffle=True,
+            stratify=stratify,
         )
     except ValueError:  # a pooled stratum still too small: fall back to a plain shuffled split
         train, test = train_test_split(
-            np.arange(n), test_size=n_test, random_state=seed, shuffle=True
+            np.arange(n), test_size=n_test, random_state=random_state, shuffle=True
         )
     return np.sort(train), np.sort(test)

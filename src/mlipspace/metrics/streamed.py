@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -397,44 +398,30 @@ def _streamed_weights(stats: ReconstructionStats) -> tuple[np.ndarray, list[Scal
     return W, [f1, f2, test]
 
 
-def gfre_streamed(
-    chunks: Iterable[tuple[np.ndarray, np.ndarray]],
-    n_samples: int,
-    train_idx=None,
-    test_idx=None,
-    device: str | None = None,
-) -> float:
+def _as_stats(chunks, *args: Any, **kwargs: Any) -> ReconstructionStats:
+    """``chunks`` if it is already :class:`ReconstructionStats`, else their accumulation."""
+    if isinstance(chunks, ReconstructionStats):
+        return chunks
+    return reconstruction_stats(chunks, *args, **kwargs)
+
+
+def gfre_streamed(chunks, *args: Any, **kwargs: Any) -> float:
     """GFRE of ``Y`` from ``X`` read chunk by chunk, in ``O(d²)`` memory.
 
     Equal to :func:`gfre` on the concatenated arrays up to the precision of the normal
     equations (relative ~1e-8 for well-conditioned features; singular values below
     ``1e-6 · s_max`` are treated as zero). Parameters as in :func:`reconstruction_stats`
-    (``device``: where the block sums run).
+    (``chunks, n_samples, train_idx=None, test_idx=None, device=None``; ``device``: where
+    the block sums run), or ``chunks`` the :class:`ReconstructionStats` they give.
     """
-    stats = (
-        chunks
-        if isinstance(chunks, ReconstructionStats)
-        else reconstruction_stats(chunks, n_samples, train_idx, test_idx, device)
-    )
-    W, (_, _, test) = _streamed_weights(stats)
+    W, (_, _, test) = _streamed_weights(_as_stats(chunks, *args, **kwargs))
     sse = test.yy.sum() - 2.0 * np.sum(W * test.xy) + np.sum(W * (test.xx @ W))
     return float(np.sqrt(max(sse, 0.0) / test.n))
 
 
-def gfrd_streamed(
-    chunks: Iterable[tuple[np.ndarray, np.ndarray]],
-    n_samples: int,
-    train_idx=None,
-    test_idx=None,
-    device: str | None = None,
-) -> float:
-    """GFRD of ``Y`` from ``X`` read chunk by chunk (see :func:`gfre_streamed`)."""
-    stats = (
-        chunks
-        if isinstance(chunks, ReconstructionStats)
-        else reconstruction_stats(chunks, n_samples, train_idx, test_idx, device)
-    )
-    W, (f1, f2, test) = _streamed_weights(stats)
+def gfrd_streamed(chunks, *args: Any, **kwargs: Any) -> float:
+    """GFRD of ``Y`` from ``X`` read chunk by chunk (parameters of :func:`gfre_streamed`)."""
+    W, (f1, f2, test) = _streamed_weights(_as_stats(chunks, *args, **kwargs))
     dx, dy = W.shape
     Q = _streamed_procrustes(W, f1, f2)[:dx, :dy]
     total = np.sum(W * (test.xx @ W)) + np.trace(test.xx) - 2.0 * np.sum(W * (test.xx @ Q))

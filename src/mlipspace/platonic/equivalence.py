@@ -18,6 +18,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial.distance import cdist
 
 from ..errors import MetricInputError
+from ..structures.symmetry import spglib_dataset
 from .space import CommonSpace
 
 __all__ = ["equivalence_classes", "feature_identical", "orbit_labels", "site_orbits"]
@@ -54,22 +55,10 @@ def site_orbits(atoms: Atoms, symprec: float = 1e-3) -> np.ndarray | None:
     """spglib's ``equivalent_atoms`` of a periodic structure; None when spglib finds no
     symmetry dataset (a cell of zero volume, overlapping atoms).
 
-    The same call as :func:`mlipspace.diagnostics.symmetry.equivalent_sites`, made here so
-    that the Platonic unit does not import the diagnostics (which import it).
+    The orbits :func:`mlipspace.diagnostics.symmetry.equivalent_sites` reads too (both from
+    :func:`mlipspace.structures.symmetry.spglib_dataset`).
     """
-    import warnings
-
-    import spglib
-
-    if len(atoms) == 0 or abs(atoms.cell.volume) < 1e-8:
-        return None
-    cell = (atoms.cell.array, atoms.get_scaled_positions(wrap=True), atoms.numbers)
-    with warnings.catch_warnings():  # spglib 2.x deprecates its None-on-failure mode
-        warnings.simplefilter("ignore", DeprecationWarning)
-        try:
-            dataset = spglib.get_symmetry_dataset(cell, symprec=float(symprec))
-        except Exception:  # spglib.error.SpglibError when OLD_ERROR_HANDLING is off
-            dataset = None
+    dataset = spglib_dataset(atoms, symprec)
     return None if dataset is None else np.asarray(dataset.equivalent_atoms, dtype=np.int64)
 
 

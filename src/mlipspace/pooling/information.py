@@ -14,9 +14,10 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..errors import MetricInputError
+from ..errors import MetricInputError, random_state_or_seed
 from ..features import OUTLIER_FACTOR, AtomFeatures, drop_outlier_structures
-from ..metrics.reconstruction import gfre, lfre
+from ..metrics.gfr import gfre
+from ..metrics.reconstruction import lfre
 from ..metrics.split import stratified_split
 from .cumulants import StructureFeatures, cumulants
 
@@ -26,18 +27,22 @@ MAX_TEST_FRACTION = 0.25
 
 
 def structure_split(
-    structures: pd.DataFrame, n_test: int = 1000, seed: int = 0
+    structures: pd.DataFrame, n_test: int = 1000, random_state: int = 0, seed: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Train/test rows of a structure table, test stratified by subset.
 
     ``n_test`` is capped at :data:`MAX_TEST_FRACTION` of the structures, so small sets
-    keep enough training structures for the regressions.
+    keep enough training structures for the regressions. ``seed`` is the deprecated name of
+    ``random_state``.
     """
+    random_state = random_state_or_seed(random_state, seed, "structure_split")
     n = len(structures)
     n_test = max(1, min(int(n_test), int(MAX_TEST_FRACTION * n)))
     if n - n_test < 4:
         raise MetricInputError(f"{n} structures are too few for a structure-level train/test split")
-    return stratified_split(structures["subset"].to_numpy(), n_test=n_test, seed=seed)
+    return stratified_split(
+        structures["subset"].to_numpy(), n_test=n_test, random_state=random_state
+    )
 
 
 def _measure_rows(
@@ -76,10 +81,11 @@ def cumulant_order_table(
     max_order: int = 8,
     measures: Sequence[str] = ("gfre", "lfre"),
     n_test: int = 1000,
-    seed: int = 0,
+    random_state: int = 0,
     n_local_points: int = 100,
     progress: Callable[[str], None] | None = None,
     outlier_factor: float | None = OUTLIER_FACTOR,
+    seed: int | None = None,
 ) -> pd.DataFrame:
     """GFRE/LFRE of ``Φ(m) → Φ(n)`` for every pair of orders ``m != n`` of one model.
 
@@ -91,12 +97,15 @@ def cumulant_order_table(
     measures : sequence of {"gfre", "lfre"}
     n_test : int, default=1000
         Test structures, stratified by subset, capped at a quarter of the structures.
-    seed : int, default=0
+    random_state : int, default=0
+        Seed of the train/test split.
     n_local_points : int, default=100
         LFRE neighbourhood (capped by the training structures).
     outlier_factor : float or None, default=100
         Atom features: structures with an atom whose feature norm exceeds this multiple of
         the median are left out first (:func:`mlipspace.features.drop_outlier_structures`).
+    seed : int, optional
+        Deprecated name of ``random_state``.
 
     Returns
     -------
@@ -104,6 +113,7 @@ def cumulant_order_table(
         Tidy rows ``source, target, measure, value, source_order, target_order, n_train,
         n_test, seed, model, layer`` with ``source = "Φ(m)"``.
     """
+    random_state = random_state_or_seed(random_state, seed, "cumulant_order_table")
     measures = _check_measures(measures)
     if isinstance(features, StructureFeatures):
         pooled = features
@@ -112,7 +122,7 @@ def cumulant_order_table(
         pooled = cumulants(features, max_order)
     if pooled.order < max_order:
         raise MetricInputError(f"cumulant table has order {pooled.order} < max_order {max_order}")
-    train, test = structure_split(pooled.structures, n_test, seed)
+    train, test = structure_split(pooled.structures, n_test, random_state)
     rows = []
     for m in range(1, max_order + 1):
         for n in range(1, max_order + 1):
@@ -134,7 +144,7 @@ def cumulant_order_table(
                         "target_order": n,
                         "n_train": len(train),
                         "n_test": len(test),
-                        "seed": seed,
+                        "seed": random_state,
                         "model": pooled.model,
                         "layer": pooled.layer,
                     }
@@ -147,18 +157,21 @@ def cumulant_model_table(
     order: int = 8,
     measures: Sequence[str] = ("gfre", "lfre"),
     n_test: int = 1000,
-    seed: int = 0,
+    random_state: int = 0,
     n_local_points: int = 100,
     progress: Callable[[str], None] | None = None,
     outlier_factor: float | None = OUTLIER_FACTOR,
+    seed: int | None = None,
 ) -> pd.DataFrame:
     """GFRE/LFRE between models at structure level, on ``Φ(order)`` of each.
 
     Only the structures every model holds are used, matched by structure hash; feature
     outliers of any model are left out first (see :func:`cumulant_order_table`). Tables of
     cumulant features (order ``>= order``, e.g. from
-    :func:`mlipspace.distributed.store_cumulants`) are used as they are.
+    :func:`mlipspace.distributed.store_cumulants`) are used as they are. ``seed`` is the
+    deprecated name of ``random_state``.
     """
+    random_state = random_state_or_seed(random_state, seed, "cumulant_model_table")
     measures = _check_measures(measures)
     if len(tables) < 2:
         raise MetricInputError("cross-model comparison needs at least two models")
@@ -179,7 +192,7 @@ def cumulant_model_table(
         rows = pd.Index(p.structure_hash).get_indexer(keep)
         phis[name] = p.X[rows]
     structures = first.structures.set_index("structure_hash").loc[keep].reset_index()
-    train, test = structure_split(structures, n_test, seed)
+    train, test = structure_split(structures, n_test, random_state)
     rows = []
     for source, X in phis.items():
         for target, Y in phis.items():
@@ -199,7 +212,7 @@ def cumulant_model_table(
                         "order": order,
                         "n_train": len(train),
                         "n_test": len(test),
-                        "seed": seed,
+                        "seed": random_state,
                     }
                 )
     return pd.DataFrame(rows)

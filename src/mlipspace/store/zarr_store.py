@@ -63,7 +63,7 @@ import zarr
 from ase import Atoms
 
 from ..errors import ParameterError, StoreError
-from ..features import STRUCTURE_COLUMNS, AtomFeatures, align
+from ..features import STRUCTURE_COLUMNS, AtomFeatures, align, feature_array_problem
 from ..structures.hashing import structure_hash
 from .files import (
     FsspecFiles,
@@ -323,16 +323,9 @@ class FeatureStore:
         stored = self.hashes(model, layer)
         keep = []
         for i, (rec, feats) in enumerate(zip(records, features, strict=True)):
-            feats = np.asarray(feats)
-            if feats.ndim != 2 or feats.shape[0] != rec["n_atoms"]:
-                raise StoreError(
-                    f"{model}/{layer}: structure {rec['source'] or i} has {rec['n_atoms']} atoms "
-                    f"but features of shape {feats.shape}"
-                )
-            if not np.isfinite(feats).all():
-                raise StoreError(
-                    f"{model}/{layer}: NaN or inf features for structure {rec['source'] or i}"
-                )
+            problem = feature_array_problem(feats, rec["n_atoms"])
+            if problem:
+                raise StoreError(f"{model}/{layer}: structure {rec['source'] or i} has {problem}")
             if rec["structure_hash"] in stored:
                 continue
             stored.add(rec["structure_hash"])

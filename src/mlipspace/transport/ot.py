@@ -162,17 +162,11 @@ def transport_plan(
     raise MetricInputError(f"unknown OT method {method!r}; choose one of {SOLVERS}")
 
 
-def match(
-    ZA: np.ndarray,
-    ZB: np.ndarray,
-    method: str = "emd",
-    reg: float = 0.05,
-    metric: str = "sqeuclidean",
-    num_iter_max: int | None = None,
-) -> np.ndarray:
+def match(ZA: np.ndarray, ZB: np.ndarray, method: str = "emd", **options: Any) -> np.ndarray:
     """Send every row of ``ZA`` to a row of ``ZB`` by optimal transport.
 
-    Parameters are those of :func:`transport_plan`.
+    ``method`` and the keyword ``options`` (``reg``, ``metric``, ``num_iter_max``) are those
+    of :func:`transport_plan`, whose plan this reads.
 
     Returns
     -------
@@ -180,7 +174,7 @@ def match(
         ``assignment[i]`` is the row of ``ZB`` receiving most of row ``i``'s mass; for
         ``"emd"`` with ``n == m`` it is a permutation.
     """
-    return np.argmax(transport_plan(ZA, ZB, method, reg, metric, num_iter_max), axis=1)
+    return np.argmax(transport_plan(ZA, ZB, method, **options), axis=1)
 
 
 def matching_accuracy(assignment: np.ndarray, true: np.ndarray | None = None) -> float:
