@@ -372,7 +372,16 @@ def test_ctrl_c_in_a_terminal_run(tmp_path):
 
     store = tmp_path / "store.zarr"
     path = tmp_path / "demo.extxyz"
-    ase.io.write(path, list(mlipspace.demo_structures("default")))
+    # three rattled copies of the demo set: a fast machine must not finish before the first
+    # commit (FLUSH_SECONDS) and the interrupt; the run is stopped long before its end
+    demo = list(mlipspace.demo_structures("default"))
+    copies = []
+    for copy in range(3):
+        for atoms in demo:
+            atoms = atoms.copy()
+            atoms.rattle(0.01, seed=copy)
+            copies.append(atoms)
+    ase.io.write(path, copies)
     command = [sys.executable, "-m", "mlipspace", "featurize", str(path), "-m",
                "chgnet-0.3.0", "-s", str(store), "--on-unsupported", "skip"]  # fmt: skip
     process = subprocess.Popen(
