@@ -86,10 +86,6 @@ class Study:
             return int(study["seed"])
         return int(study.get("random_state", 0))
 
-    @property
-    def seed(self) -> int:
-        return self.random_state
-
     def section(self, name: str) -> dict[str, Any]:
         return dict(self.config.get(name, {}))
 
@@ -171,13 +167,13 @@ class _Runner:
         self.results.write_stages(self.record)
 
 
-def _read_sources(sources: list[str], on_error: str, seed: int):
+def _read_sources(sources: list[str], on_error: str, random_state: int):
     from .structures import StructureList, read_structures
 
     # one source at a time: the same structure named by two sources is kept twice, as before
     out = StructureList()
     for source in sources:
-        part = read_structures(source, on_error=on_error, random_state=seed)
+        part = read_structures(source, on_error=on_error, random_state=random_state)
         out.extend(part)
         out.report.extend(part.report)
     return out
@@ -208,7 +204,7 @@ def run_study(
 
     say = progress or (lambda text: None)
     runner = _Runner(study, force, say)
-    out, seed = study.out, study.seed
+    out, random_state = study.out, study.random_state
     results = runner.results
     out.mkdir(parents=True, exist_ok=True)
 
@@ -217,7 +213,7 @@ def run_study(
     from .errors import StructureError
 
     try:
-        structures = _read_sources(list(cfg["sources"]), _on_error(cfg), seed)
+        structures = _read_sources(list(cfg["sources"]), _on_error(cfg), random_state)
     except StructureError as exc:
         raise StudyError(
             f"{exc}\n(set skip_bad = true in [structures] to skip and list bad files instead)"
@@ -287,7 +283,7 @@ def run_study(
                 layer=layer,
                 measures=tuple(ccfg.get("measures", ("gfre", "lfre", "cka", "mknn"))),
                 n_test=int(ccfg.get("n_test", 1000)),
-                random_state=seed,
+                random_state=random_state,
                 common_dim=ccfg.get("common_dim"),
                 n_bootstrap=int(ccfg.get("bootstrap", 0)),
                 confidence=float(ccfg.get("confidence", 0.95)),
@@ -304,7 +300,7 @@ def run_study(
             say(f"compare: {n_train} training atoms, {n_test} test atoms")
             return {"rows": len(df), "n_train": n_train, "n_test": n_test}
 
-        runner.stage("compare", _key(featurize_key, ccfg, seed), compare_stage)
+        runner.stage("compare", _key(featurize_key, ccfg, random_state), compare_stage)
 
     if "cumulants" in study.config:
         kcfg = study.section("cumulants")
@@ -321,7 +317,7 @@ def run_study(
             for model in names:
                 atoms = cumulant_input(store, [(model, layer)], structures, order, scheduler)[0]
                 table = cumulant_order_table(
-                    atoms, max_order=order, measures=order_measures, random_state=seed
+                    atoms, max_order=order, measures=order_measures, random_state=random_state
                 )
                 width = atoms.n_features if hasattr(atoms, "n_features") else 0
                 orders = table[["source_order", "target_order"]].max(axis=1)
@@ -338,13 +334,13 @@ def run_study(
                     dict(zip(names, aligned, strict=True)),
                     order=order,
                     measures=model_measures,
-                    random_state=seed,
+                    random_state=random_state,
                 )
                 paths = results.cumulants.write_models(table, layer)
                 _write_heatmaps(table, paths[0].parent, paths[0].stem)
             return {"gfre_phi1_to_phin": rising}
 
-        runner.stage("cumulants", _key(featurize_key, kcfg, seed), cumulant_stage)
+        runner.stage("cumulants", _key(featurize_key, kcfg, random_state), cumulant_stage)
 
     pcfg = study.section("platonic")
     options = pcfg.pop("diagnostics", False)  # the older place of the diagnostics' settings
@@ -386,13 +382,13 @@ def run_study(
                 structures,
                 results.diagnostics.folder,
                 space=space,
-                random_state=seed,
+                random_state=random_state,
                 progress=say,
                 **dcfg,
             )
             return {"auroc": summary.get("auroc", [])}
 
-        key = _key(featurize_key, space_models, space, dcfg, seed)
+        key = _key(featurize_key, space_models, space, dcfg, random_state)
         runner.stage("diagnostics", key, diagnostics_stage)
 
     if "platonic" in study.config:
@@ -414,7 +410,7 @@ def run_study(
                 standardize=space["standardize"],
                 anchor_input=space["anchor_input"],
                 n_atoms=int(pcfg.get("atoms", 2000)),
-                random_state=seed,
+                random_state=random_state,
                 progress=say,
                 diagnostics_summary=results.diagnostics.summary() if diagnose else None,
                 pca_models=pcfg.get("pca_models"),
@@ -424,7 +420,7 @@ def run_study(
             write_platonic_figures(results.platonic)
             return {"trained_pairs": summary["trained_pairs"]}
 
-        key = _key(featurize_key, pcfg, seed, runner.keys.get("diagnostics", ""))
+        key = _key(featurize_key, pcfg, random_state, runner.keys.get("diagnostics", ""))
         runner.stage("platonic", key, platonic_stage)
 
     # the report shows summary.md: write it first (and again after, with the report's time)

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from ase import Atoms
 
-from ..errors import MlipspaceError
+from ..errors import MlipspaceError, random_state_or_seed
 from ..results import DiagnosticsFiles
 from ..workers import map_in_workers
 from .calculators import CALCULATOR_MODELS
@@ -166,7 +166,7 @@ def _diagnose_model(
     smallest: list[Atoms],
     relax_steps: int,
     rattle: float,
-    seed: int,
+    random_state: int,
 ) -> dict[str, Any]:
     """Every diagnostic that runs ``model`` again (one worker job): displacement series,
     mirror gap and, for models with a calculator, relaxations and phonons."""
@@ -176,7 +176,7 @@ def _diagnose_model(
     if target is not None:
         try:
             table = displacement_series(
-                target, model, layer=layer, projector=projector, random_state=seed
+                target, model, layer=layer, projector=projector, random_state=random_state
             )
             table["formula"] = target.get_chemical_formula()
             out["displacement"] = table
@@ -194,7 +194,7 @@ def _diagnose_model(
         model,
         steps=relax_steps,
         rattle=rattle,
-        random_state=seed,
+        random_state=random_state,
         return_structures=True,
     )
     out["relax"] = table
@@ -242,9 +242,10 @@ def run_diagnostics(
     relax_steps: int = 150,
     rattle: float = 0.0,
     layer: str | None = None,
-    seed: int = 0,
+    random_state: int = 0,
     progress: Callable[[str], None] | None = None,
     n_workers: int | None = None,
+    seed: int | None = None,
 ) -> dict[str, Any]:
     """Run every diagnostic on the trained models of ``space`` and write them under ``out``.
 
@@ -270,12 +271,15 @@ def run_diagnostics(
         then flags a model whose forces or stress break it.
     layer : str, optional
         Feature layer (default: the layer of the space).
-    seed : int, default=0
+    random_state : int, default=0
+        Seeds the rattles and the displacement series.
     progress : callable, optional
         Called with a short text before each step and as each model's diagnostics end.
     n_workers : int, optional
         Models diagnosed side by side in worker processes (default: one per core; see
         :func:`mlipspace.workers.map_in_workers`).
+    seed : int, optional
+        Deprecated name of ``random_state``.
 
     Returns
     -------
@@ -284,6 +288,7 @@ def run_diagnostics(
     """
     from ..platonic.space import is_control
 
+    random_state = random_state_or_seed(random_state, seed, "run_diagnostics")
     files = DiagnosticsFiles(Path(out))
     files.folder.mkdir(parents=True, exist_ok=True)
     say = progress or (lambda text: None)
@@ -333,7 +338,7 @@ def run_diagnostics(
         "diagnostics: displacement series, mirror images, relaxations and phonons "
         f"of {len(models)} models"
     )
-    shared = (layer, target, chiral, symmetric, smallest, relax_steps, rattle, seed)
+    shared = (layer, target, chiral, symmetric, smallest, relax_steps, rattle, random_state)
     jobs = [(m, _projector(space, m), *shared) for m in models]
     results = map_in_workers(
         _diagnose_model,
@@ -440,4 +445,6 @@ def diagnose_store(
     common = common_space_from_store(
         store, models, random_state=random_state, structures=structures, **(space or {})
     )
-    return run_diagnostics(common, structures, out, seed=random_state, progress=progress, **options)
+    return run_diagnostics(
+        common, structures, out, random_state=random_state, progress=progress, **options
+    )

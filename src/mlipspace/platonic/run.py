@@ -107,21 +107,20 @@ def run_platonic(
         standardize=standardize,
         anchor_input=anchor_input,
     )
-    seed = random_state
     trained = [m for m in base.models if not is_control(m)]
-    space = with_controls(base, shuffled=trained[:1], random_state=seed)
+    space = with_controls(base, shuffled=trained[:1], random_state=random_state)
     files.write_csv(base.anchor_ids, files.ANCHORS)
     files.write_csv(anchor_coverage(base), files.ANCHOR_COVERAGE)
     say("PCA maps")
-    files.write_pca_maps(pca_maps(base, pca_models, pca_atoms, random_state=seed))
+    files.write_pca_maps(pca_maps(base, pca_models, pca_atoms, random_state=random_state))
 
     summary, tables, extra = _analyses(
-        base, space, trained, list(models), files, structures, n_atoms, ot_atoms, seed, say
+        base, space, trained, list(models), files, structures, n_atoms, ot_atoms, random_state, say
     )
     robust = None
     if robustness:
         say("robustness to anchor settings")
-        robust = robustness_table(base, n_atoms=min(n_atoms, 1000), random_state=seed)
+        robust = robustness_table(base, n_atoms=min(n_atoms, 1000), random_state=random_state)
         files.write_csv(robust, files.ROBUSTNESS)
     if diagnostics_summary is not None:
         summary["diagnostics"] = diagnostics_summary
@@ -133,7 +132,7 @@ def run_platonic(
         summary.get("diagnostics"),
         robust,
         **extra,
-        random_state=seed,
+        random_state=random_state,
     )
     files.write_claims(claims, claims_markdown(claims))
     summary["claims"] = claims.to_dict(orient="records")
@@ -150,7 +149,7 @@ def _analyses(
     structures: Sequence[Atoms] | None,
     n_atoms: int,
     ot_atoms: int,
-    seed: int,
+    random_state: int,
     say: Callable[[str], None],
 ) -> tuple[dict[str, Any], tuple, dict[str, Any]]:
     """Agreement, transport, bias, atypicality, fine-tuning, arithmetic and stitching: their
@@ -163,13 +162,16 @@ def _analyses(
         say(f"{analysis} skipped: {why}")
         skipped[analysis] = str(why)
 
-    agreement = pair_agreement(space, n_atoms=n_atoms, random_state=seed, progress=say)
+    agreement = pair_agreement(space, n_atoms=n_atoms, random_state=random_state, progress=say)
     files.write_csv(agreement, files.AGREEMENT)
     # every agreement figure under the uncentred, unscaled projection too (the paper's
     # formula as far as it is known), on the same atoms
     say("agreement, uncentred projection")
     uncentred = pair_agreement(
-        reprojected(space, "none", False), n_atoms=n_atoms, random_state=seed, raw_baseline=False
+        reprojected(space, "none", False),
+        n_atoms=n_atoms,
+        random_state=random_state,
+        raw_baseline=False,
     )
     files.write_csv(uncentred, files.AGREEMENT_UNCENTRED)
     long = _long(
@@ -181,13 +183,17 @@ def _analyses(
     say("optimal transport")
     orbits = orbit_labels(space, structures) if structures is not None else None
     ot_pairs, w2 = transport_agreement(
-        space, n_atoms=ot_atoms, random_state=seed, progress=say, orbits=orbits
+        space, n_atoms=ot_atoms, random_state=random_state, progress=say, orbits=orbits
     )
     files.write_csv(ot_pairs, files.TRANSPORT)
     say("optimal transport, bulk crystals")
     try:
         ot_bulk, _ = transport_agreement(
-            space, n_atoms=ot_atoms, random_state=seed, rows=space.bulk_rows(), orbits=orbits
+            space,
+            n_atoms=ot_atoms,
+            random_state=random_state,
+            rows=space.bulk_rows(),
+            orbits=orbits,
         )
     except MetricInputError as exc:  # no bulk-crystal rows (a user's data): as for stitching
         skip("optimal transport on bulk crystals", exc)
@@ -200,7 +206,7 @@ def _analyses(
         ot_uncentred, _ = transport_agreement(
             reprojected(subspace(space, trained), "none", False),
             n_atoms=ot_atoms,
-            random_state=seed,
+            random_state=random_state,
             orbits=orbits,
             raw_from=ot_pairs,
         )
@@ -246,11 +252,11 @@ def _analyses(
             }
     say("zero-shot stitching")
     n_stitch = min(3 * n_atoms // 2, len(space.atoms))
-    stitched = stitching(space, labels, n_atoms=n_stitch, random_state=seed)
+    stitched = stitching(space, labels, n_atoms=n_stitch, random_state=random_state)
     files.write_csv(stitched, files.STITCHING)
     try:
         stitched_bulk = stitching(
-            space, labels, n_atoms=n_stitch, random_state=seed, rows=space.bulk_rows()
+            space, labels, n_atoms=n_stitch, random_state=random_state, rows=space.bulk_rows()
         )
     except MetricInputError as exc:  # too few bulk atoms or classes: reported in the claims
         skip("stitching on bulk crystals", exc)
@@ -258,7 +264,7 @@ def _analyses(
     else:
         files.write_csv(stitched_bulk, files.STITCHING_BULK)
     stitched_uncentred = stitching(
-        reprojected(space, "none", False), labels, n_atoms=n_stitch, random_state=seed
+        reprojected(space, "none", False), labels, n_atoms=n_stitch, random_state=random_state
     )
     files.write_csv(stitched_uncentred, files.STITCHING_UNCENTRED)
     for where, table in (("", stitched), (" on bulk crystals", stitched_bulk)):
