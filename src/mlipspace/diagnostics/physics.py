@@ -23,6 +23,7 @@ __all__ = [
     "IMAGINARY_THRESHOLD_THZ",
     "auroc",
     "auroc_with_note",
+    "judging_symprec",
     "phonon_check",
     "relax_symmetry_loss",
     "symmetry_lost",
@@ -67,6 +68,33 @@ def symmetry_lost(before: Atoms, after: Atoms, symprec: float = 1e-3) -> bool:
     n_before = len(symmetry_dataset(before, symprec).rotations)
     n_after = len(symmetry_dataset(after, symprec).rotations)
     return n_after < n_before
+
+
+def judging_symprec(rattle: float, floor: float = 1e-3) -> float:
+    """The spglib tolerance (Å) a relaxation's symmetry loss is judged at.
+
+    A relaxation that converges (fmax 0.01 eV/Å) back to the symmetric structure still
+    leaves a residual displacement of about fmax / stiffness: ~1e-3 Å in Si, more than
+    0.01 Å in a soft perovskite (CHGNet on SrTiO3 from a 0.03 Å rattle). Judged at 1e-3 Å,
+    every such run reads as a loss. With a rattle the loss is judged at three σ of it: a
+    run counts as lost when the atoms or the cell end farther from the symmetric structure
+    than a typical rattled displacement (the usual tolerance for relaxed structures is of
+    the same order, ~0.1 Å). Without a rattle, ``floor``, above float32 round-off.
+
+    Parameters
+    ----------
+    rattle : float
+        Standard deviation of the rattle (Å), 0 for none.
+    floor : float, default=1e-3
+        Smallest tolerance (Å).
+
+    Returns
+    -------
+    float
+    """
+    if rattle < 0 or floor <= 0:
+        raise MetricInputError(f"need rattle >= 0 and floor > 0, got {rattle} and {floor}")
+    return max(floor, 3.0 * rattle)
 
 
 def relax_symmetry_loss(

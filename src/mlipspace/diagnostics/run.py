@@ -30,7 +30,7 @@ from ..errors import MlipspaceError, random_state_or_seed
 from ..results import DiagnosticsFiles
 from ..workers import map_in_workers
 from .calculators import CALCULATOR_MODELS
-from .physics import auroc_with_note, phonon_check, relax_symmetry_loss
+from .physics import auroc_with_note, judging_symprec, phonon_check, relax_symmetry_loss
 from .symmetry import (
     displacement_series,
     mirror_gap,
@@ -193,6 +193,7 @@ def _diagnose_model(
         symmetric,
         model,
         steps=relax_steps,
+        symprec=sorted({judging_symprec(rattle), 1e-3, 1e-5}, reverse=True),
         rattle=rattle,
         random_state=random_state,
         return_structures=True,
@@ -370,8 +371,9 @@ def run_diagnostics(
     relax = pd.concat(relaxed, ignore_index=True) if relaxed else pd.DataFrame()
     if len(relax):
         relax = relax.merge(deviation, on=["model", "structure_hash"], how="left")
-        # the label is the loss at the loosest tolerance: at 1e-5 Å the float32 round-off of
-        # every model's forces already breaks symmetry; an unconverged relaxation says nothing
+        # the label is the loss at the loosest tolerance (judging_symprec: above the rattle
+        # and the optimiser's residual); at 1e-5 Å the float32 round-off of every model's
+        # forces already breaks symmetry; an unconverged relaxation says nothing
         loosest = max(float(c.removeprefix("lost_")) for c in relax if c.startswith("lost_"))
         relax["lost_label"] = relax[f"lost_{loosest:g}"].where(relax["converged"])
         summary["relax_label"] = f"symmetry lost at symprec {loosest:g} Å, converged runs"
