@@ -99,6 +99,11 @@ def test_space_settings_are_named_and_checked(synthetic_store):
     space = common_space_from_store(store, ["model-a"], n_anchors=8, method="fps", center="none")
     assert space.settings["n_anchors"] == 8 and space.settings["center"] == "none"
     assert SpaceSettings().center == "data" and SpaceSettings().standardize
+    # the store's path serves as well as the store (as in compare and cumulants)
+    by_path = common_space_from_store(
+        str(store.path), ["model-a"], n_anchors=8, method="fps", center="none"
+    )
+    np.testing.assert_array_equal(by_path.anchor_rows, space.anchor_rows)
 
 
 def test_transport_recovers_rotated_model(synthetic_store):

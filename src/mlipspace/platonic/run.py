@@ -74,7 +74,8 @@ def run_platonic(
 ) -> dict[str, Any]:
     """Build the common space of ``models`` and write every analysis under ``out``.
 
-    ``diagnostics_summary`` (the summary of the diagnostics stage,
+    ``store`` is a :class:`mlipspace.FeatureStore` or its path or URL. ``diagnostics_summary``
+    (the summary of the diagnostics stage,
     :func:`mlipspace.diagnostics.run.run_diagnostics`, run first on the same space) is
     checked by the claims and kept in the summary. ``robustness`` recomputes the core
     agreement under other anchor settings (T10). The checks of the paper's claims

@@ -301,7 +301,8 @@ def common_space_from_store(
 ) -> CommonSpace:
     """:func:`build_common_space` on the atoms every model (and the anchor model) holds.
 
-    ``structures`` (hashes or ``Atoms``) restricts the space to those structures;
+    ``store`` is a :class:`mlipspace.FeatureStore` or its path or URL. ``structures``
+    (hashes or ``Atoms``) restricts the space to those structures;
     ``settings`` are the fields of :class:`SpaceSettings` (its defaults for the others).
     """
     unknown = set(settings) - set(SpaceSettings.__dataclass_fields__)
@@ -310,6 +311,9 @@ def common_space_from_store(
             f"unknown common-space settings {sorted(unknown)}; "
             f"choose among {list(SpaceSettings.__dataclass_fields__)}"
         )
+    from ..store import open_store
+
+    store = open_store(store, mode="r")
     s = SpaceSettings(**settings)
     anchor_layer = s.anchor_layer or s.layer
     pairs = [(m, s.layer) for m in models]
