@@ -519,3 +519,21 @@ def test_claims_carry_intervals_thresholds_and_subsets(synthetic_store, tmp_path
         rows = claims[(claims.test == test) & (claims.subset == "all, uncentred projection")]
         assert len(rows) == 1 and rows.iloc[0].threshold != "", test
     assert (claims.subset == "all, uncentred projection").sum() == 3  # T2, T5, T6
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_ridge_classifier_path_predicts_as_scikit_learns_ridge_classifier(n_classes):
+    from sklearn.linear_model import RidgeClassifier
+
+    from mlipspace.platonic.chemistry import RIDGE_ALPHAS, ridge_classifier_path
+
+    rng = np.random.default_rng(n_classes)
+    X = rng.standard_normal((300, 40)) + 3.0  # off-centre: the intercept matters
+    y = (X[:, :3] @ rng.standard_normal(3) + 0.5 * rng.standard_normal(300)).argsort().argsort()
+    y = (y * n_classes // 300) * 7 + 2  # n_classes labels, not 0..n-1
+    X_eval = rng.standard_normal((120, 40)) + 3.0
+    path = ridge_classifier_path(X[:200], y[:200], X_eval, RIDGE_ALPHAS)
+    for alpha, predicted in zip(RIDGE_ALPHAS, path, strict=True):
+        expected = RidgeClassifier(alpha=alpha).fit(X[:200], y[:200]).predict(X_eval)
+        np.testing.assert_array_equal(predicted, expected)
+    assert len({tuple(p) for p in path}) > 1  # the strengths do change the predictions
